@@ -1,0 +1,150 @@
+"""Leader files in a directory on a (possibly shared) filesystem.
+
+File names: ``leader-<epoch:020d>-<sequence:012d>.json``. The epoch (the leader node's czxid) grows
+with every term and the sequence within a term, so names sort in write order. Only names that match
+this pattern exactly are ours; retention and clean-up never touch anything else, never follow a
+symlink and never leave the directory.
+
+Atomic write: the record goes to ``.leader-<...>.json.tmp`` (created exclusively, not following
+symlinks), is fsynced, hard-linked to its final name (which fails rather than replace an existing
+file) and unlinked, and the directory is fsynced. A crash leaves
+either the complete file or a temporary one, which :meth:`prepare` removes at the next start.
+
+Retention cost: :meth:`begin_term` lists the directory once per leadership term; each tick then only
+appends the new name to an in-memory index and deletes from its head, so a tick does not rescan
+the directory however many files it holds.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import json
+import os
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+from app.ports.storage import Record, StorageError
+
+FILE_RE = re.compile(r"leader-(\d{20})-(\d{12})\.json")
+TEMP_RE = re.compile(r"\.leader-(\d{20})-(\d{12})\.json\.tmp")
+PROBE_NAME = ".election-probe"
+FILE_MODE = 0o644
+
+
+def file_name(epoch: int, sequence: int) -> str:
+    return f"leader-{epoch:020d}-{sequence:012d}.json"
+
+
+class DirectoryStorage:
+    """Implements :class:`app.ports.storage.Storage` on one directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._ours: collections.deque[str] = collections.deque()
+
+    def prepare(self) -> int:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            if not self.directory.is_dir():
+                raise StorageError(f"{self.directory} is not a directory")
+            probe = self.directory / PROBE_NAME
+            self._write_exclusive(probe, b"probe\n", replace_stale=True)
+            probe.unlink()
+            removed = 0
+            for entry in os.scandir(self.directory):
+                if TEMP_RE.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    removed += 1
+            return removed
+        except OSError as exc:
+            raise StorageError(f"{self.directory}: {exc.strerror or exc}") from exc
+
+    def begin_term(self) -> None:
+        try:
+            names = sorted(
+                entry.name
+                for entry in os.scandir(self.directory)
+                if FILE_RE.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
+            )
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.directory}: {exc.strerror or exc}") from exc
+        self._ours = collections.deque(names)
+
+    def write(self, record: Record) -> str:
+        name = file_name(record.epoch, record.sequence)
+        temp = self.directory / f".{name}.tmp"
+        data = (json.dumps(asdict(record), sort_keys=True) + "\n").encode()
+        try:
+            self._write_exclusive(temp, data, replace_stale=True)
+            self._publish(temp, self.directory / name)
+            self._fsync_directory()
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # if this fails too, prepare() removes it at next start
+                temp.unlink(missing_ok=True)
+            raise StorageError(f"cannot write {self.directory / name}: {exc.strerror or exc}") from exc
+        self._ours.append(name)
+        return name
+
+    def retain(self, capacity: int) -> list[str]:
+        deleted: list[str] = []
+        while len(self._ours) > capacity:
+            name = self._ours[0]
+            try:
+                os.unlink(self.directory / name)
+            except FileNotFoundError:
+                pass  # somebody removed it already: nothing to do, and not counted as ours deleted
+            except OSError as exc:
+                raise StorageError(f"cannot delete {self.directory / name}: {exc.strerror or exc}") from exc
+            else:
+                deleted.append(name)
+            self._ours.popleft()
+        return deleted
+
+    @staticmethod
+    def _publish(temp: Path, final: Path) -> None:
+        """Give the complete temporary file its final name, never replacing an existing file.
+
+        ``link`` fails with EEXIST instead of overwriting (``rename`` would silently replace a file
+        another term wrote); filesystems without hard links fall back to a checked rename.
+        """
+        try:
+            os.link(temp, final, follow_symlinks=False)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            if os.path.lexists(final):
+                raise FileExistsError(errno.EEXIST, "File exists", str(final)) from exc
+            os.rename(temp, final)
+            return
+        os.unlink(temp)
+
+    def _write_exclusive(self, path: Path, data: bytes, *, replace_stale: bool) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(path, flags, FILE_MODE)
+        except FileExistsError:
+            if not replace_stale:
+                raise
+            # A leftover of a crash with the same name: ours by name, so safe to replace.
+            os.unlink(path)
+            fd = os.open(path, flags, FILE_MODE)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _fsync_directory(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,269 @@
+"""The coordination port on kazoo: the only module that imports kazoo.
+
+Layout under ``<election-path>``::
+
+    leader            ephemeral; data {"identity", "acquired_at"}; czxid = the term's epoch
+    members/m-<id>-N  ephemeral sequential, one per live session; data {"identity", ...}
+
+Translation rules:
+
+* kazoo's connection states map to :class:`ConnectionState`; before :meth:`start` and after
+  :meth:`close` the state is CLOSED; started but never connected reads as LOST (no session).
+* Every server call is asynchronous with ``.get(timeout=operation_timeout)``: a synchronous kazoo
+  call made while SUSPENDED blocks until reconnection, which a leader must never do.
+* kazoo's exceptions become :class:`CoordinationError`; nothing else escapes.
+* Listener and watch callbacks run on kazoo's thread: they only record the state and call the
+  subscribers, which must not block either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kazoo.client import KazooClient, KazooState
+from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.retry import KazooRetry
+
+from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode, Member
+
+log = logging.getLogger("election.zookeeper")
+
+_KAZOO_STATES = {
+    KazooState.CONNECTED: ConnectionState.CONNECTED,
+    KazooState.SUSPENDED: ConnectionState.SUSPENDED,
+    KazooState.LOST: ConnectionState.LOST,
+}
+_ERRORS = (KazooException, KazooTimeoutError)
+T = TypeVar("T")
+
+
+def _decode(data: bytes | None) -> dict[str, Any]:
+    try:
+        value = json.loads(data or b"{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class KazooCoordinator:
+    """Implements :class:`app.ports.coordination.Coordinator` with one ``KazooClient``."""
+
+    def __init__(
+        self,
+        hosts: str,
+        election_path: str,
+        *,
+        session_timeout: float,
+        operation_timeout: float | None = None,
+        reconnect_backoff_max: float = 5.0,
+    ) -> None:
+        self.session_timeout = session_timeout
+        # A read must come back well within the leader's lease (2/3 of the session timeout).
+        self.operation_timeout = operation_timeout or max(session_timeout / 3.0, 0.1)
+        self.leader_path = f"{election_path}/leader"
+        self.members_path = f"{election_path}/members"
+        self._hosts = hosts
+        self._client = KazooClient(
+            hosts=hosts,
+            timeout=session_timeout,
+            connection_retry=KazooRetry(
+                max_tries=-1, delay=0.1, backoff=2, max_jitter=0.4, max_delay=reconnect_backoff_max
+            ),
+            logger=logging.getLogger("election.kazoo"),
+        )
+        self._client.add_listener(self._on_connection_change)
+        self._lock = threading.Lock()
+        self._state = ConnectionState.CLOSED
+        self._started = False
+        self._member_session: int | None = None
+        self._subscribers: list[Callable[[], None]] = []
+
+    # -- connection -------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        self._subscribers.append(callback)
+
+    def start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            self._state = ConnectionState.LOST
+        try:
+            self._client.start_async()
+        except _ERRORS as exc:
+            with self._lock:
+                self._started = False
+                self._state = ConnectionState.CLOSED
+            raise CoordinationError(f"cannot start ZooKeeper client: {exc}") from exc
+        self._notify()
+
+    def connect(self, timeout: float) -> None:
+        """Start and wait until connected (for one-shot commands such as ``election status``)."""
+        connected = threading.Event()
+
+        def on_change() -> None:
+            if self.state() is ConnectionState.CONNECTED:
+                connected.set()
+
+        self.subscribe(on_change)
+        self.start()
+        on_change()
+        if not connected.wait(timeout):
+            self.close()
+            raise CoordinationError(f"ZooKeeper {self._hosts} unreachable for {timeout:g}s")
+
+    def state(self) -> ConnectionState:
+        return self._state
+
+    def session_id(self) -> int | None:
+        if self._state is not ConnectionState.CONNECTED:
+            return None
+        client_id = self._client.client_id
+        return int(client_id[0]) if client_id else None
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._started:
+                return
+            self._started = False
+        try:
+            self._client.stop()
+            self._client.close()
+        except _ERRORS as exc:  # pragma: no cover - closing is best effort
+            log.warning("error while closing the ZooKeeper client: %s", exc)
+        self._state = ConnectionState.CLOSED
+        self._notify()
+
+    def _on_connection_change(self, kazoo_state: str) -> None:
+        # Runs on kazoo's thread: record and notify only.
+        with self._lock:
+            if not self._started:
+                return
+            self._state = _KAZOO_STATES.get(kazoo_state, ConnectionState.LOST)
+        log.info(
+            "ZooKeeper connection %s",
+            self._state.value,
+            extra={"event": "zk_connection", "zk_state": self._state.value},
+        )
+        self._notify()
+
+    def _on_watch(self, _event: object) -> None:
+        self._notify()
+
+    def _notify(self) -> None:
+        for callback in list(self._subscribers):
+            callback()
+
+    # -- nodes ------------------------------------------------------------------------------
+    def prepare(self, identity: str, info: dict[str, Any]) -> None:
+        session = self.session_id()
+        if session is None:
+            raise CoordinationError("not connected")
+        self._call(self._ensure, self.members_path)
+        if self._member_session == session:
+            return
+        self._call(
+            lambda: self._client.create_async(
+                f"{self.members_path}/m-{identity}-",
+                json.dumps(info).encode(),
+                ephemeral=True,
+                sequence=True,
+            ).get(timeout=self.operation_timeout)
+        )
+        self._member_session = session
+
+    def leader(self, *, watch: bool) -> LeaderNode | None:
+        callback = self._on_watch if watch else None
+
+        def look() -> LeaderNode | None:
+            try:
+                data, stat = self._client.get_async(self.leader_path, watch=callback).get(
+                    timeout=self.operation_timeout
+                )
+            except NoNodeError:
+                # getData sets no watch on a missing node; exists does, and catches a racing create.
+                stat = self._client.exists_async(self.leader_path, watch=callback).get(
+                    timeout=self.operation_timeout
+                )
+                if stat is None:
+                    return None
+                data = b""
+            content = _decode(data)
+            return LeaderNode(
+                owner=int(stat.ephemeralOwner),
+                epoch=int(stat.czxid),
+                identity=str(content.get("identity", "")),
+                acquired_at=str(content.get("acquired_at", "")),
+            )
+
+        return self._call(look)
+
+    def create_leader(self, data: dict[str, Any]) -> LeaderNode | None:
+        def create() -> LeaderNode | None:
+            try:
+                _path, stat = self._client.create_async(
+                    self.leader_path,
+                    json.dumps(data).encode(),
+                    ephemeral=True,
+                    makepath=True,
+                    include_data=True,
+                ).get(timeout=self.operation_timeout)
+            except NodeExistsError:
+                return None
+            return LeaderNode(
+                owner=int(stat.ephemeralOwner),
+                epoch=int(stat.czxid),
+                identity=str(data.get("identity", "")),
+                acquired_at=str(data.get("acquired_at", "")),
+            )
+
+        created = self._call(create)
+        if created is not None:
+            return created
+        # NodeExists: ours if our session made it (a create retried after a lost reply).
+        existing = self.leader(watch=True)
+        if existing is not None and existing.owner == self.session_id():
+            return existing
+        return None
+
+    def members(self) -> list[Member]:
+        def read() -> list[Member]:
+            try:
+                children = self._client.get_children_async(self.members_path).get(
+                    timeout=self.operation_timeout
+                )
+            except NoNodeError:
+                return []
+            found: list[tuple[str, Member]] = []
+            for child in children:
+                try:
+                    data, stat = self._client.get_async(f"{self.members_path}/{child}").get(
+                        timeout=self.operation_timeout
+                    )
+                except NoNodeError:
+                    continue  # left while we were reading
+                found.append((child.rsplit("-", 1)[-1], Member(int(stat.ephemeralOwner), _decode(data))))
+            return [member for _seq, member in sorted(found, key=lambda item: item[0])]
+
+        return self._call(read)
+
+    def _ensure(self, path: str) -> None:
+        with contextlib.suppress(NodeExistsError):
+            self._client.create_async(path, b"", makepath=True).get(timeout=self.operation_timeout)
+
+    def _call(self, func: Callable[..., T], *args: Any) -> T:
+        """Run a server call, translating kazoo's failures into CoordinationError."""
+        if not self._started:
+            raise CoordinationError("ZooKeeper client is closed")
+        try:
+            return func(*args)
+        except KazooTimeoutError as exc:
+            raise CoordinationError(f"no answer from ZooKeeper within {self.operation_timeout:g}s") from exc
+        except KazooException as exc:
+            raise CoordinationError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc

@@ -1,0 +1,117 @@
+"""Metrics on a prometheus-client registry that the caller injects (no global registry).
+
+Exposed (all prefixed ``election_``, base units, ``_total`` on counters):
+
+=============================================  =======  ============================================
+name                                           type     meaning
+=============================================  =======  ============================================
+``election_state{state}``                      gauge    1 for the current state, 0 for the others
+``election_state_duration_seconds``            gauge    time spent in the current state
+``election_state_transitions_total{from,to}``  counter  state changes
+``election_is_leader``                         gauge    1 while this replica leads
+``election_leader_epoch``                      gauge    epoch of the current term (0 if not leading)
+``election_leadership_acquired_total``         counter  terms begun
+``election_leadership_lost_total``             counter  terms ended (any reason)
+``election_files_written_total``               counter  leader files written
+``election_files_deleted_total``               counter  leader files deleted by retention
+``election_write_errors_total``                counter  failed writes or deletions
+``election_zk_connection_state{state}``        gauge    1 for the current ZooKeeper connection state
+``election_build_info{version,python}``        gauge    always 1
+=============================================  =======  ============================================
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from app import __version__
+from app.ports.coordination import ConnectionState
+
+
+class PrometheusMetrics:
+    """Implements :class:`app.ports.metrics.Metrics`."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        monotonic: Callable[[], float],
+        state_names: Iterable[str],
+    ) -> None:
+        self._monotonic = monotonic
+        self._since: float | None = None
+        self.state = Gauge(
+            "election_state",
+            "1 for the current state of this replica, 0 otherwise",
+            ["state"],
+            registry=registry,
+        )
+        for name in state_names:
+            self.state.labels(name).set(0)
+        self.duration = Gauge(
+            "election_state_duration_seconds", "Seconds spent in the current state", registry=registry
+        )
+        self.duration.set_function(self._duration)
+        self.transitions = Counter(
+            "election_state_transitions", "State changes", ["from", "to"], registry=registry
+        )
+        self.is_leader = Gauge("election_is_leader", "1 while this replica leads", registry=registry)
+        self.epoch = Gauge(
+            "election_leader_epoch", "Epoch (fencing token) of the term this replica leads", registry=registry
+        )
+        self.acquired = Counter("election_leadership_acquired", "Leadership terms begun", registry=registry)
+        self.lost = Counter("election_leadership_lost", "Leadership terms ended", registry=registry)
+        self.written = Counter("election_files_written", "Leader files written", registry=registry)
+        self.deleted = Counter(
+            "election_files_deleted", "Leader files deleted by retention", registry=registry
+        )
+        self.write_errors = Counter(
+            "election_write_errors", "Failed leader file writes or deletions", registry=registry
+        )
+        self.connection = Gauge(
+            "election_zk_connection_state",
+            "1 for the current ZooKeeper connection state, 0 otherwise",
+            ["state"],
+            registry=registry,
+        )
+        for conn in ConnectionState:
+            self.connection.labels(conn.value).set(1 if conn is ConnectionState.CLOSED else 0)
+        build = Gauge(
+            "election_build_info", "Build information; always 1", ["version", "python"], registry=registry
+        )
+        build.labels(__version__, platform.python_version()).set(1)
+
+    def _duration(self) -> float:
+        return 0.0 if self._since is None else max(self._monotonic() - self._since, 0.0)
+
+    def state_entered(self, state: str, previous: str | None, since: float) -> None:
+        if previous is not None:
+            self.state.labels(previous).set(0)
+            self.transitions.labels(previous, state).inc()
+        self.state.labels(state).set(1)
+        self._since = since
+
+    def connection_state(self, state: str) -> None:
+        for conn in ConnectionState:
+            self.connection.labels(conn.value).set(1 if conn.value == state else 0)
+
+    def leadership_acquired(self, epoch: int) -> None:
+        self.acquired.inc()
+        self.is_leader.set(1)
+        self.epoch.set(epoch)
+
+    def leadership_lost(self) -> None:
+        self.lost.inc()
+        self.is_leader.set(0)
+        self.epoch.set(0)
+
+    def file_written(self) -> None:
+        self.written.inc()
+
+    def files_deleted(self, count: int) -> None:
+        self.deleted.inc(count)
+
+    def write_failed(self) -> None:
+        self.write_errors.inc()

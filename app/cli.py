@@ -1,0 +1,280 @@
+"""The ``election`` command line: ``run`` and ``status``.
+
+Every flag also reads ``ELECTION_<FLAG>`` (``--some-flag`` -> ``ELECTION_SOME_FLAG``); a flag given on
+the command line wins over the variable.
+
+Exit statuses:
+
+=====  =======================================================================================
+0      ``run``: stopped by SIGTERM/SIGINT and released everything; ``status``: a leader exists
+1      ``run``: could not heal within ``--failover-timeout``, or shutdown exceeded
+       ``--shutdown-timeout``; ``status``: nobody leads
+2      bad configuration or usage (one line on stderr names the setting)
+3      ``status``: ZooKeeper unreachable
+130    ``run``: a second SIGINT during shutdown (143 for a second SIGTERM)
+=====  =======================================================================================
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+from click.core import ParameterSource
+
+from app import __version__
+from app.config import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    ConfigError,
+    HostPort,
+    Settings,
+    default_identity,
+    env_var,
+    parse_election_path,
+    parse_file_dir,
+    parse_host_port,
+    parse_identity,
+    parse_positive_duration,
+    parse_positive_int,
+    parse_zk_servers,
+)
+from app.durations import format_duration
+
+EXIT_CONFIG = 2
+EXIT_NO_LEADER = 1
+EXIT_UNREACHABLE = 3
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Parsed(click.ParamType[Any, Any]):
+    """A click type backed by one of ``app.config``'s parsers."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self._parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value  # a default that is already parsed
+        try:
+            return self._parse(value)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = _Parsed("duration", parse_positive_duration)
+POSITIVE_INT = _Parsed("integer", parse_positive_int)
+ZK_SERVERS = _Parsed("host:port,...", parse_zk_servers)
+DIRECTORY = _Parsed("directory", parse_file_dir)
+ZK_PATH = _Parsed("zk-path", parse_election_path)
+IDENTITY = _Parsed("name", parse_identity)
+LISTEN = _Parsed("host:port", lambda text: parse_host_port(text, allow_empty_host=True, allow_port_zero=True))
+
+_DEFAULTS = Settings(identity="")
+
+
+def _option(flag: str, type_: Any, default: Any, help_: str, **kw: Any) -> Callable[[F], F]:
+    return click.option(
+        flag,
+        type=type_,
+        default=default,
+        envvar=env_var(flag),
+        show_envvar=True,
+        show_default=kw.pop("show_default", True),
+        help=help_,
+        **kw,
+    )
+
+
+def _d(seconds: float) -> str:
+    return format_duration(seconds)
+
+
+def _zk_options(func: F) -> F:
+    func = _option(
+        "--election-path",
+        ZK_PATH,
+        _DEFAULTS.election_path,
+        "ZooKeeper path under which the leader node and members live.",
+    )(func)
+    return _option(
+        "--zk-servers",
+        ZK_SERVERS,
+        _DEFAULTS.zk_connect_string,
+        "ZooKeeper servers, comma-separated host:port.",
+    )(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="election")
+def cli() -> None:
+    """Leader election over a ZooKeeper ephemeral node; the leader writes a file every leader-timeout."""
+
+
+@cli.command()
+@_zk_options
+@_option("--leader-timeout", DURATION, _d(_DEFAULTS.leader_timeout), "How often the leader writes a file.")
+@_option(
+    "--attempter-timeout",
+    DURATION,
+    _d(_DEFAULTS.attempter_timeout),
+    "How often a non-leader tries to become leader (it also reacts at once to the leader leaving).",
+)
+@_option("--file-dir", DIRECTORY, str(_DEFAULTS.file_dir), "Directory the leader writes its files into.")
+@_option(
+    "--storage-capacity",
+    POSITIVE_INT,
+    str(_DEFAULTS.storage_capacity),
+    "Most of our files kept in --file-dir; older ones are deleted.",
+)
+@_option(
+    "--zk-session-timeout",
+    DURATION,
+    _d(_DEFAULTS.zk_session_timeout),
+    "ZooKeeper session timeout: how long a dead leader holds the node.",
+)
+@_option(
+    "--zk-connect-timeout",
+    DURATION,
+    _d(_DEFAULTS.zk_connect_timeout),
+    "How long Init waits for ZooKeeper before going to Failover.",
+)
+@_option("--identity", IDENTITY, None, "Name of this replica.  [default: the host name]", show_default=False)
+@_option(
+    "--http-address",
+    LISTEN,
+    str(_DEFAULTS.http_address),
+    "Where to serve /metrics, /healthz, /readyz and /status (port 0: any free port).",
+)
+@_option("--log-level", click.Choice(LOG_LEVELS, case_sensitive=False), _DEFAULTS.log_level, "Log level.")
+@_option(
+    "--log-format",
+    click.Choice(LOG_FORMATS, case_sensitive=False),
+    _DEFAULTS.log_format,
+    "json: one JSON object per line; text: for humans.",
+)
+@_option(
+    "--shutdown-timeout",
+    DURATION,
+    _d(_DEFAULTS.shutdown_timeout),
+    "Longest a graceful shutdown may take before the process exits anyway (status 1).",
+)
+@_option(
+    "--failover-timeout",
+    DURATION,
+    _d(_DEFAULTS.failover_timeout),
+    "Longest a replica may fail to heal before it exits (status 1) for its orchestrator to restart it.",
+)
+@_option(
+    "--failover-backoff-max",
+    DURATION,
+    _d(_DEFAULTS.failover_backoff_max),
+    "Cap of the exponential backoff between reconnection and retry attempts.",
+)
+def run(**options: Any) -> None:
+    """Run one replica until SIGTERM or SIGINT."""
+    from app import logs  # noqa: PLC0415 - keep `election --help` and `status` light
+    from app.wiring import Replica  # noqa: PLC0415
+
+    settings = Settings(**{**options, "identity": options["identity"] or default_identity()})
+    replica = Replica(settings)
+    logs.configure(
+        level=settings.log_level,
+        fmt=settings.log_format,
+        identity=settings.identity,
+        election_path=settings.election_path,
+        state=lambda: str(replica.machine.state),
+    )
+    try:
+        replica.bind_http()
+    except OSError as exc:
+        _config_error(
+            f"--http-address ({env_var('--http-address')}): cannot listen on "
+            f"{settings.http_address}: {exc.strerror or exc}"
+        )
+    replica.install_signal_handlers()
+    sys.exit(replica.run())
+
+
+@cli.command()
+@_zk_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (one per change with --watch).")
+@click.option("--watch", is_flag=True, help="Keep printing the view whenever it changes, until interrupted.")
+@_option("--timeout", DURATION, "5s", "How long to wait for ZooKeeper.")
+def status(
+    zk_servers: tuple[HostPort, ...], election_path: str, as_json: bool, watch: bool, timeout: float
+) -> None:
+    """Show who leads now (identity, since, epoch) and which replicas are connected."""
+    from app.ports.coordination import CoordinationError  # noqa: PLC0415
+    from app.status import read_view  # noqa: PLC0415
+    from app.wiring import make_coordinator  # noqa: PLC0415
+
+    settings = Settings(
+        zk_servers=zk_servers,
+        election_path=election_path,
+        identity="status",
+        zk_session_timeout=max(timeout, 4.0),
+    )
+    coordinator = make_coordinator(settings)
+    changed = threading.Event()
+    coordinator.subscribe(changed.set)
+    try:
+        coordinator.connect(timeout)
+        view = read_view(coordinator, election_path, watch=watch)
+        click.echo(view.to_json() if as_json else view.to_text())
+        while watch:
+            changed.wait(1.0)  # the leader watch wakes us at once; members are polled each second
+            changed.clear()
+            latest = read_view(coordinator, election_path, watch=True)
+            if latest != view:
+                view = latest
+                click.echo(view.to_json() if as_json else "\n" + view.to_text())
+    except CoordinationError as exc:
+        click.echo(f"election status: {exc}", err=True)
+        sys.exit(EXIT_UNREACHABLE)
+    except KeyboardInterrupt:
+        sys.exit(0)
+    finally:
+        coordinator.close()
+    sys.exit(0 if view.leader is not None else EXIT_NO_LEADER)
+
+
+def _config_error(message: str) -> NoReturn:
+    click.echo(f"election: error: {message}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+def _describe(param: click.Parameter | None, ctx: click.Context | None) -> str:
+    if param is None or not isinstance(param, click.Option):
+        return ""
+    flag = max(param.opts, key=len)
+    if ctx is not None and param.name and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT:
+        return f"{param.envvar} (for {flag})"
+    return flag
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the click group and turn usage errors into one line and exit status 2."""
+    try:
+        result = cli.main(args=argv, prog_name="election", standalone_mode=False)
+    except click.BadParameter as exc:
+        where = _describe(exc.param, exc.ctx)
+        _config_error(f"invalid {where}: {exc.message}" if where else exc.format_message())
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        _config_error(" ".join(exc.format_message().split()) + hint)
+    except click.Abort:
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    if isinstance(result, int):
+        sys.exit(result)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

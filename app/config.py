@@ -1,0 +1,196 @@
+"""Settings of one ``election run`` process, and the parsers that turn flag/env text into them.
+
+Every parser raises :class:`ConfigError` with a sentence that names what is wrong; the CLI adds which
+flag (or ``ELECTION_*`` variable) the text came from and exits with status 2. Nothing here touches
+ZooKeeper; ``parse_file_dir`` only looks at the path (it does not create it: that is Init's job).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.durations import DurationError, parse_duration
+
+ENV_PREFIX = "ELECTION"
+
+
+class ConfigError(ValueError):
+    """A setting's value cannot be used; the message says why, in one line."""
+
+
+def env_var(flag: str) -> str:
+    """The environment variable of a flag: ``--some-flag`` -> ``ELECTION_SOME_FLAG``."""
+    return f"{ENV_PREFIX}_{flag.lstrip('-').upper().replace('-', '_')}"
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """A ``host:port`` pair; ``host`` may be empty (all interfaces) only for listen addresses."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_host_port(text: str, *, allow_empty_host: bool = False, allow_port_zero: bool = False) -> HostPort:
+    """Parse ``host:port`` (``[v6]:port`` for IPv6); the port must be 1-65535 (0 only if allowed)."""
+    raw = text.strip()
+    if not raw:
+        raise ConfigError("empty address")
+    if raw.startswith("["):
+        end = raw.find("]")
+        if end < 0 or raw[end + 1 : end + 2] != ":":
+            raise ConfigError(f"{text!r} is not host:port")
+        host, port_text = raw[1:end], raw[end + 2 :]
+    else:
+        host, sep, port_text = raw.rpartition(":")
+        if not sep:
+            raise ConfigError(f"{text!r} has no port (expected host:port)")
+        if ":" in host:
+            raise ConfigError(f"{text!r} is not host:port (write IPv6 hosts as [addr]:port)")
+    if not host and not allow_empty_host:
+        raise ConfigError(f"{text!r} has no host")
+    if host and not re.fullmatch(r"[A-Za-z0-9._\-:%]+", host):
+        raise ConfigError(f"{text!r} has an invalid host")
+    if not port_text.isdigit():
+        raise ConfigError(f"{text!r} has a bad port {port_text!r}")
+    port = int(port_text)
+    low = 0 if allow_port_zero else 1
+    if not low <= port <= 65535:
+        raise ConfigError(f"{text!r} has a port out of range {low}-65535")
+    return HostPort(host, port)
+
+
+def parse_zk_servers(text: str) -> tuple[HostPort, ...]:
+    """A comma-separated, non-empty list of ``host:port``."""
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
+        raise ConfigError("no ZooKeeper server given (expected host:port[,host:port...])")
+    if not all(items):
+        raise ConfigError(f"{text!r} has an empty entry")
+    return tuple(parse_host_port(item) for item in items)
+
+
+def parse_positive_duration(text: str) -> float:
+    """A Go duration greater than zero, in seconds."""
+    try:
+        seconds = parse_duration(text)
+    except DurationError as exc:
+        raise ConfigError(str(exc)) from None
+    if seconds <= 0:
+        raise ConfigError(f"{text!r} must be a positive duration")
+    return seconds
+
+
+def parse_positive_int(text: str) -> int:
+    """A decimal integer >= 1."""
+    raw = text.strip()
+    if not re.fullmatch(r"\+?\d+", raw):
+        raise ConfigError(f"{text!r} is not a positive integer")
+    value = int(raw)
+    if value < 1:
+        raise ConfigError(f"{text!r} must be at least 1")
+    return value
+
+
+# Directories a leader must never fill or prune: retention deletes files, so a typo here is costly.
+_FORBIDDEN_DIRS = frozenset(
+    Path(p)
+    for p in (
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/lib",
+        "/lib64",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/sys",
+        "/usr",
+        "/var",
+        "/home",
+    )
+)
+
+
+def parse_file_dir(text: str) -> Path:
+    """A directory path: it may be missing (Init creates it), but if it exists it must be a directory."""
+    if not text.strip():
+        raise ConfigError("empty path")
+    if "\0" in text:
+        raise ConfigError("path contains a NUL byte")
+    path = Path(os.path.abspath(os.path.expanduser(text)))
+    if path in _FORBIDDEN_DIRS:
+        raise ConfigError(f"{str(path)!r} is a system directory; choose a directory of its own")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{str(path)!r} exists and is not a directory")
+    return path
+
+
+def parse_election_path(text: str) -> str:
+    """An absolute ZooKeeper path, not the root, without a trailing slash or empty segments."""
+    raw = text.strip()
+    if not raw.startswith("/") or raw == "/":
+        raise ConfigError(f"{text!r} must be an absolute ZooKeeper path below /, like /election")
+    if raw.endswith("/") or "//" in raw or any(seg in (".", "..") for seg in raw.split("/")[1:]):
+        raise ConfigError(f"{text!r} is not a valid ZooKeeper path")
+    return raw
+
+
+def parse_identity(text: str) -> str:
+    """A replica name: printable, no slash (it ends up in a ZooKeeper node and in file contents)."""
+    raw = text.strip()
+    if not raw:
+        raise ConfigError("empty identity")
+    if len(raw) > 253 or "/" in raw or not raw.isprintable():
+        raise ConfigError(f"{text!r} must be 1-253 printable characters without '/'")
+    return raw
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "text")
+
+
+def default_identity() -> str:
+    """The host name: a StatefulSet pod's name, so replicas differ without configuration."""
+    return socket.gethostname() or "election"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one replica needs to run; built by the CLI, read by the wiring and the states."""
+
+    zk_servers: tuple[HostPort, ...] = (HostPort("127.0.0.1", 2181),)
+    leader_timeout: float = 10.0
+    attempter_timeout: float = 10.0
+    file_dir: Path = Path("/tmp/election")  # noqa: S108 - the assignment's own example default
+    storage_capacity: int = 10
+    zk_session_timeout: float = 10.0
+    zk_connect_timeout: float = 10.0
+    election_path: str = "/election"
+    identity: str = field(default_factory=default_identity)
+    http_address: HostPort = HostPort("0.0.0.0", 8080)  # noqa: S104 - a pod must be scraped from outside
+    log_level: str = "info"
+    log_format: str = "json"
+    shutdown_timeout: float = 20.0
+    failover_timeout: float = 60.0
+    failover_backoff_max: float = 5.0
+
+    @property
+    def zk_connect_string(self) -> str:
+        """The servers as kazoo and ZooKeeper's own tools take them."""
+        return ",".join(str(s) for s in self.zk_servers)
+
+    @property
+    def leader_node_path(self) -> str:
+        return f"{self.election_path}/leader"

@@ -1,0 +1,108 @@
+"""The coordination port: what the states need from ZooKeeper, in the project's own words.
+
+The adapter (``app.adapters.kazoo_coordinator``) translates kazoo's states and exceptions into these;
+nothing above it imports kazoo.
+
+Connection states and what each lets a replica assume (after kazoo's ``protocol/states.py``):
+
+* ``CONNECTED``: the session is live; nodes owned by it are ours.
+* ``SUSPENDED``: the connection dropped; the session may still be live on the server, or may have
+  expired there. A replica must not assume it still holds the leader node: it stops leader work.
+* ``LOST``: the server expired the session; its ephemeral nodes are gone. A new session follows when
+  the client reconnects.
+* ``CLOSED``: not started, failed to start, or closed by us.
+
+Error handling: every call that talks to the server is bounded by the adapter's operation timeout and
+raises :class:`CoordinationError` (or a subclass) on any failure; it never blocks forever.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class ConnectionState(enum.Enum):
+    CONNECTED = "connected"
+    SUSPENDED = "suspended"
+    LOST = "lost"
+    CLOSED = "closed"
+
+
+class CoordinationError(Exception):
+    """ZooKeeper could not be reached or refused an operation; the message says which."""
+
+
+@dataclass(frozen=True)
+class LeaderNode:
+    """The leader node as a look at it found it.
+
+    ``owner`` is the ZooKeeper session that holds it; ``epoch`` is its creation zxid (czxid), which
+    grows with every new node and so with every leadership term: the fencing token written into files.
+    ``identity`` and ``acquired_at`` come from the node's data ("" when unreadable: an operator may
+    have created the node by hand).
+    """
+
+    owner: int
+    epoch: int
+    identity: str = ""
+    acquired_at: str = ""
+
+
+@dataclass(frozen=True)
+class Member:
+    """A connected replica, from its ephemeral member node."""
+
+    session: int
+    data: dict[str, Any]
+
+
+class Coordinator(Protocol):
+    """One ZooKeeper session used by one replica."""
+
+    session_timeout: float
+    """Seconds the server keeps our session alive without hearing from us (as requested)."""
+
+    def start(self) -> None:
+        """Begin connecting, without blocking. The client then keeps (re)connecting by itself, with
+        backoff, until :meth:`close`; a callback from :meth:`subscribe` reports each change."""
+        ...
+
+    def state(self) -> ConnectionState:
+        """The connection state as last reported by the client; local, never blocks."""
+        ...
+
+    def session_id(self) -> int | None:
+        """The current session id, or None when there is none."""
+        ...
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from another thread; it must only record and wake) on every connection
+        state change and every change of the leader node a watch was set on."""
+        ...
+
+    def prepare(self, identity: str, info: dict[str, Any]) -> None:
+        """Create the election path if missing and register this replica as a member (once per
+        session)."""
+        ...
+
+    def leader(self, *, watch: bool) -> LeaderNode | None:
+        """Look at the leader node (a read, no write); with ``watch``, be told (through the
+        :meth:`subscribe` callback) when it is created, changed or deleted."""
+        ...
+
+    def create_leader(self, data: dict[str, Any]) -> LeaderNode | None:
+        """Try to create the ephemeral leader node. Return it when we hold it (created now, or found
+        already owned by our session after a retried create); None when another session holds it."""
+        ...
+
+    def members(self) -> list[Member]:
+        """The replicas connected now, in registration order."""
+        ...
+
+    def close(self) -> None:
+        """End the session. The server deletes its ephemeral nodes (the leader node, if ours, and our
+        member node) in one transaction, so a waiting replica takes over at once. Idempotent."""
+        ...

@@ -1,0 +1,45 @@
+"""The storage port: where the leader's work goes.
+
+Guarantees asked of every implementation: a record is either fully written under its final name or
+not there at all; retention deletes only files this service wrote, oldest first, never more than it
+must; files that are not ours are never touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class StorageError(Exception):
+    """The directory cannot be used or a write failed; the message names the path and the cause."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One unit of leader work: what a file says."""
+
+    identity: str
+    epoch: int
+    sequence: int
+    written_at: str
+
+
+class Storage(Protocol):
+    def prepare(self) -> int:
+        """Make the directory usable: create it if missing, prove it writable with a probe, remove
+        leftovers of interrupted writes. Return how many leftovers were removed."""
+        ...
+
+    def begin_term(self) -> None:
+        """Re-read which of our files exist: called when a leadership term starts, because other
+        replicas wrote while we were not leading. Later ticks rely on this index, not a rescan."""
+        ...
+
+    def write(self, record: Record) -> str:
+        """Write ``record`` atomically; return the file's name. Raise :class:`StorageError`."""
+        ...
+
+    def retain(self, capacity: int) -> list[str]:
+        """Delete our oldest files until at most ``capacity`` remain; return the deleted names."""
+        ...

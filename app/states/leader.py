@@ -1,0 +1,140 @@
+"""Leader: do the work (one file per ``leader-timeout``) for exactly as long as we surely lead.
+
+Guarantees:
+
+* The first file is written on entry, then one per ``leader-timeout`` on a fixed grid measured from
+  entry: a slow write does not push later ones back; missed ticks are skipped, not bunched.
+* Before each write it confirms that it still leads: the connection is CONNECTED, and a fresh read
+  shows the leader node owned by our session with our epoch. The write must start within a lease of
+  two thirds of the session timeout from the moment that read was sent: the server cannot have
+  expired our session before then, because the read reset its timer.
+* Any wake-up (connection change, leader-node watch, stop request) triggers the same confirmation.
+  Connection trouble or an unconfirmable read -> Failover; node deleted or held by another session
+  -> Attempter; stop requested -> Stopping. Leader work stops at once in every case.
+* After each write, retention keeps the newest ``storage-capacity`` of our own files.
+* A failed write is logged and counted and does not end the term; the next tick tries again.
+* Sequence numbers count within a term. A term resumed with the same node (our session survived a
+  short disconnection, so Attempter found the node still ours) continues its numbering.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from app.machine import Context, StateName, Transition
+from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode
+from app.ports.storage import Record, StorageError
+
+log = logging.getLogger("election.states.leader")
+
+# Fraction of the session timeout a confirmation stays valid: kazoo itself declares the connection
+# suspended after 2/3 of it without an answer, so we never act on older knowledge than that.
+LEASE_FRACTION = 2.0 / 3.0
+
+
+class Leader:
+    name = StateName.LEADER
+
+    def run(self, ctx: Context) -> Transition:
+        term = ctx.term
+        if term is None:
+            return Transition(StateName.ATTEMPTER, "entered Leader without a term")
+        ctx.metrics.leadership_acquired(term.epoch)
+        log.info(
+            "leading with epoch %d",
+            term.epoch,
+            extra={"event": "leadership_acquired", "epoch": term.epoch},
+        )
+        try:
+            outcome = self._lead(ctx, term)
+        finally:
+            ctx.term = None
+            ctx.metrics.leadership_lost()
+        log.info(
+            "stopped leading epoch %d: %s",
+            term.epoch,
+            outcome.reason,
+            extra={"event": "leadership_lost", "epoch": term.epoch, "reason": outcome.reason},
+        )
+        return outcome
+
+    def _lead(self, ctx: Context, term: LeaderNode) -> Transition:
+        try:
+            ctx.storage.begin_term()
+        except StorageError as exc:
+            log.error("cannot index file-dir: %s", exc, extra={"event": "write_error"})
+        period = ctx.settings.leader_timeout
+        start = ctx.now()
+        tick = 0  # index of the next write on the grid start + k * period
+        resumed = ctx.next_sequence
+        sequence = resumed[1] if resumed is not None and resumed[0] == term.epoch else 0
+        while True:
+            if ctx.stop_reason is not None:
+                return Transition(StateName.STOPPING, ctx.stop_reason)
+            confirmed_at = ctx.now()
+            verdict = self._confirm(ctx, term)
+            if verdict is not None:
+                return verdict
+            now = ctx.now()
+            if now >= start + tick * period:
+                if now - confirmed_at >= ctx.coordinator.session_timeout * LEASE_FRACTION:
+                    # The confirmation took so long that the session may be gone: look again.
+                    continue
+                if self._write(ctx, term, sequence):
+                    sequence += 1
+                    ctx.next_sequence = (term.epoch, sequence)
+                tick = math.floor((ctx.now() - start) / period) + 1
+            ctx.wait_until(start + tick * period)
+
+    @staticmethod
+    def _confirm(ctx: Context, term: LeaderNode) -> Transition | None:
+        """None if we surely still lead; otherwise where to go."""
+        coordinator = ctx.coordinator
+        state = coordinator.state()
+        if state is not ConnectionState.CONNECTED:
+            return Transition(StateName.FAILOVER, f"ZooKeeper connection {state.value}")
+        try:
+            node = coordinator.leader(watch=True)
+        except CoordinationError as exc:
+            return Transition(StateName.FAILOVER, f"cannot confirm leadership: {exc}")
+        ctx.observed_leader = node
+        if node is None:
+            return Transition(StateName.ATTEMPTER, "the leader node was deleted")
+        if node.owner != coordinator.session_id() or node.epoch != term.epoch:
+            return Transition(
+                StateName.ATTEMPTER,
+                f"the leader node now belongs to {node.identity or 'another session'} (epoch {node.epoch})",
+            )
+        return None
+
+    @staticmethod
+    def _write(ctx: Context, term: LeaderNode, sequence: int) -> bool:
+        record = Record(
+            identity=ctx.settings.identity,
+            epoch=term.epoch,
+            sequence=sequence,
+            written_at=ctx.clock.wall().isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        )
+        try:
+            name = ctx.storage.write(record)
+        except StorageError as exc:
+            ctx.metrics.write_failed()
+            log.error("write failed: %s", exc, extra={"event": "write_error", "sequence": sequence})
+            return False
+        ctx.metrics.file_written()
+        log.info("wrote %s", name, extra={"event": "file_written", "file": name, "sequence": sequence})
+        try:
+            deleted = ctx.storage.retain(ctx.settings.storage_capacity)
+        except StorageError as exc:
+            ctx.metrics.write_failed()
+            log.error("retention failed: %s", exc, extra={"event": "write_error"})
+            return True
+        if deleted:
+            ctx.metrics.files_deleted(len(deleted))
+            log.info(
+                "deleted %d old file(s)",
+                len(deleted),
+                extra={"event": "files_deleted", "files": deleted},
+            )
+        return True

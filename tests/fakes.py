@@ -1,0 +1,281 @@
+"""Fakes for the ports, for unit tests of the states and the machine (never for integration tests).
+
+* :class:`FakeClock`: virtual time in the style of trio's MockClock with autojump. ``wait`` jumps
+  straight to the earlier of its deadline and the next scheduled callback, runs due callbacks
+  (which may set the event), and returns; no real time passes. Tests script the world with
+  ``call_at``/``call_later``.
+* :class:`FakeZooKeeper` + :class:`FakeCoordinator`: an in-memory server with ZooKeeper's semantics
+  for what the port uses (ephemeral leader node, czxid from a growing zxid, one-shot watches, session
+  expiry deleting ephemerals) and one client per replica, with knobs to suspend, expire, fail calls.
+* :class:`FakeStorage`: records what was written and when (virtual time), with failure injection.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode, Member
+from app.ports.storage import Record, StorageError
+
+START = 1000.0
+WALL_START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class FakeClock:
+    def __init__(self, start: float = START) -> None:
+        self._start = start
+        self._now = start
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self.waits: list[tuple[float, float]] = []  # (when, timeout) of every wait, for assertions
+
+    def monotonic(self) -> float:
+        return self._now
+
+    def wall(self) -> datetime:
+        return WALL_START + timedelta(seconds=self._now - self._start)
+
+    @property
+    def elapsed(self) -> float:
+        return self._now - self._start
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> None:
+        heapq.heappush(self._timers, (when, next(self._seq), callback))
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        self.call_at(self._now + delay, callback)
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward, running the callbacks that fall due on the way."""
+        self._run_until(self._now + seconds, None)
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        self.waits.append((self._now, timeout))
+        return self._run_until(self._now + timeout, event)
+
+    def _run_until(self, deadline: float, event: threading.Event | None) -> bool:
+        while not (event is not None and event.is_set()):
+            if not self._timers or self._timers[0][0] > deadline:
+                self._now = max(self._now, deadline)
+                return event is not None and event.is_set()
+            when, _seq, callback = heapq.heappop(self._timers)
+            self._now = max(self._now, when)
+            callback()
+        return True
+
+
+@dataclass
+class _Node:
+    owner: int
+    epoch: int
+    data: dict[str, Any]
+
+
+@dataclass
+class FakeZooKeeper:
+    """The shared in-memory server."""
+
+    up: bool = True
+    zxid: int = 100
+    leader: _Node | None = None
+    members: dict[int, dict[str, Any]] = field(default_factory=dict)
+    watchers: set[Callable[[], None]] = field(default_factory=set)
+    sessions: itertools.count = field(default_factory=lambda: itertools.count(0x1000))
+    writes: int = 0  # write transactions, failed creates included (ZooKeeper logs those too)
+    reads: int = 0
+
+    def fire_watches(self) -> None:
+        watchers, self.watchers = self.watchers, set()
+        for watcher in watchers:
+            watcher()
+
+    def next_zxid(self) -> int:
+        self.zxid += 1
+        return self.zxid
+
+    def delete_leader_by_hand(self) -> None:
+        """An operator deleting the node."""
+        self.writes += 1
+        self.next_zxid()
+        self.leader = None
+        self.fire_watches()
+
+    def expire(self, session: int) -> None:
+        """The server expires ``session``: its ephemeral nodes go, watches fire."""
+        self.members.pop(session, None)
+        if self.leader is not None and self.leader.owner == session:
+            self.leader = None
+            self.next_zxid()
+            self.fire_watches()
+
+
+class FakeCoordinator:
+    """One replica's client of a :class:`FakeZooKeeper`."""
+
+    def __init__(self, server: FakeZooKeeper | None = None, session_timeout: float = 10.0) -> None:
+        self.server = server or FakeZooKeeper()
+        self.session_timeout = session_timeout
+        self._state = ConnectionState.CLOSED
+        self._session: int | None = None
+        self._subscribers: list[Callable[[], None]] = []
+        self.fail_next: list[str] = []  # names of calls that raise CoordinationError once each
+        self.calls: list[str] = []
+        self.starts = 0
+        self.on_call: Callable[[str], None] | None = None  # e.g. advance the clock: a slow server
+
+    # -- port -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.starts += 1
+        self.calls.append("start")
+        self._state = ConnectionState.LOST
+        if self.server.up:
+            self._connect_new_session()
+        self._notify()
+
+    def state(self) -> ConnectionState:
+        return self._state
+
+    def session_id(self) -> int | None:
+        return self._session if self._state is ConnectionState.CONNECTED else None
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        self._subscribers.append(callback)
+
+    def prepare(self, identity: str, info: dict[str, Any]) -> None:
+        self._check("prepare")
+        assert self._session is not None
+        if self._session not in self.server.members:
+            self.server.writes += 1
+            self.server.members[self._session] = dict(info)
+
+    def leader(self, *, watch: bool) -> LeaderNode | None:
+        self._check("leader")
+        self.server.reads += 1
+        if watch:
+            self.server.watchers.add(self._notify)
+        node = self.server.leader
+        return None if node is None else _as_leader(node)
+
+    def create_leader(self, data: dict[str, Any]) -> LeaderNode | None:
+        self._check("create_leader")
+        assert self._session is not None
+        self.server.writes += 1
+        zxid = self.server.next_zxid()
+        if self.server.leader is None:
+            self.server.leader = _Node(self._session, zxid, dict(data))
+            self.server.fire_watches()
+            return _as_leader(self.server.leader)
+        if self.server.leader.owner == self._session:
+            return _as_leader(self.server.leader)
+        return None
+
+    def members(self) -> list[Member]:
+        self._check("members")
+        return [Member(session, data) for session, data in self.server.members.items()]
+
+    def close(self) -> None:
+        self.calls.append("close")
+        if self._session is not None and self._state is not ConnectionState.CLOSED and self.server.up:
+            self.server.expire(self._session)
+        self._session = None
+        self._state = ConnectionState.CLOSED
+        self._notify()
+
+    # -- test controls ----------------------------------------------------------------------
+    def suspend(self) -> None:
+        """The connection dropped; the session may live on at the server."""
+        self._state = ConnectionState.SUSPENDED
+        self._notify()
+
+    def reconnect(self) -> None:
+        """The connection is back within the session: same session, same nodes."""
+        self._state = ConnectionState.CONNECTED
+        self._notify()
+
+    def expire_and_reconnect(self) -> None:
+        """The server expired our session; the client reconnects with a new one."""
+        if self._session is not None:
+            self.server.expire(self._session)
+        self._state = ConnectionState.LOST
+        self._notify()
+        self._connect_new_session()
+        self._notify()
+
+    def connect_when_up(self) -> None:
+        """The server came back: a client that was retrying connects now."""
+        if self._state is ConnectionState.LOST and self.server.up:
+            self._connect_new_session()
+            self._notify()
+
+    # -- internals --------------------------------------------------------------------------
+    def _connect_new_session(self) -> None:
+        self._session = next(self.server.sessions)
+        self._state = ConnectionState.CONNECTED
+
+    def _check(self, name: str) -> None:
+        self.calls.append(name)
+        if self.on_call is not None:
+            self.on_call(name)
+        if name in self.fail_next:
+            self.fail_next.remove(name)
+            raise CoordinationError(f"injected failure of {name}")
+        if self._state is not ConnectionState.CONNECTED:
+            raise CoordinationError(f"{name}: connection {self._state.value}")
+
+    def _notify(self) -> None:
+        for callback in list(self._subscribers):
+            callback()
+
+
+def _as_leader(node: _Node) -> LeaderNode:
+    return LeaderNode(
+        node.owner, node.epoch, str(node.data.get("identity", "")), str(node.data.get("acquired_at", ""))
+    )
+
+
+class FakeStorage:
+    """In-memory storage that remembers the virtual time of every write."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.files: list[tuple[str, Record]] = []
+        self.written: list[tuple[float, Record]] = []
+        self.deleted: list[str] = []
+        self.prepared = 0
+        self.terms = 0
+        self.fail_prepare: str | None = None
+        self.fail_writes = 0  # the next N writes fail
+        self.write_duration = 0.0  # virtual seconds a write takes
+
+    def prepare(self) -> int:
+        if self.fail_prepare:
+            raise StorageError(self.fail_prepare)
+        self.prepared += 1
+        return 0
+
+    def begin_term(self) -> None:
+        self.terms += 1
+
+    def write(self, record: Record) -> str:
+        if self.fail_writes:
+            self.fail_writes -= 1
+            raise StorageError("injected: No space left on device")
+        if self.write_duration:
+            self.clock.advance(self.write_duration)
+        name = f"leader-{record.epoch:020d}-{record.sequence:012d}.json"
+        self.files.append((name, record))
+        self.written.append((self.clock.elapsed, record))
+        return name
+
+    def retain(self, capacity: int) -> list[str]:
+        excess = max(len(self.files) - capacity, 0)
+        gone = [name for name, _ in self.files[:excess]]
+        del self.files[:excess]
+        self.deleted.extend(gone)
+        return gone

@@ -1,0 +1,89 @@
+"""A replica wired with fakes: virtual time, in-memory ZooKeeper and storage, real metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from app.config import Settings
+from app.wiring import Replica
+from tests.fakes import START, FakeClock, FakeCoordinator, FakeStorage, FakeZooKeeper
+
+BASE = Settings(
+    leader_timeout=10.0,
+    attempter_timeout=10.0,
+    file_dir=Path("/nonexistent/unit"),
+    storage_capacity=3,
+    zk_session_timeout=9.0,
+    zk_connect_timeout=5.0,
+    identity="me",
+    failover_timeout=60.0,
+    failover_backoff_max=4.0,
+)
+
+
+@dataclass
+class Harness:
+    clock: FakeClock
+    server: FakeZooKeeper
+    coordinator: FakeCoordinator
+    storage: FakeStorage
+    registry: CollectorRegistry
+    replica: Replica
+
+    def stop_at(self, elapsed: float, reason: str = "test stop") -> None:
+        self.clock.call_at(START + elapsed, lambda: self.replica.ctx.request_stop(reason))
+
+    def at(self, elapsed: float, action: Callable[[], Any]) -> None:
+        self.clock.call_at(START + elapsed, action)
+
+    def run(self) -> int:
+        return self.replica.machine.run()
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(name, labels)
+
+    @property
+    def write_times(self) -> list[float]:
+        return [when for when, _record in self.storage.written]
+
+
+@pytest.fixture
+def make_harness() -> Iterator[Callable[..., Harness]]:
+    def make(
+        *,
+        server: FakeZooKeeper | None = None,
+        jitter: Callable[[], float] = lambda: 0.0,
+        **overrides: Any,
+    ) -> Harness:
+        clock = FakeClock()
+        zk = server or FakeZooKeeper()
+        settings = replace(BASE, **overrides)
+        coordinator = FakeCoordinator(zk, session_timeout=settings.zk_session_timeout)
+        storage = FakeStorage(clock)
+        registry = CollectorRegistry()
+        replica = Replica(
+            settings, clock=clock, coordinator=coordinator, storage=storage, registry=registry, jitter=jitter
+        )
+        return Harness(clock, zk, coordinator, storage, registry, replica)
+
+    yield make
+
+
+@pytest.fixture
+def harness(make_harness: Callable[..., Harness]) -> Harness:
+    return make_harness()
+
+
+def other_leader(server: FakeZooKeeper, name: str = "other") -> FakeCoordinator:
+    """Another replica's client that takes the leader node now."""
+    other = FakeCoordinator(server)
+    other.start()
+    node = other.create_leader({"identity": name, "acquired_at": "then"})
+    assert node is not None
+    return other

@@ -1,0 +1,175 @@
+"""Leader: cadence on a fixed grid, confirmation before every write, stepping down at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.machine import StateName
+from tests.unit.conftest import Harness, other_leader
+
+
+def test_first_file_at_once_then_one_per_leader_timeout(harness: Harness) -> None:
+    harness.stop_at(35.0)
+    assert harness.run() == 0
+    assert harness.write_times == [0.0, 10.0, 20.0, 30.0]
+    assert [r.sequence for _t, r in harness.storage.written] == [0, 1, 2, 3]
+
+
+def test_advancing_ten_seconds_writes_exactly_one_more_file(harness: Harness) -> None:
+    counts: list[int] = []
+    for elapsed in (5.0, 15.0, 25.0):
+        harness.at(elapsed, lambda: counts.append(len(harness.storage.written)))
+    harness.stop_at(26.0)
+    harness.run()
+    assert counts == [1, 2, 3]
+
+
+def test_no_write_just_before_the_tick(harness: Harness) -> None:
+    harness.stop_at(9.999)
+    harness.run()
+    assert harness.write_times == [0.0]
+
+
+def test_slow_writes_do_not_push_the_schedule(harness: Harness) -> None:
+    harness.storage.write_duration = 3.0
+    harness.stop_at(45.0)
+    harness.run()
+    assert harness.write_times == [3.0, 13.0, 23.0, 33.0, 43.0]  # each began on the 10 s grid
+
+
+def test_a_write_longer_than_the_period_skips_missed_ticks(harness: Harness) -> None:
+    harness.storage.write_duration = 25.0
+    harness.stop_at(70.0)
+    harness.run()
+    # began at 0 (done 25), next grid point 30 (done 55), next 60 (done 85, after the stop was asked)
+    assert harness.write_times == [25.0, 55.0, 85.0]
+
+
+def test_retention_keeps_the_newest_capacity_files(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness(storage_capacity=2)
+    h.stop_at(45.0)
+    h.run()
+    assert [name for name, _ in h.storage.files] == [
+        "leader-00000000000000000101-000000000003.json",
+        "leader-00000000000000000101-000000000004.json",
+    ]
+    assert len(h.storage.deleted) == 3
+    assert h.metric("election_files_deleted_total") == 3
+    assert h.metric("election_files_written_total") == 5
+
+
+def test_file_records_carry_identity_epoch_sequence_and_time(harness: Harness) -> None:
+    harness.stop_at(11.0)
+    harness.run()
+    _t, record = harness.storage.written[1]
+    assert record.identity == "me"
+    assert record.epoch == 101  # czxid of the node it created: the first transaction after zxid 100
+    assert record.sequence == 1
+    assert record.written_at == "2026-01-01T00:00:10.000000Z"
+
+
+def test_confirms_leadership_with_a_read_before_each_write(harness: Harness) -> None:
+    reads: list[float] = []
+    harness.coordinator.on_call = lambda name: (
+        reads.append(harness.clock.elapsed) if name == "leader" else None
+    )
+    harness.stop_at(25.0)
+    harness.run()
+    assert harness.write_times == [0.0, 10.0, 20.0]
+    assert all(t in reads for t in harness.write_times)
+    # while leading, ZooKeeper sees reads only: the one create is the one that made us leader
+    assert harness.coordinator.calls.count("create_leader") == 1
+
+
+def test_suspended_connection_stops_leader_work_at_once(harness: Harness) -> None:
+    harness.at(15.0, harness.coordinator.suspend)
+    harness.stop_at(100.0)
+    harness.run()
+    assert harness.write_times == [0.0, 10.0]
+    assert harness.metric("election_state_transitions_total", **{"from": "Leader", "to": "Failover"}) == 1
+    assert harness.metric("election_leadership_lost_total") == 1
+
+
+def test_leader_node_deleted_by_hand_goes_back_to_attempter_and_leads_a_new_term(harness: Harness) -> None:
+    harness.at(15.0, harness.server.delete_leader_by_hand)
+    harness.stop_at(16.0)
+    harness.run()
+    epochs = [r.epoch for _t, r in harness.storage.written]
+    assert harness.write_times == [0.0, 10.0, 15.0]
+    assert epochs[0] == epochs[1] < epochs[2]
+    assert [r.sequence for _t, r in harness.storage.written] == [0, 1, 0]
+    assert harness.metric("election_state_transitions_total", **{"from": "Leader", "to": "Attempter"}) == 1
+    assert harness.metric("election_leadership_acquired_total") == 2
+
+
+def test_leader_node_taken_by_another_session_steps_down(harness: Harness) -> None:
+    def steal() -> None:
+        harness.server.delete_leader_by_hand()
+        # nobody is woken before the thief creates its node (the watch fired with the deletion)
+        other_leader(harness.server, "thief")
+
+    harness.at(12.0, steal)
+    harness.stop_at(40.0)
+    harness.run()
+    assert harness.write_times == [0.0, 10.0]
+    assert harness.replica.ctx.observed_leader is not None
+    assert harness.replica.ctx.observed_leader.identity == "thief"
+
+
+def test_unconfirmable_leadership_goes_to_failover_without_writing(harness: Harness) -> None:
+    def fail_next_read() -> None:
+        harness.coordinator.fail_next.append("leader")
+
+    harness.at(5.0, fail_next_read)
+    harness.stop_at(12.0)
+    harness.run()
+    # the read at the 10 s tick fails: no write then; Failover retries Init after 0.25 s, and
+    # Attempter finds the node still ours (same session): same epoch, new term's first write.
+    assert harness.write_times == [0.0, 10.25]
+    assert harness.metric("election_state_transitions_total", **{"from": "Leader", "to": "Failover"}) == 1
+    assert harness.metric("election_state_transitions_total", **{"from": "Failover", "to": "Init"}) == 1
+    assert len({r.epoch for _t, r in harness.storage.written}) == 1
+    assert [r.sequence for _t, r in harness.storage.written] == [0, 1]  # numbering resumed, no reuse
+
+
+def test_no_write_when_confirmation_outlived_the_lease(harness: Harness) -> None:
+    # session 9 s -> lease 6 s. A confirming read that takes 7 s must not be followed by a write.
+    slow = {"armed": False}
+
+    def on_call(name: str) -> None:
+        if name == "leader" and slow["armed"]:
+            slow["armed"] = False
+            harness.clock.advance(7.0)
+
+    harness.coordinator.on_call = on_call
+    harness.at(5.0, lambda: slow.update(armed=True))
+    harness.stop_at(30.0)
+    harness.run()
+    # tick 10: the read took until 17 -> no write at 17, confirm again (fast) and write at once.
+    assert harness.write_times == [0.0, 17.0, 20.0]
+
+
+def test_write_failures_are_counted_and_retried_next_tick(harness: Harness) -> None:
+    harness.storage.fail_writes = 2
+    harness.stop_at(35.0)
+    harness.run()
+    assert harness.write_times == [20.0, 30.0]
+    assert harness.metric("election_write_errors_total") == 2
+    assert harness.replica.machine.state is StateName.STOPPING
+
+
+def test_stop_while_leading_releases_the_node(harness: Harness) -> None:
+    harness.stop_at(12.0)
+    assert harness.run() == 0
+    assert harness.server.leader is None
+    assert harness.coordinator.calls[-1] == "close"
+    assert harness.metric("election_is_leader") == 0
+
+
+@pytest.mark.parametrize("period", [0.25, 1.0, 10.0])
+def test_cadence_is_exact_for_any_period(make_harness, period: float) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness(leader_timeout=period, storage_capacity=1000)
+    h.stop_at(period * 100 + period / 2)
+    h.run()
+    assert len(h.write_times) == 101
+    assert h.write_times == pytest.approx([i * period for i in range(101)], abs=1e-9)
