@@ -17,6 +17,7 @@ Exit statuses:
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from collections.abc import Callable
@@ -214,6 +215,9 @@ def status(
     from app.status import read_view  # noqa: PLC0415
     from app.wiring import make_coordinator  # noqa: PLC0415
 
+    # No logging is set up for this one-shot command, so kazoo's warning about every failed connection
+    # attempt would reach stderr through logging's last resort; the outcome is reported in one line.
+    logging.getLogger("election").addHandler(logging.NullHandler())
     settings = Settings(
         zk_servers=zk_servers,
         election_path=election_path,

@@ -104,6 +104,11 @@ class Context:
         self.wakeup.set()
 
     # -- called by states -------------------------------------------------------------------
+    def clear_wakeup(self) -> None:
+        """Forget pending wake-ups: call right before looking at the world, since that look sees
+        everything they announced (clearing after the look could lose a change made during it)."""
+        self.wakeup.clear()
+
     @property
     def stop_reason(self) -> str | None:
         return self._stop_reason

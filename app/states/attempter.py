@@ -43,11 +43,14 @@ class Attempter:
         while True:
             if ctx.stop_reason is not None:
                 return Transition(StateName.STOPPING, ctx.stop_reason)
+            now = ctx.now()
+            attempt = woken or now >= next_attempt
+            if attempt:
+                ctx.clear_wakeup()
             state = ctx.coordinator.state()
             if state is not ConnectionState.CONNECTED:
                 return Transition(StateName.FAILOVER, f"ZooKeeper connection {state.value}")
-            now = ctx.now()
-            if woken or now >= next_attempt:
+            if attempt:
                 try:
                     outcome = self._attempt(ctx)
                 except CoordinationError as exc:

@@ -73,6 +73,7 @@ class Leader:
             if ctx.stop_reason is not None:
                 return Transition(StateName.STOPPING, ctx.stop_reason)
             confirmed_at = ctx.now()
+            ctx.clear_wakeup()
             verdict = self._confirm(ctx, term)
             if verdict is not None:
                 return verdict

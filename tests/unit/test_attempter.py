@@ -1,0 +1,142 @@
+"""Attempter: looks (reads) on a jittered period, wakes at once when the leader leaves, never
+writes to ZooKeeper while somebody else leads."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from app.machine import StateName
+from tests.fakes import FakeZooKeeper
+from tests.unit.conftest import Harness, other_leader
+
+
+def _look_times(h: Harness) -> list[float]:
+    looks: list[float] = []
+    h.coordinator.on_call = lambda name: looks.append(h.clock.elapsed) if name == "leader" else None
+    return looks
+
+
+def test_looks_at_exactly_the_scheduled_times_without_jitter(make_harness) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    other_leader(server)
+    h = make_harness(server=server)
+    looks = _look_times(h)
+    h.stop_at(35.0)
+    h.run()
+    assert looks == [0.0, 10.0, 20.0, 30.0]
+
+
+def test_jitter_shortens_each_period_by_up_to_a_fifth(make_harness) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    other_leader(server)
+    fractions = itertools.cycle([0.5, 1.0, 0.0])
+    h = make_harness(server=server, jitter=lambda: next(fractions))
+    looks = _look_times(h)
+    h.stop_at(30.0)
+    h.run()
+    # periods 10 x (1 - 0.2 x u): 9.0, 8.0, 10.0, 9.0
+    assert looks == pytest.approx([0.0, 9.0, 17.0, 27.0])
+
+
+def test_jitter_source_out_of_range_is_clamped_so_progress_is_at_least_every_timeout(make_harness) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    other_leader(server)
+    h = make_harness(server=server, jitter=lambda: -3.0)
+    looks = _look_times(h)
+    h.stop_at(25.0)
+    h.run()
+    assert looks == [0.0, 10.0, 20.0]
+
+
+def test_a_periodic_attempt_costs_zookeeper_no_write_while_another_leads(make_harness) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    other_leader(server)
+    writes_before = server.writes
+    h = make_harness(server=server, attempter_timeout=1.0)
+    h.stop_at(100.0)
+    h.run()
+    assert "create_leader" not in h.coordinator.calls
+    # our member registration is our only write; the close at the end is a session close
+    assert server.writes == writes_before + 1
+    assert h.coordinator.calls.count("leader") == 100  # at 0, 1, ..., 99 s; the stop at 100 s wins
+
+
+def test_wakes_at_once_when_the_leader_node_is_deleted(make_harness) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    other = other_leader(server)
+    h = make_harness(server=server, attempter_timeout=10.0)
+    h.at(3.5, other.close)  # graceful stop of the other leader: its session close deletes the node
+    h.stop_at(5.0)
+    h.run()
+    assert h.write_times == [3.5]  # led at the moment of deletion, not at the next 10 s attempt
+    assert h.metric("election_leadership_acquired_total") == 1
+
+
+def test_becomes_leader_on_the_first_attempt_when_the_node_is_free(harness: Harness) -> None:
+    harness.stop_at(1.0)
+    harness.run()
+    assert harness.write_times == [0.0]
+    assert harness.metric("election_state_transitions_total", **{"from": "Attempter", "to": "Leader"}) == 1
+
+
+def test_a_node_already_owned_by_our_session_counts_as_success(harness: Harness) -> None:
+    # A retried create: the first create reached the server but its reply was lost, so the node
+    # exists and is ours. Simulate by creating it with our own session before Attempter looks.
+    harness.coordinator.start()
+    created = harness.coordinator.create_leader({"identity": "me"})
+    assert created is not None
+    harness.stop_at(1.0)
+    harness.run()
+    assert [r.epoch for _t, r in harness.storage.written] == [created.epoch]
+
+
+def test_losing_the_create_race_keeps_attempting(make_harness) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    h = make_harness(server=server)
+    racer: list[object] = []
+
+    def race(name: str) -> None:
+        # Just before our create lands, another replica's create lands first.
+        if name == "create_leader" and not racer:
+            racer.append(other_leader(server, "fast"))
+
+    h.coordinator.on_call = race
+    h.stop_at(25.0)
+    h.run()
+    assert h.storage.written == []
+    assert h.replica.ctx.observed_leader is not None
+    assert h.replica.ctx.observed_leader.identity == "fast"
+    assert h.replica.machine.state is StateName.STOPPING
+
+
+def test_connection_suspended_goes_to_failover(make_harness) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    other_leader(server)
+    h = make_harness(server=server)
+    h.at(4.0, h.coordinator.suspend)
+    h.stop_at(5.0)
+    h.run()
+    assert h.metric("election_state_transitions_total", **{"from": "Attempter", "to": "Failover"}) == 1
+
+
+def test_a_failed_look_goes_to_failover(make_harness) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    other_leader(server)
+    h = make_harness(server=server)
+    h.at(4.0, lambda: h.coordinator.fail_next.append("leader"))
+    h.stop_at(10.5)
+    h.run()
+    assert h.metric("election_state_transitions_total", **{"from": "Attempter", "to": "Failover"}) == 1
+    assert h.metric("election_state_transitions_total", **{"from": "Failover", "to": "Init"}) == 1
+
+
+def test_stop_request_while_attempting(make_harness) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    other_leader(server)
+    h = make_harness(server=server)
+    h.stop_at(3.0)
+    assert h.run() == 0
+    assert h.clock.elapsed == 3.0  # woke at once, did not wait for the next attempt
+    assert h.metric("election_state_transitions_total", **{"from": "Attempter", "to": "Stopping"}) == 1
