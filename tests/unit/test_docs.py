@@ -1,0 +1,49 @@
+"""The README's tables say what the code does: flags, env vars, defaults, metrics."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+from prometheus_client import CollectorRegistry
+
+from app.adapters.prometheus_metrics import PrometheusMetrics
+from app.cli import cli
+from app.machine import StateName
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def _table_rows(first_cell_prefix: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in README.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0].startswith(first_cell_prefix):
+            rows[cells[0].strip("`")] = cells
+    return rows
+
+
+def test_every_run_option_is_in_the_readme_with_its_variable_and_default() -> None:
+    run = cli.commands["run"]
+    rows = _table_rows("`--")
+    for param in run.params:
+        if not isinstance(param, click.Option) or param.name == "help":
+            continue
+        flag = max(param.opts, key=len)
+        assert flag in rows, f"{flag} missing from the README's configuration table"
+        _flag, var, default, _meaning = rows[flag]
+        assert var == f"`{param.envvar}`"
+        if param.default is not None:
+            assert default == f"`{param.default}`", f"{flag}: README says {default}, code {param.default!r}"
+    documented = set(rows)
+    real = {max(p.opts, key=len) for p in run.params if isinstance(p, click.Option)}
+    assert documented <= real, f"README documents flags that do not exist: {documented - real}"
+
+
+def test_every_exposed_metric_is_in_the_readme_and_nothing_else() -> None:
+    registry = CollectorRegistry()
+    PrometheusMetrics(registry, lambda: 0.0, [str(s) for s in StateName])
+    exposed = {f.name + "_total" if f.type == "counter" else f.name for f in registry.collect()}
+    documented = {re.sub(r"\{.*\}", "", name) for name in _table_rows("`election_")}
+    assert exposed == documented
