@@ -59,7 +59,7 @@ def parse_host_port(text: str, *, allow_empty_host: bool = False, allow_port_zer
         raise ConfigError(f"{text!r} has no host")
     if host and not re.fullmatch(r"[A-Za-z0-9._\-:%]+", host):
         raise ConfigError(f"{text!r} has an invalid host")
-    if not port_text.isdigit():
+    if not re.fullmatch(r"[0-9]{1,5}", port_text):
         raise ConfigError(f"{text!r} has a bad port {port_text!r}")
     port = int(port_text)
     low = 0 if allow_port_zero else 1
@@ -78,6 +78,10 @@ def parse_zk_servers(text: str) -> tuple[HostPort, ...]:
     return tuple(parse_host_port(item) for item in items)
 
 
+# Go's time.Duration is an int64 count of nanoseconds: time.ParseDuration refuses anything longer.
+MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
+
+
 def parse_positive_duration(text: str) -> float:
     """A Go duration greater than zero, in seconds."""
     try:
@@ -86,14 +90,18 @@ def parse_positive_duration(text: str) -> float:
         raise ConfigError(str(exc)) from None
     if seconds <= 0:
         raise ConfigError(f"{text!r} must be a positive duration")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ConfigError(f"{text!r} is longer than the longest duration, 2562047h47m16.854775807s")
     return seconds
 
 
 def parse_positive_int(text: str) -> int:
     """A decimal integer >= 1."""
     raw = text.strip()
-    if not re.fullmatch(r"\+?\d+", raw):
+    if not re.fullmatch(r"\+?[0-9]+", raw):
         raise ConfigError(f"{text!r} is not a positive integer")
+    if len(raw.lstrip("+").lstrip("0")) > 18:
+        raise ConfigError(f"{text!r} is too large")
     value = int(raw)
     if value < 1:
         raise ConfigError(f"{text!r} must be at least 1")
@@ -132,7 +140,11 @@ def parse_file_dir(text: str) -> Path:
     path = Path(os.path.abspath(os.path.expanduser(text)))
     if path in _FORBIDDEN_DIRS:
         raise ConfigError(f"{str(path)!r} is a system directory; choose a directory of its own")
-    if path.exists() and not path.is_dir():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:  # e.g. a name too long: refuse it here rather than crash
+        raise ConfigError(f"{str(path)!r}: {exc.strerror or exc}") from None
+    if exists and not is_dir:
         raise ConfigError(f"{str(path)!r} exists and is not a directory")
     return path
 

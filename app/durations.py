@@ -52,25 +52,35 @@ def parse_duration(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Render seconds the way Go prints a duration (``1m30s``, ``250ms``, ``0s``)."""
-    if seconds == 0:
+    """Render seconds the way Go prints a duration (``1m30s``, ``250ms``, ``0s``), to the nanosecond.
+
+    Like Go's ``Duration.String``: rounded to whole nanoseconds, exact digits (never an exponent),
+    so that :func:`parse_duration` reads back the same value.
+    """
+    nanos = round(seconds * 1e9)
+    if nanos == 0:
         return "0s"
-    sign = "-" if seconds < 0 else ""
-    value = abs(seconds)
-    if value < 1:
-        millis = value * 1000
-        if millis >= 1:
-            return f"{sign}{millis:g}ms"
-        micros = value * 1e6
-        if micros >= 1:
-            return f"{sign}{micros:g}µs"
-        return f"{sign}{value * 1e9:g}ns"
-    hours, rest = divmod(value, 3600)
+    sign = "-" if nanos < 0 else ""
+    nanos = abs(nanos)
+    if nanos < 1_000:
+        return f"{sign}{nanos}ns"
+    if nanos < 1_000_000:
+        return f"{sign}{_decimal(nanos, 3)}µs"
+    if nanos < 1_000_000_000:
+        return f"{sign}{_decimal(nanos, 6)}ms"
+    whole, fraction = divmod(nanos, 1_000_000_000)
+    hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     out = sign
     if hours:
-        out += f"{int(hours)}h"
+        out += f"{hours}h"
     if hours or minutes:
-        out += f"{int(minutes)}m"
-    out += f"{round(secs, 9):g}s"
-    return out
+        out += f"{minutes}m"
+    return out + _decimal(secs * 1_000_000_000 + fraction, 9) + "s"
+
+
+def _decimal(value: int, places: int) -> str:
+    """``value / 10**places`` in plain decimal, without trailing zeros: ``_decimal(1500, 3) == "1.5"``."""
+    whole, fraction = divmod(value, 10**places)
+    digits = f"{fraction:0{places}d}".rstrip("0")
+    return f"{whole}.{digits}" if digits else str(whole)

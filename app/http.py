@@ -82,11 +82,16 @@ class HttpServer:
     def __init__(self, host: str, port: int, app: Endpoints) -> None:
         self._server = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+        # A short poll interval: shutdown() waits for the loop to notice, and that wait is part of
+        # every graceful stop.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="http", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() would wait forever for a loop that never ran
+            self._server.shutdown()
         self._server.server_close()

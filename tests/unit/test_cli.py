@@ -1,0 +1,348 @@
+"""The command line: flags and ELECTION_* variables, the one-line exit-2 contract, help, version, status.
+
+Exit statuses and one-line messages are checked on real ``python -m app`` processes (that is where a
+stray traceback or a second line would show); the rest goes through click's test runner. Nothing here
+starts ZooKeeper or a replica.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import app.wiring
+from app import __version__
+from app.cli import cli
+from app.config import HostPort, Settings
+
+REPO = Path(__file__).resolve().parents[2]
+EXIT_CONFIG = 2
+EXIT_UNREACHABLE = 3
+
+
+def election(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 20.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m app`` with no ELECTION_* variables but those in ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ELECTION_")}
+    clean.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        capture_output=True,
+        text=True,
+        env=clean,
+        cwd=REPO,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def assert_config_error(result: subprocess.CompletedProcess[str], names: str) -> None:
+    assert result.returncode == EXIT_CONFIG, result
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
+    assert names in lines[0], lines[0]
+    assert result.stdout == ""
+
+
+def option_flag(param: click.Parameter) -> str:
+    return max(param.opts, key=len)
+
+
+def run_options() -> list[click.Option]:
+    command = cli.commands["run"]
+    return [p for p in command.params if isinstance(p, click.Option)]
+
+
+def help_entries(output: str) -> dict[str, str]:
+    """The Options section of a help page, as {longest flag: its entry joined into one line}."""
+    entries: dict[str, str] = {}
+    flag = ""
+    for line in output.split("Options:", 1)[1].splitlines():
+        if line.lstrip().startswith("-"):
+            flag = max((word.rstrip(",") for word in line.split() if word.startswith("-")), key=len)
+            entries[flag] = ""
+        if flag:
+            entries[flag] += " " + line.strip()
+    return entries
+
+
+# -- bad configuration: one line naming the setting, status 2 ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--storage-capacity=0"], "--storage-capacity"),
+        (["--storage-capacity=abc"], "--storage-capacity"),
+        (["--storage-capacity=-1"], "--storage-capacity"),
+        (["--leader-timeout=10x"], "--leader-timeout"),
+        (["--leader-timeout=10"], "--leader-timeout"),
+        (["--leader-timeout=0s"], "--leader-timeout"),
+        (["--leader-timeout=-1s"], "--leader-timeout"),
+        (["--attempter-timeout=1m30"], "--attempter-timeout"),
+        (["--attempter-timeout=0s"], "--attempter-timeout"),
+        (["--zk-session-timeout=-1s"], "--zk-session-timeout"),
+        (["--shutdown-timeout=0"], "--shutdown-timeout"),
+        (["--failover-timeout=forever"], "--failover-timeout"),
+        (["--zk-servers="], "--zk-servers"),
+        (["--zk-servers=zk:99999"], "--zk-servers"),
+        (["--zk-servers=zk:abc"], "--zk-servers"),
+        (["--zk-servers=zk-0:2181,,zk-1:2181"], "--zk-servers"),
+        (["--file-dir=/"], "--file-dir"),
+        (["--election-path=election"], "--election-path"),
+        (["--identity=a/b"], "--identity"),
+        (["--http-address=nowhere"], "--http-address"),
+        (["--log-level=loud"], "--log-level"),
+        (["--log-format=xml"], "--log-format"),
+    ],
+    ids=lambda value: value[0] if isinstance(value, list) else None,
+)
+def test_bad_flag_exits_2_with_one_line_naming_it(args: list[str], names: str) -> None:
+    assert_config_error(election("run", *args), names)
+
+
+def test_file_dir_that_is_a_file_exits_2_naming_it(tmp_path: Path) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("not a directory")
+    result = election("run", f"--file-dir={a_file}")
+    assert_config_error(result, "--file-dir")
+    assert "not a directory" in result.stderr
+
+
+def test_unknown_flag_exits_2_with_one_line_naming_it() -> None:
+    assert_config_error(election("run", "--no-such-flag"), "--no-such-flag")
+
+
+def test_flag_without_its_value_exits_2_with_one_line_naming_it() -> None:
+    assert_config_error(election("run", "--leader-timeout"), "--leader-timeout")
+
+
+def test_unexpected_argument_exits_2_with_one_line() -> None:
+    assert_config_error(election("run", "extra"), "extra")
+
+
+def test_unknown_command_exits_2_with_one_line() -> None:
+    assert_config_error(election("lead"), "lead")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ELECTION_STORAGE_CAPACITY", "0"),
+        ("ELECTION_STORAGE_CAPACITY", "abc"),
+        ("ELECTION_LEADER_TIMEOUT", "10x"),
+        ("ELECTION_ATTEMPTER_TIMEOUT", "-1s"),
+        ("ELECTION_ZK_SERVERS", " "),
+        ("ELECTION_ZK_SERVERS", "zk:0"),
+        ("ELECTION_LOG_FORMAT", "xml"),
+    ],
+)
+def test_bad_env_var_exits_2_with_one_line_naming_the_variable(variable: str, value: str) -> None:
+    assert_config_error(election("run", env={variable: value}), variable)
+
+
+def test_env_var_error_also_names_its_flag() -> None:
+    result = election("run", env={"ELECTION_STORAGE_CAPACITY": "0"})
+    assert "--storage-capacity" in result.stderr
+
+
+def test_env_var_file_dir_that_is_a_file_exits_2_naming_the_variable(tmp_path: Path) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert_config_error(election("run", env={"ELECTION_FILE_DIR": str(a_file)}), "ELECTION_FILE_DIR")
+
+
+def test_status_with_a_bad_timeout_exits_2_naming_it() -> None:
+    assert_config_error(election("status", "--timeout=0s"), "--timeout")
+
+
+def test_status_with_empty_zk_servers_exits_2_naming_it() -> None:
+    assert_config_error(election("status", "--zk-servers="), "--zk-servers")
+
+
+# -- help and version ------------------------------------------------------------------------
+
+
+def test_help_exits_0() -> None:
+    result = election("run", "--help")
+    assert result.returncode == 0
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("option", run_options(), ids=option_flag)
+def test_run_help_lists_every_flag_with_its_env_var(option: click.Option) -> None:
+    result = CliRunner().invoke(cli, ["run", "--help"])
+    assert result.exit_code == 0
+    assert f"env var: {option.envvar}" in help_entries(result.output)[option_flag(option)]
+
+
+def test_status_help_lists_its_flags_with_their_env_vars() -> None:
+    result = CliRunner().invoke(cli, ["status", "--help"])
+    assert result.exit_code == 0
+    entries = help_entries(result.output)
+    for flag, variable in [
+        ("--zk-servers", "ELECTION_ZK_SERVERS"),
+        ("--election-path", "ELECTION_ELECTION_PATH"),
+        ("--timeout", "ELECTION_TIMEOUT"),
+    ]:
+        assert f"env var: {variable}" in entries[flag]
+
+
+def test_top_level_help_lists_both_commands() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    commands = [ln.split()[0] for ln in result.output.split("Commands:")[1].splitlines() if ln.strip()]
+    assert commands == ["run", "status"]
+
+
+def test_version_prints_the_package_version_and_exits_0() -> None:
+    result = election("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"election, version {__version__}"
+
+
+# -- flags and env vars ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", run_options(), ids=option_flag)
+def test_every_run_option_reads_the_env_var_named_after_its_flag(option: click.Option) -> None:
+    flag = option_flag(option)
+    assert flag.startswith("--")
+    assert option.envvar == "ELECTION_" + flag[2:].upper().replace("-", "_")
+    assert option.show_envvar
+
+
+def test_run_has_the_five_settings_of_the_assignment() -> None:
+    flags = {option_flag(o) for o in run_options()}
+    assert {
+        "--zk-servers",
+        "--leader-timeout",
+        "--attempter-timeout",
+        "--file-dir",
+        "--storage-capacity",
+    } <= flags
+
+
+class _Captured(Exception):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("captured")
+        self.settings = settings
+
+
+class _CapturingReplica:
+    """Stands in for app.wiring.Replica: records the settings and stops before anything runs."""
+
+    def __init__(self, settings: Settings, **_: Any) -> None:
+        raise _Captured(settings)
+
+
+@pytest.fixture
+def capture_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(app.wiring, "Replica", _CapturingReplica)
+    for name in list(os.environ):
+        if name.startswith("ELECTION_"):
+            monkeypatch.delenv(name)
+    yield
+
+
+def settings_of(args: list[str], env: dict[str, str] | None = None) -> Settings:
+    result = CliRunner().invoke(cli, ["run", *args], env=env)
+    assert isinstance(result.exception, _Captured), result.output
+    return result.exception.settings
+
+
+@pytest.mark.usefixtures("capture_settings")
+def test_flags_become_settings(tmp_path: Path) -> None:
+    settings = settings_of(
+        [
+            "--zk-servers=zk-0:2181,zk-1:2182",
+            "--leader-timeout=1m30s",
+            "--attempter-timeout=250ms",
+            f"--file-dir={tmp_path}",
+            "--storage-capacity=7",
+            "--identity=replica-1",
+            "--http-address=127.0.0.1:0",
+        ]
+    )
+    assert settings.zk_servers == (HostPort("zk-0", 2181), HostPort("zk-1", 2182))
+    assert settings.leader_timeout == 90.0
+    assert settings.attempter_timeout == 0.25
+    assert settings.file_dir == tmp_path
+    assert settings.storage_capacity == 7
+    assert settings.identity == "replica-1"
+    assert settings.http_address == HostPort("127.0.0.1", 0)
+
+
+@pytest.mark.usefixtures("capture_settings")
+def test_env_vars_become_settings(tmp_path: Path) -> None:
+    settings = settings_of(
+        [],
+        env={
+            "ELECTION_ZK_SERVERS": "zk:2181",
+            "ELECTION_LEADER_TIMEOUT": "2s",
+            "ELECTION_FILE_DIR": str(tmp_path),
+            "ELECTION_STORAGE_CAPACITY": "4",
+            "ELECTION_LOG_FORMAT": "text",
+        },
+    )
+    assert settings.zk_servers == (HostPort("zk", 2181),)
+    assert settings.leader_timeout == 2.0
+    assert settings.file_dir == tmp_path
+    assert settings.storage_capacity == 4
+    assert settings.log_format == "text"
+
+
+@pytest.mark.usefixtures("capture_settings")
+def test_flag_wins_over_env_var() -> None:
+    settings = settings_of(["--storage-capacity=5"], env={"ELECTION_STORAGE_CAPACITY": "9"})
+    assert settings.storage_capacity == 5
+
+
+@pytest.mark.usefixtures("capture_settings")
+def test_defaults_match_the_settings_defaults() -> None:
+    settings = settings_of([])
+    assert settings == Settings(identity=settings.identity)
+
+
+@pytest.mark.usefixtures("capture_settings")
+def test_identity_defaults_to_the_host_name() -> None:
+    assert settings_of([]).identity == (socket.gethostname() or "election")
+
+
+# -- election status -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A local port that refuses connections: bound (so nobody else takes it) but not listening."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def test_status_against_unreachable_zookeeper_exits_3_with_one_line_within_its_timeout(
+    closed_port: int,
+) -> None:
+    timeout = 0.5
+    began = time.monotonic()
+    result = election("status", f"--zk-servers=127.0.0.1:{closed_port}", "--timeout=500ms")
+    elapsed = time.monotonic() - began
+    assert result.returncode == EXIT_UNREACHABLE
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "unreachable" in lines[0]
+    assert f"127.0.0.1:{closed_port}" in lines[0]
+    assert result.stdout == ""
+    assert elapsed < timeout + 3.0  # the timeout, plus starting Python and closing the client

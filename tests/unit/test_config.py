@@ -1,0 +1,321 @@
+"""The configuration parsers: each turns flag/env text into a value or refuses it with ConfigError."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.config import (
+    MAX_DURATION_SECONDS,
+    ConfigError,
+    HostPort,
+    Settings,
+    env_var,
+    parse_election_path,
+    parse_file_dir,
+    parse_host_port,
+    parse_identity,
+    parse_positive_duration,
+    parse_positive_int,
+    parse_zk_servers,
+)
+
+# -- env var names ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "variable"),
+    [
+        ("--zk-servers", "ELECTION_ZK_SERVERS"),
+        ("--storage-capacity", "ELECTION_STORAGE_CAPACITY"),
+        ("--failover-backoff-max", "ELECTION_FAILOVER_BACKOFF_MAX"),
+        ("--identity", "ELECTION_IDENTITY"),
+    ],
+)
+def test_env_var_is_prefix_plus_flag_upper_cased_with_underscores(flag: str, variable: str) -> None:
+    assert env_var(flag) == variable
+
+
+# -- ZooKeeper servers -----------------------------------------------------------------------
+
+
+def test_zk_servers_parses_a_comma_separated_list_in_order() -> None:
+    assert parse_zk_servers("foo1.bar:2181,foo2.bar:2182") == (
+        HostPort("foo1.bar", 2181),
+        HostPort("foo2.bar", 2182),
+    )
+
+
+def test_zk_servers_ignores_spaces_around_entries() -> None:
+    assert parse_zk_servers(" zk-0:2181 , zk-1:2181 ") == (HostPort("zk-0", 2181), HostPort("zk-1", 2181))
+
+
+def test_zk_servers_accepts_a_bracketed_ipv6_address() -> None:
+    assert parse_zk_servers("[::1]:2181") == (HostPort("::1", 2181),)
+
+
+def test_ipv6_host_port_prints_with_brackets_again() -> None:
+    assert str(parse_host_port("[::1]:2181")) == "[::1]:2181"
+
+
+def test_connect_string_joins_the_servers_as_kazoo_takes_them() -> None:
+    settings = Settings(zk_servers=parse_zk_servers("a:1,[::1]:2"), identity="x")
+    assert settings.zk_connect_string == "a:1,[::1]:2"
+
+
+@pytest.mark.parametrize("text", ["", " ", ","])
+def test_zk_servers_refuses_an_empty_list(text: str) -> None:
+    with pytest.raises(ConfigError, match="no ZooKeeper server"):
+        parse_zk_servers(text)
+
+
+@pytest.mark.parametrize("text", ["a:1,,b:2", "a:1,", ",a:1"])
+def test_zk_servers_refuses_an_empty_entry(text: str) -> None:
+    with pytest.raises(ConfigError, match="empty entry"):
+        parse_zk_servers(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["zk:abc", "zk:", "zk:-1", "zk:21 81", "zk:²", "zk:2181x", "zk:+2181"],
+)
+def test_zk_servers_refuses_a_bad_port(text: str) -> None:
+    with pytest.raises(ConfigError, match="bad port"):
+        parse_zk_servers(text)
+
+
+@pytest.mark.parametrize("text", ["zk:0", "zk:70000", "zk:65536"])
+def test_zk_servers_refuses_a_port_out_of_range(text: str) -> None:
+    with pytest.raises(ConfigError, match="out of range"):
+        parse_zk_servers(text)
+
+
+def test_zk_servers_accepts_the_highest_port() -> None:
+    assert parse_zk_servers("zk:65535") == (HostPort("zk", 65535),)
+
+
+def test_zk_servers_refuses_an_entry_without_a_port() -> None:
+    with pytest.raises(ConfigError, match="no port"):
+        parse_zk_servers("zk")
+
+
+def test_zk_servers_refuses_an_entry_without_a_host() -> None:
+    with pytest.raises(ConfigError, match="no host"):
+        parse_zk_servers(":2181")
+
+
+def test_zk_servers_refuses_an_unbracketed_ipv6_address() -> None:
+    with pytest.raises(ConfigError, match=r"\[addr\]:port"):
+        parse_zk_servers("::1:2181")
+
+
+@pytest.mark.parametrize("text", ["[::1]", "[::1:2181", "[::1]2181"])
+def test_zk_servers_refuses_a_malformed_bracketed_address(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_zk_servers(text)
+
+
+def test_zk_servers_refuses_a_host_with_invalid_characters() -> None:
+    with pytest.raises(ConfigError, match="invalid host"):
+        parse_zk_servers("zk/0:2181")
+
+
+def test_zk_servers_error_names_the_bad_entry() -> None:
+    with pytest.raises(ConfigError, match="'b:x'"):
+        parse_zk_servers("a:1,b:x")
+
+
+# -- listen address --------------------------------------------------------------------------
+
+
+def test_listen_address_may_have_an_empty_host_and_port_zero() -> None:
+    assert parse_host_port(":0", allow_empty_host=True, allow_port_zero=True) == HostPort("", 0)
+
+
+def test_host_port_refuses_port_zero_unless_allowed() -> None:
+    with pytest.raises(ConfigError, match="out of range 1-65535"):
+        parse_host_port("127.0.0.1:0")
+
+
+# -- durations -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("10s", 10.0), ("1m30s", 90.0), ("250ms", 0.25), ("1ns", 1e-9)]
+)
+def test_positive_duration_parses_go_durations(text: str, seconds: float) -> None:
+    assert parse_positive_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["0", "0s", "0ms", "-1s", "-0s"])
+def test_positive_duration_refuses_zero_and_negative(text: str) -> None:
+    with pytest.raises(ConfigError, match="must be a positive duration"):
+        parse_positive_duration(text)
+
+
+@pytest.mark.parametrize("text", ["", "10", "s", "10x", "1m30"])
+def test_positive_duration_refuses_malformed_text(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_positive_duration(text)
+
+
+def test_positive_duration_accepts_gos_longest_duration() -> None:
+    assert parse_positive_duration("2562047h47m16s") <= MAX_DURATION_SECONDS
+
+
+@pytest.mark.parametrize("text", ["2562048h", "9" * 400 + "s"])
+def test_positive_duration_refuses_more_than_go_can_hold(text: str) -> None:
+    with pytest.raises(ConfigError, match="longest duration"):
+        parse_positive_duration(text)
+
+
+# -- positive integers -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "value"), [("1", 1), ("10", 10), (" 7 ", 7), ("+3", 3), ("007", 7)])
+def test_positive_int_parses_decimal_integers(text: str, value: int) -> None:
+    assert parse_positive_int(text) == value
+
+
+def test_positive_int_refuses_zero() -> None:
+    with pytest.raises(ConfigError, match="at least 1"):
+        parse_positive_int("0")
+
+
+@pytest.mark.parametrize("text", ["-1", "abc", "1.5", "", "1e3", "0x10", "٣", "1 0"])
+def test_positive_int_refuses_what_is_not_a_positive_integer(text: str) -> None:
+    with pytest.raises(ConfigError, match="not a positive integer"):
+        parse_positive_int(text)
+
+
+def test_positive_int_refuses_an_absurdly_long_number() -> None:
+    with pytest.raises(ConfigError, match="too large"):
+        parse_positive_int("9" * 5000)
+
+
+# -- file dir --------------------------------------------------------------------------------
+
+
+def test_file_dir_may_be_missing(tmp_path: Path) -> None:
+    missing = tmp_path / "not" / "yet"
+    assert parse_file_dir(str(missing)) == missing
+    assert not missing.exists()  # parsing does not create it: Init does
+
+
+def test_file_dir_accepts_an_existing_directory(tmp_path: Path) -> None:
+    assert parse_file_dir(str(tmp_path)) == tmp_path
+
+
+def test_file_dir_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert parse_file_dir("out") == tmp_path / "out"
+
+
+def test_file_dir_refuses_an_existing_file(tmp_path: Path) -> None:
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError, match="exists and is not a directory"):
+        parse_file_dir(str(a_file))
+
+
+@pytest.mark.parametrize("text", ["/", "/etc", "/etc/", "/usr/../etc", "/var", "/home"])
+def test_file_dir_refuses_system_directories(text: str) -> None:
+    with pytest.raises(ConfigError, match="system directory"):
+        parse_file_dir(text)
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_file_dir_refuses_an_empty_path(text: str) -> None:
+    with pytest.raises(ConfigError, match="empty path"):
+        parse_file_dir(text)
+
+
+def test_file_dir_refuses_a_nul_byte() -> None:
+    with pytest.raises(ConfigError, match="NUL"):
+        parse_file_dir("/tmp/a\0b")
+
+
+def test_file_dir_refuses_a_name_too_long_to_look_at(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="too long"):
+        parse_file_dir(str(tmp_path / ("a" * 5000)))
+
+
+# -- election path ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["/election", "/apps/election", " /e "])
+def test_election_path_accepts_absolute_paths_below_the_root(text: str) -> None:
+    assert parse_election_path(text) == text.strip()
+
+
+@pytest.mark.parametrize(
+    "text", ["", "/", "election", "/election/", "//election", "/a//b", "/a/./b", "/a/.."]
+)
+def test_election_path_refuses_root_relative_and_malformed_paths(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_election_path(text)
+
+
+# -- identity --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["election-0", "pod_1.ns", "a" * 253])
+def test_identity_accepts_printable_names(text: str) -> None:
+    assert parse_identity(text) == text
+
+
+def test_identity_is_stripped() -> None:
+    assert parse_identity("  election-0 ") == "election-0"
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_identity_refuses_empty(text: str) -> None:
+    with pytest.raises(ConfigError, match="empty identity"):
+        parse_identity(text)
+
+
+@pytest.mark.parametrize("text", ["a/b", "a\x00b", "tab\there", "a" * 254])
+def test_identity_refuses_slashes_control_characters_and_long_names(text: str) -> None:
+    with pytest.raises(ConfigError, match="printable"):
+        parse_identity(text)
+
+
+# -- every parser, arbitrary text ------------------------------------------------------------
+
+PARSERS: list[Callable[[str], Any]] = [
+    parse_zk_servers,
+    parse_host_port,
+    lambda text: parse_host_port(text, allow_empty_host=True, allow_port_zero=True),
+    parse_positive_duration,
+    parse_positive_int,
+    parse_file_dir,
+    parse_election_path,
+    parse_identity,
+]
+PARSER_IDS = [
+    "zk_servers",
+    "host_port",
+    "listen_address",
+    "positive_duration",
+    "positive_int",
+    "file_dir",
+    "election_path",
+    "identity",
+]
+
+# Text with the characters the parsers care about, so that examples get past the first checks.
+_NEAR_MISS = st.text(alphabet=st.sampled_from(list("0123456789:,.[]/-+ hmsuµnx²٣\t")), max_size=30)
+
+
+@pytest.mark.parametrize("parse", PARSERS, ids=PARSER_IDS)
+@given(text=st.one_of(st.text(), _NEAR_MISS))
+def test_every_parser_returns_or_raises_config_error(parse: Callable[[str], Any], text: str) -> None:
+    try:
+        parse(text)
+    except ConfigError as exc:
+        assert "\n" not in str(exc)  # the CLI prints it as one line

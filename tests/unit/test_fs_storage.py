@@ -1,0 +1,368 @@
+"""DirectoryStorage on real temporary directories: preparation, atomic writes, retention of our own files."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.adapters.fs_storage import DirectoryStorage, file_name
+from app.ports.storage import Record, StorageError
+
+WHEN = "2026-01-01T00:00:00.000000Z"
+
+
+def record(epoch: int = 7, sequence: int = 0, identity: str = "me") -> Record:
+    return Record(identity=identity, epoch=epoch, sequence=sequence, written_at=WHEN)
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Path:
+    path = tmp_path / "files"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def storage(directory: Path) -> DirectoryStorage:
+    store = DirectoryStorage(directory)
+    store.prepare()
+    store.begin_term()
+    return store
+
+
+def names(directory: Path) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+def plant(directory: Path, epoch: int, sequence: int, text: str = "theirs\n") -> str:
+    """A file written by another replica (or an earlier run), straight into the directory."""
+    name = file_name(epoch, sequence)
+    (directory / name).write_text(text)
+    return name
+
+
+# -- prepare ---------------------------------------------------------------------------------
+
+
+def test_prepare_creates_a_missing_directory(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b"
+    DirectoryStorage(target).prepare()
+    assert target.is_dir()
+
+
+def test_prepare_leaves_no_probe_behind(directory: Path) -> None:
+    DirectoryStorage(directory).prepare()
+    assert names(directory) == []
+
+
+def test_prepare_replaces_a_probe_left_by_a_crash(directory: Path) -> None:
+    (directory / ".election-probe").write_text("stale")
+    DirectoryStorage(directory).prepare()
+    assert names(directory) == []
+
+
+def test_prepare_removes_leftovers_of_interrupted_writes_and_counts_them(directory: Path) -> None:
+    (directory / f".{file_name(3, 1)}.tmp").write_text('{"identity": "me", "ep')  # a crash mid-write
+    (directory / f".{file_name(3, 2)}.tmp").write_text("")
+    assert DirectoryStorage(directory).prepare() == 2
+    assert names(directory) == []
+
+
+def test_prepare_keeps_other_hidden_files(directory: Path) -> None:
+    others = [".keep", ".leader-notes.tmp", ".leader-1.json.tmp", f".{file_name(3, 1)}.tmp.bak", ".nfs0001"]
+    for name in others:
+        (directory / name).write_text("x")
+    assert DirectoryStorage(directory).prepare() == 0
+    assert names(directory) == sorted(others)
+
+
+def test_prepare_keeps_complete_files(directory: Path) -> None:
+    ours = plant(directory, 3, 1)
+    DirectoryStorage(directory).prepare()
+    assert names(directory) == [ours]
+
+
+def test_prepare_does_not_remove_a_directory_named_like_a_leftover(directory: Path) -> None:
+    (directory / f".{file_name(3, 1)}.tmp").mkdir()
+    assert DirectoryStorage(directory).prepare() == 0
+    assert (directory / f".{file_name(3, 1)}.tmp").is_dir()
+
+
+def test_prepare_under_a_regular_file_raises_storage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StorageError, match=str(blocker)):
+        DirectoryStorage(blocker / "dir").prepare()
+
+
+def test_prepare_on_a_path_that_is_a_file_raises_storage_error(tmp_path: Path) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(StorageError):
+        DirectoryStorage(a_file).prepare()
+
+
+def test_prepare_raises_storage_error_when_the_probe_cannot_be_written(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+
+    def read_only_open(path: Any, flags: int, *args: Any, **kw: Any) -> int:
+        if flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(os, "open", read_only_open)
+    with pytest.raises(StorageError, match="Read-only file system"):
+        DirectoryStorage(directory).prepare()
+
+
+# -- write -----------------------------------------------------------------------------------
+
+
+def test_write_uses_the_epoch_and_sequence_in_the_name(storage: DirectoryStorage, directory: Path) -> None:
+    name = storage.write(record(epoch=4294967311, sequence=12))
+    assert name == "leader-00000000004294967311-000000000012.json"
+    assert names(directory) == [name]
+
+
+def test_written_file_holds_the_record_as_json(storage: DirectoryStorage, directory: Path) -> None:
+    name = storage.write(record(epoch=9, sequence=3, identity="replica-2"))
+    content = json.loads((directory / name).read_text())
+    assert content == {"identity": "replica-2", "epoch": 9, "sequence": 3, "written_at": WHEN}
+
+
+def test_write_leaves_no_temporary_file(storage: DirectoryStorage, directory: Path) -> None:
+    storage.write(record())
+    assert [n for n in names(directory) if n.startswith(".")] == []
+
+
+def test_write_never_overwrites_an_existing_file(storage: DirectoryStorage, directory: Path) -> None:
+    name = storage.write(record(identity="first"))
+    with pytest.raises(StorageError, match=name):
+        storage.write(record(identity="second"))
+    assert json.loads((directory / name).read_text())["identity"] == "first"
+
+
+def test_a_refused_write_leaves_no_temporary_file(storage: DirectoryStorage, directory: Path) -> None:
+    name = storage.write(record())
+    with pytest.raises(StorageError):
+        storage.write(record())
+    assert names(directory) == [name]
+
+
+def test_write_replaces_a_stale_temporary_file_of_the_same_name(
+    storage: DirectoryStorage, directory: Path
+) -> None:
+    (directory / f".{file_name(7, 0)}.tmp").write_text("half")
+    name = storage.write(record())
+    assert names(directory) == [name]
+    assert json.loads((directory / name).read_text())["epoch"] == 7
+
+
+def test_write_does_not_follow_a_symlink_at_its_temporary_name(
+    storage: DirectoryStorage, directory: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    (directory / f".{file_name(7, 0)}.tmp").symlink_to(outside)
+    storage.write(record())
+    assert outside.read_text() == "precious"
+
+
+def test_write_refuses_a_symlink_at_its_final_name_and_leaves_its_target_alone(
+    storage: DirectoryStorage, directory: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    (directory / file_name(7, 0)).symlink_to(outside)
+    with pytest.raises(StorageError):
+        storage.write(record())
+    assert outside.read_text() == "precious"
+
+
+def test_a_failing_disk_raises_storage_error_and_leaves_nothing(
+    storage: DirectoryStorage, directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(_fd: int, _data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_full)
+    with pytest.raises(StorageError, match="No space left on device"):
+        storage.write(record())
+    assert names(directory) == []
+
+
+def test_writing_into_a_removed_directory_raises_storage_error(
+    storage: DirectoryStorage, directory: Path
+) -> None:
+    directory.rmdir()
+    with pytest.raises(StorageError):
+        storage.write(record())
+
+
+def test_names_sort_in_write_order_across_epochs(storage: DirectoryStorage, directory: Path) -> None:
+    order = [(5, 9), (5, 10), (5, 11), (12, 0), (12, 1), (100, 0), (4294967311, 0)]
+    written = [storage.write(record(epoch=e, sequence=s)) for e, s in order]
+    assert names(directory) == written
+
+
+# -- retention -------------------------------------------------------------------------------
+
+
+def test_retention_deletes_the_oldest_beyond_capacity(storage: DirectoryStorage, directory: Path) -> None:
+    written = [storage.write(record(sequence=s)) for s in range(5)]
+    assert storage.retain(3) == written[:2]
+    assert names(directory) == written[2:]
+
+
+def test_retention_at_capacity_deletes_nothing(storage: DirectoryStorage, directory: Path) -> None:
+    written = [storage.write(record(sequence=s)) for s in range(3)]
+    assert storage.retain(3) == []
+    assert names(directory) == written
+
+
+def test_retention_after_each_write_keeps_exactly_capacity(
+    storage: DirectoryStorage, directory: Path
+) -> None:
+    deleted: list[str] = []
+    for sequence in range(6):
+        storage.write(record(sequence=sequence))
+        deleted += storage.retain(2)
+    assert names(directory) == [file_name(7, 4), file_name(7, 5)]
+    assert deleted == [file_name(7, s) for s in range(4)]
+
+
+FOREIGN = [
+    "notes.txt",
+    "leader-1.json",
+    "leader-x.json",
+    "LEADER-00000000000000000001-000000000000.json",
+    "leader-00000000000000000001-000000000000.json.bak",
+    "leader-0000000000000000001-000000000000.json",  # 19 digits
+    "aleader-00000000000000000001-000000000000.json",
+]
+
+
+def test_retention_never_touches_foreign_files(directory: Path) -> None:
+    for name in FOREIGN:
+        (directory / name).write_text("not ours")
+    store = DirectoryStorage(directory)
+    store.prepare()
+    store.begin_term()
+    written = [store.write(record(sequence=s)) for s in range(3)]
+    store.retain(1)
+    assert names(directory) == sorted([*FOREIGN, written[-1]])
+
+
+def test_foreign_files_do_not_count_toward_capacity(directory: Path) -> None:
+    for name in FOREIGN:
+        (directory / name).write_text("not ours")
+    store = DirectoryStorage(directory)
+    store.begin_term()
+    store.write(record(sequence=0))
+    assert store.retain(1) == []
+
+
+def test_retention_does_not_delete_through_a_symlink_named_like_ours(directory: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.json"
+    outside.write_text("precious")
+    link = directory / file_name(1, 0)  # the oldest name: first in line if it were counted as ours
+    link.symlink_to(outside)
+    store = DirectoryStorage(directory)
+    store.begin_term()
+    store.write(record(epoch=7, sequence=0))
+    store.write(record(epoch=7, sequence=1))
+    assert store.retain(1) == [file_name(7, 0)]
+    assert link.is_symlink()
+    assert outside.read_text() == "precious"
+
+
+def test_retention_skips_a_directory_named_like_ours(directory: Path) -> None:
+    (directory / file_name(1, 0)).mkdir()
+    store = DirectoryStorage(directory)
+    store.begin_term()
+    store.write(record(epoch=7, sequence=0))
+    assert store.retain(1) == []
+    assert (directory / file_name(1, 0)).is_dir()
+
+
+def test_begin_term_counts_files_another_replica_wrote(directory: Path) -> None:
+    theirs = [plant(directory, 3, s) for s in range(3)]
+    store = DirectoryStorage(directory)
+    store.begin_term()
+    mine = store.write(record(epoch=7, sequence=0))
+    assert store.retain(2) == theirs[:2]
+    assert names(directory) == [theirs[2], mine]
+
+
+def test_files_written_by_others_after_begin_term_are_left_to_the_next_term(directory: Path) -> None:
+    store = DirectoryStorage(directory)
+    store.begin_term()
+    later = plant(directory, 3, 0)
+    store.write(record(epoch=7, sequence=0))
+    assert store.retain(1) == []
+    store.begin_term()
+    assert store.retain(1) == [later]
+
+
+def test_retention_does_not_count_a_file_somebody_else_removed(
+    storage: DirectoryStorage, directory: Path
+) -> None:
+    first = storage.write(record(sequence=0))
+    second = storage.write(record(sequence=1))
+    third = storage.write(record(sequence=2))
+    (directory / first).unlink()
+    assert storage.retain(1) == [second]
+    assert names(directory) == [third]
+
+
+def test_retention_raises_storage_error_when_a_delete_fails(
+    storage: DirectoryStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage.write(record(sequence=0))
+    storage.write(record(sequence=1))
+
+    def refuse(path: Any, *args: Any, **kw: Any) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    with pytest.raises(StorageError, match="Permission denied"):
+        storage.retain(1)
+
+
+def test_a_tick_does_not_rescan_the_directory(
+    storage: DirectoryStorage, directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for sequence in range(3):
+        plant(directory, 3, sequence)
+    storage.begin_term()
+
+    def no_scan(*_args: Any) -> Any:
+        raise AssertionError("the directory was listed during a tick")
+
+    monkeypatch.setattr(os, "scandir", no_scan)
+    monkeypatch.setattr(os, "listdir", no_scan)
+    name = storage.write(record(epoch=7, sequence=0))
+    assert storage.retain(2) == [file_name(3, 0), file_name(3, 1)]
+    monkeypatch.undo()
+    assert names(directory) == [file_name(3, 2), name]
+
+
+# -- a crash mid-write -----------------------------------------------------------------------
+
+
+def test_a_crash_mid_write_is_cleaned_at_next_prepare_and_the_write_can_be_redone(directory: Path) -> None:
+    crashed = directory / f".{file_name(7, 0)}.tmp"
+    crashed.write_text('{"identity": "me", "epo')
+    store = DirectoryStorage(directory)
+    assert store.prepare() == 1
+    store.begin_term()
+    name = store.write(record(epoch=7, sequence=0))
+    assert names(directory) == [name]
+    assert json.loads((directory / name).read_text())["sequence"] == 0

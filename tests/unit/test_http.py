@@ -1,0 +1,307 @@
+"""The HTTP endpoints on a real local socket, and what a Replica (with fake ports) reports through them."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from app.http import Endpoints, HttpServer
+from app.wiring import LIVENESS_STALL_SECONDS
+from tests.unit.conftest import Harness, other_leader
+
+RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+
+# Never go through a proxy from the environment to reach 127.0.0.1.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def get(url: str) -> tuple[int, str, bytes]:
+    """(status, content type, body) of a GET, whatever the status."""
+    try:
+        with _OPENER.open(url, timeout=5) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.headers["Content-Type"], error.read()
+
+
+class Probe:
+    """A live/ready callable whose answer the test changes."""
+
+    def __init__(self, ok: bool = True, reason: str = "fine") -> None:
+        self.ok = ok
+        self.reason = reason
+
+    def __call__(self) -> tuple[bool, str]:
+        return self.ok, self.reason
+
+
+class Backend:
+    """What the shared server's Endpoints call; each test sets its own answers."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.status: Callable[[], dict[str, Any]] = lambda: {"state": "Init"}
+        self.live: Callable[[], tuple[bool, str]] = Probe()
+        self.ready: Callable[[], tuple[bool, str]] = Probe()
+
+    # Looked up on each request, so a test may swap the callables above after the server started.
+    def current_status(self) -> dict[str, Any]:
+        return self.status()
+
+    def current_live(self) -> tuple[bool, str]:
+        return self.live()
+
+    def current_ready(self) -> tuple[bool, str]:
+        return self.ready()
+
+
+@dataclass
+class Served:
+    url: str
+    backend: Backend
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Served]:
+    """One HttpServer for the module (stopping one takes up to half a second), on any free port."""
+    registry = CollectorRegistry()
+    Counter("demo_things", "Things counted for the test", registry=registry).inc(3)
+    backend = Backend()
+    app = Endpoints(registry, backend.current_status, backend.current_live, backend.current_ready)
+    http = HttpServer("127.0.0.1", 0, app)
+    http.start()
+    yield Served(f"http://127.0.0.1:{http.port}", backend)
+    http.stop()
+
+
+@pytest.fixture
+def served(server: Served) -> Served:
+    server.backend.reset()
+    return server
+
+
+# -- the endpoints ---------------------------------------------------------------------------
+
+
+def test_metrics_serves_the_injected_registry_in_text_format(served: Served) -> None:
+    code, content_type, body = get(served.url + "/metrics")
+    assert code == 200
+    assert content_type.startswith("text/plain")
+    assert "demo_things_total 3.0" in body.decode().splitlines()
+
+
+def test_metrics_does_not_serve_the_global_registry(served: Served) -> None:
+    _code, _type, body = get(served.url + "/metrics")
+    assert b"python_gc_objects_collected_total" not in body  # registered on prometheus_client.REGISTRY
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_probe_returns_200_with_ok_and_reason(served: Served, path: str) -> None:
+    served.backend.live = served.backend.ready = Probe(True, "all good")
+    code, content_type, body = get(served.url + path)
+    assert code == 200
+    assert content_type == "application/json"
+    assert json.loads(body) == {"ok": True, "reason": "all good"}
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_failing_probe_returns_503_with_its_reason(served: Served, path: str) -> None:
+    served.backend.live = served.backend.ready = Probe(False, "not today")
+    code, _type, body = get(served.url + path)
+    assert code == 503
+    assert json.loads(body) == {"ok": False, "reason": "not today"}
+
+
+def test_healthz_asks_live_and_readyz_asks_ready(served: Served) -> None:
+    served.backend.live = Probe(True, "alive")
+    served.backend.ready = Probe(False, "ZooKeeper connection lost")
+    assert get(served.url + "/healthz")[0] == 200
+    code, _type, body = get(served.url + "/readyz")
+    assert code == 503
+    assert json.loads(body)["reason"] == "ZooKeeper connection lost"
+
+
+def test_probes_are_asked_on_every_request(served: Served) -> None:
+    ready = Probe(False, "connecting")
+    served.backend.ready = ready
+    assert get(served.url + "/readyz")[0] == 503
+    ready.ok, ready.reason = True, "connected"
+    assert get(served.url + "/readyz")[0] == 200
+
+
+def test_status_returns_the_status_document_as_json(served: Served) -> None:
+    document = {"identity": "me", "state": "Leader", "leader": {"identity": "me", "epoch": 7}}
+    served.backend.status = lambda: document
+    code, content_type, body = get(served.url + "/status")
+    assert code == 200
+    assert content_type == "application/json"
+    assert json.loads(body) == document
+
+
+@pytest.mark.parametrize("path", ["/", "/nope", "/metrics/extra", "/status.json"])
+def test_unknown_path_is_404(served: Served, path: str) -> None:
+    code, content_type, body = get(served.url + path)
+    assert code == 404
+    assert content_type == "application/json"
+    assert path in json.loads(body)["error"]
+
+
+def test_stop_closes_the_port() -> None:
+    http = HttpServer("127.0.0.1", 0, Endpoints(CollectorRegistry(), dict, Probe(), Probe()))
+    http.start()
+    url = f"http://127.0.0.1:{http.port}/healthz"
+    assert get(url)[0] == 200
+    http.stop()
+    with pytest.raises(urllib.error.URLError):
+        get(url)
+
+
+# -- Replica.status / ready / live with fake ports --------------------------------------------
+
+
+def test_status_before_start_shows_init_and_a_closed_connection(harness: Harness) -> None:
+    status = harness.replica.status()
+    assert status["identity"] == "me"
+    assert status["state"] == "Init"
+    assert status["state_since"] == "2026-01-01T00:00:00.000000Z"
+    assert status["leader"] is None
+    assert status["zookeeper"]["state"] == "closed"
+
+
+def test_status_of_an_attempter_names_the_other_leader(harness: Harness) -> None:
+    other_leader(harness.server, "other")
+    seen: list[dict[str, Any]] = []
+    harness.at(3.0, lambda: seen.append(harness.replica.status()))
+    harness.stop_at(4.0)
+    harness.run()
+    status = seen[0]
+    assert status["state"] == "Attempter"
+    assert status["leader"]["identity"] == "other"
+    assert status["leader"]["epoch"] == 101
+    assert status["leader"]["self"] is False
+    assert status["zookeeper"]["state"] == "connected"
+
+
+def test_status_of_a_leader_shows_itself_and_when_it_began(harness: Harness) -> None:
+    other_leader(harness.server, "other")
+    harness.at(5.0, harness.server.delete_leader_by_hand)
+    seen: list[dict[str, Any]] = []
+    harness.at(7.5, lambda: seen.append(harness.replica.status()))
+    harness.stop_at(8.0)
+    harness.run()
+    status = seen[0]
+    assert status["state"] == "Leader"
+    assert status["state_since"] == "2026-01-01T00:00:05.000000Z"
+    assert RFC3339_UTC.fullmatch(status["state_since"])
+    assert status["state_duration_seconds"] == 2.5
+    assert status["leader"]["identity"] == "me"
+    assert status["leader"]["epoch"] == harness.storage.written[0][1].epoch
+    assert status["leader"]["self"] is True
+
+
+def test_status_shows_no_leader_while_the_connection_is_suspended(harness: Harness) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def suspend_and_look() -> None:
+        harness.coordinator.suspend()
+        seen.append(harness.replica.status())
+
+    harness.at(3.0, suspend_and_look)
+    harness.stop_at(4.0)
+    harness.run()
+    assert seen[0]["leader"] is None
+    assert seen[0]["zookeeper"]["state"] == "suspended"
+
+
+def test_status_is_json_serialisable(harness: Harness) -> None:
+    seen: list[str] = []
+    harness.at(3.0, lambda: seen.append(json.dumps(harness.replica.status())))
+    harness.stop_at(4.0)
+    harness.run()
+    assert json.loads(seen[0])["state"] == "Leader"
+
+
+def test_not_ready_before_connecting(harness: Harness) -> None:
+    ready, reason = harness.replica.ready()
+    assert not ready
+    assert "closed" in reason
+
+
+def test_ready_while_connected(harness: Harness) -> None:
+    seen: list[tuple[bool, str]] = []
+    harness.at(3.0, lambda: seen.append(harness.replica.ready()))
+    harness.stop_at(4.0)
+    harness.run()
+    assert seen[0][0] is True
+
+
+def test_not_ready_while_suspended(harness: Harness) -> None:
+    seen: list[tuple[bool, str]] = []
+
+    def suspend_and_look() -> None:
+        harness.coordinator.suspend()
+        seen.append(harness.replica.ready())
+
+    harness.at(3.0, suspend_and_look)
+    harness.stop_at(4.0)
+    harness.run()
+    assert seen[0] == (False, "ZooKeeper connection suspended")
+
+
+def test_not_ready_once_stopping_even_if_connected(harness: Harness) -> None:
+    seen: list[tuple[bool, str]] = []
+
+    def stop_and_look() -> None:
+        harness.replica.ctx.request_stop("test")
+        seen.append(harness.replica.ready())
+
+    harness.at(3.0, stop_and_look)
+    harness.run()
+    assert seen[0] == (False, "stopping")
+
+
+def test_live_at_start(harness: Harness) -> None:
+    assert harness.replica.live()[0] is True
+
+
+def test_live_while_the_machine_waits_for_a_long_time(harness: Harness) -> None:
+    other_leader(harness.server, "other")
+    seen: list[tuple[bool, str]] = []
+    harness.at(10 * LIVENESS_STALL_SECONDS, lambda: seen.append(harness.replica.live()))
+    harness.stop_at(10 * LIVENESS_STALL_SECONDS + 1)
+    harness.run()
+    assert seen[0][0] is True
+
+
+def test_not_live_when_the_heartbeat_is_older_than_the_stall_limit(harness: Harness) -> None:
+    harness.clock.advance(LIVENESS_STALL_SECONDS + 1)  # the machine is not running: nobody beats
+    live, reason = harness.replica.live()
+    assert not live
+    assert "stalled" in reason
+
+
+def test_live_just_within_the_stall_limit(harness: Harness) -> None:
+    harness.clock.advance(LIVENESS_STALL_SECONDS - 1)
+    assert harness.replica.live()[0] is True
+
+
+def test_replica_endpoints_serve_its_status_over_http(served: Served, harness: Harness) -> None:
+    served.backend.status = harness.replica.status
+    served.backend.live = harness.replica.live
+    served.backend.ready = harness.replica.ready
+    code, _type, body = get(served.url + "/status")
+    assert code == 200
+    assert json.loads(body)["identity"] == "me"
+    assert get(served.url + "/healthz")[0] == 200
+    assert get(served.url + "/readyz")[0] == 503  # never connected
