@@ -40,6 +40,9 @@ _KAZOO_STATES = {
     KazooState.LOST: ConnectionState.LOST,
 }
 _ERRORS = (KazooException, KazooTimeoutError)
+# Reads of the leader node per look when it keeps appearing and vanishing between getData and exists;
+# past that, the look reports the node's stat with unknown data.
+_LOOK_ATTEMPTS = 3
 T = TypeVar("T")
 
 
@@ -182,18 +185,22 @@ class KazooCoordinator:
         callback = self._on_watch if watch else None
 
         def look() -> LeaderNode | None:
-            try:
-                data, stat = self._client.get_async(self.leader_path, watch=callback).get(
-                    timeout=self.operation_timeout
-                )
-            except NoNodeError:
-                # getData sets no watch on a missing node; exists does, and catches a racing create.
-                stat = self._client.exists_async(self.leader_path, watch=callback).get(
-                    timeout=self.operation_timeout
-                )
-                if stat is None:
-                    return None
-                data = b""
+            data = b""
+            for _ in range(_LOOK_ATTEMPTS):
+                try:
+                    data, stat = self._client.get_async(self.leader_path, watch=callback).get(
+                        timeout=self.operation_timeout
+                    )
+                    break
+                except NoNodeError:
+                    # getData sets no watch on a missing node; exists does, and catches a racing create.
+                    stat = self._client.exists_async(self.leader_path, watch=callback).get(
+                        timeout=self.operation_timeout
+                    )
+                    if stat is None:
+                        return None
+                    # Created between the two reads (every hand-over races so): read its data again,
+                    # or the leader would show as "" until the next look.
             content = _decode(data)
             return LeaderNode(
                 owner=int(stat.ephemeralOwner),
