@@ -41,6 +41,7 @@ from app.config import (
     parse_identity,
     parse_positive_duration,
     parse_positive_int,
+    parse_zk_auth,
     parse_zk_servers,
 )
 from app.durations import format_duration
@@ -74,6 +75,7 @@ ZK_SERVERS = _Parsed("host:port,...", parse_zk_servers)
 DIRECTORY = _Parsed("directory", parse_file_dir)
 ZK_PATH = _Parsed("zk-path", parse_election_path)
 IDENTITY = _Parsed("name", parse_identity)
+ZK_AUTH = _Parsed("user:password", parse_zk_auth)
 LISTEN = _Parsed("host:port", lambda text: parse_host_port(text, allow_empty_host=True, allow_port_zero=True))
 
 _DEFAULTS = Settings(identity="")
@@ -176,6 +178,19 @@ def cli() -> None:
     DURATION,
     _d(_DEFAULTS.failover_backoff_max),
     "Cap of the exponential backoff between reconnection and retry attempts.",
+)
+@_option(
+    "--max-write-failures",
+    POSITIVE_INT,
+    str(_DEFAULTS.max_write_failures),
+    "Consecutive failed writes after which the leader resigns so that another replica can lead.",
+)
+@_option(
+    "--zk-auth",
+    ZK_AUTH,
+    None,
+    "ZooKeeper digest credentials user:password; nodes are then created writable only with them.",
+    show_default=False,
 )
 def run(**options: Any) -> None:
     """Run one replica until SIGTERM or SIGINT."""

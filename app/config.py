@@ -169,6 +169,16 @@ def parse_identity(text: str) -> str:
     return raw
 
 
+def parse_zk_auth(text: str) -> str:
+    """Digest credentials ``user:password``; the message never repeats the text (it is a secret)."""
+    user, sep, password = text.partition(":")
+    if not sep or not user.strip() or not password:
+        raise ConfigError("expected user:password (value not shown)")
+    if any(c.isspace() for c in user) or not text.isprintable():
+        raise ConfigError("user must have no spaces and the value printable characters (value not shown)")
+    return text
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
 
@@ -197,6 +207,8 @@ class Settings:
     shutdown_timeout: float = 20.0
     failover_timeout: float = 60.0
     failover_backoff_max: float = 5.0
+    max_write_failures: int = 3
+    zk_auth: str | None = field(default=None, repr=False)
 
     @property
     def zk_connect_string(self) -> str:

@@ -86,7 +86,8 @@ class Context:
         self.next_sequence: tuple[int, int] | None = None  # (epoch, sequence)
         # The leader as last seen by a look at ZooKeeper (for /status).
         self.observed_leader: LeaderNode | None = None
-        # When the current run of failures began, and how many Failover visits it has had.
+        # When the current run of failures began, and how many Failover visits it has had. The run
+        # ends with useful work: a file written, or a live leader seen from Attempter.
         self.failing_since: float | None = None
         self.failover_streak = 0
         self.heartbeat = clock.monotonic()
@@ -104,6 +105,11 @@ class Context:
         self.wakeup.set()
 
     # -- called by states -------------------------------------------------------------------
+    def work_done(self) -> None:
+        """Useful work happened (a file written, a live leader seen): any failure streak is over."""
+        self.failing_since = None
+        self.failover_streak = 0
+
     def clear_wakeup(self) -> None:
         """Forget pending wake-ups: call right before looking at the world, since that look sees
         everything they announced (clearing after the look could lose a change made during it)."""

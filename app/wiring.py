@@ -48,6 +48,7 @@ def make_coordinator(settings: Settings) -> KazooCoordinator:
         settings.election_path,
         session_timeout=settings.zk_session_timeout,
         reconnect_backoff_max=settings.failover_backoff_max,
+        auth=settings.zk_auth,
     )
 
 

@@ -175,6 +175,12 @@ class FakeCoordinator:
             return _as_leader(self.server.leader)
         return None
 
+    def resign(self, node: LeaderNode) -> None:
+        self._check("resign")
+        leader = self.server.leader
+        if leader is not None and leader.owner == self._session and leader.epoch == node.epoch:
+            self.server.delete_leader_by_hand()
+
     def members(self) -> list[Member]:
         self._check("members")
         return [Member(session, data) for session, data in self.server.members.items()]

@@ -10,9 +10,13 @@ symlinks), is fsynced, hard-linked to its final name (which fails rather than re
 file) and unlinked, and the directory is fsynced. A crash leaves
 either the complete file or a temporary one, which :meth:`prepare` removes at the next start.
 
-Retention cost: :meth:`begin_term` lists the directory once per leadership term; each tick then only
-appends the new name to an in-memory index and deletes from its head, so a tick does not rescan
-the directory however many files it holds.
+Fencing: every write holds the directory's fence lock (``app.adapters.fs_fence``) and refuses with
+:class:`FencedError` if a newer epoch has written there, so a stale leader cannot write once a newer
+one has.
+
+Retention cost: the directory is listed once per leadership term (at its first write, under the
+fence lock); each tick then only appends the new name to an in-memory index and deletes from its
+head, so a tick does not rescan the directory however many files it holds.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ import re
 from dataclasses import asdict
 from pathlib import Path
 
-from app.ports.storage import Record, StorageError
+from app.adapters.fs_fence import FENCE_TEMP_NAME, FileFence
+from app.ports.storage import FencedError, Record, StorageError
 
 FILE_RE = re.compile(r"leader-(\d{20})-(\d{12})\.json")
 TEMP_RE = re.compile(r"\.leader-(\d{20})-(\d{12})\.json\.tmp")
 PROBE_NAME = ".election-probe"
-FILE_MODE = 0o644
+FILE_MODE = 0o640
+DIR_MODE = 0o750
 
 
 def file_name(epoch: int, sequence: int) -> str:
@@ -41,21 +47,24 @@ def file_name(epoch: int, sequence: int) -> str:
 class DirectoryStorage:
     """Implements :class:`app.ports.storage.Storage` on one directory."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, fence: FileFence | None = None) -> None:
         self.directory = directory
+        self.fence = fence or FileFence(directory)
         self._ours: collections.deque[str] = collections.deque()
+        self._needs_scan = True
 
     def prepare(self) -> int:
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            if not self.directory.is_dir():
+            self.directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            if self.directory.is_symlink() or not self.directory.is_dir():
                 raise StorageError(f"{self.directory} is not a directory")
             probe = self.directory / PROBE_NAME
             self._write_exclusive(probe, b"probe\n", replace_stale=True)
             probe.unlink()
             removed = 0
             for entry in os.scandir(self.directory):
-                if TEMP_RE.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                leftover = TEMP_RE.fullmatch(entry.name) or entry.name == FENCE_TEMP_NAME
+                if leftover and entry.is_file(follow_symlinks=False):
                     os.unlink(entry.path)
                     removed += 1
             return removed
@@ -63,6 +72,11 @@ class DirectoryStorage:
             raise StorageError(f"{self.directory}: {exc.strerror or exc}") from exc
 
     def begin_term(self) -> None:
+        # The index is built under the fence lock at the term's first write: a stale leader may
+        # still publish a file between now and then, and the index must include it.
+        self._needs_scan = True
+
+    def _scan(self) -> None:
         try:
             names = sorted(
                 entry.name
@@ -72,19 +86,29 @@ class DirectoryStorage:
         except OSError as exc:
             raise StorageError(f"cannot list {self.directory}: {exc.strerror or exc}") from exc
         self._ours = collections.deque(names)
+        self._needs_scan = False
 
     def write(self, record: Record) -> str:
         name = file_name(record.epoch, record.sequence)
         temp = self.directory / f".{name}.tmp"
         data = (json.dumps(asdict(record), sort_keys=True) + "\n").encode()
-        try:
-            self._write_exclusive(temp, data, replace_stale=True)
-            self._publish(temp, self.directory / name)
-            self._fsync_directory()
-        except OSError as exc:
-            with contextlib.suppress(OSError):  # if this fails too, prepare() removes it at next start
-                temp.unlink(missing_ok=True)
-            raise StorageError(f"cannot write {self.directory / name}: {exc.strerror or exc}") from exc
+        with self.fence.locked() as fence:
+            newest = fence.epoch()
+            if newest > record.epoch:
+                raise FencedError(record.epoch, newest)
+            if self._needs_scan:
+                self._scan()
+            if newest < record.epoch:
+                # Before the file, not after: a crash in between must not let an older term write.
+                fence.advance(record.epoch)
+            try:
+                self._write_exclusive(temp, data, replace_stale=True)
+                self._publish(temp, self.directory / name)
+                self._fsync_directory()
+            except OSError as exc:
+                with contextlib.suppress(OSError):  # if this fails too, prepare() removes it at next start
+                    temp.unlink(missing_ok=True)
+                raise StorageError(f"cannot write {self.directory / name}: {exc.strerror or exc}") from exc
         self._ours.append(name)
         return name
 

@@ -1,5 +1,8 @@
 """The coordination port on kazoo: the only module that imports kazoo.
 
+With digest credentials (``--zk-auth user:password``) every session authenticates with them and
+every node is created with an ACL that gives their holders all rights and everyone else read.
+
 Layout under ``<election-path>``::
 
     leader            ephemeral; data {"identity", "acquired_at"}; czxid = the term's epoch
@@ -26,9 +29,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
+from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
+from kazoo.security import make_acl, make_digest_acl
 
 from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode, Member
 
@@ -54,6 +58,21 @@ def _decode(data: bytes | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _auth_options(auth: str | None) -> dict[str, Any]:
+    """Digest credentials ``user:password``: authenticate every session with them, and create every
+    node with an ACL that lets only their holders change or delete it, while anyone may read."""
+    if auth is None:
+        return {}
+    user, _sep, password = auth.partition(":")
+    return {
+        "auth_data": [("digest", auth)],
+        "default_acl": [
+            make_digest_acl(user, password, all=True),
+            make_acl("world", "anyone", read=True),
+        ],
+    }
+
+
 class KazooCoordinator:
     """Implements :class:`app.ports.coordination.Coordinator` with one ``KazooClient``."""
 
@@ -65,6 +84,7 @@ class KazooCoordinator:
         session_timeout: float,
         operation_timeout: float | None = None,
         reconnect_backoff_max: float = 5.0,
+        auth: str | None = None,
     ) -> None:
         self.session_timeout = session_timeout
         # A read must come back well within the leader's lease (2/3 of the session timeout).
@@ -79,6 +99,7 @@ class KazooCoordinator:
                 max_tries=-1, delay=0.1, backoff=2, max_jitter=0.4, max_delay=reconnect_backoff_max
             ),
             logger=logging.getLogger("election.kazoo"),
+            **_auth_options(auth),
         )
         self._client.add_listener(self._on_connection_change)
         self._lock = threading.Lock()
@@ -238,6 +259,19 @@ class KazooCoordinator:
         if existing is not None and existing.owner == self.session_id():
             return existing
         return None
+
+    def resign(self, node: LeaderNode) -> None:
+        def delete() -> None:
+            stat = self._client.exists_async(self.leader_path).get(timeout=self.operation_timeout)
+            if stat is None or stat.ephemeralOwner != self.session_id() or stat.czxid != node.epoch:
+                return
+            # The version pins the delete to the node we just looked at.
+            with contextlib.suppress(NoNodeError, BadVersionError):
+                self._client.delete_async(self.leader_path, version=stat.version).get(
+                    timeout=self.operation_timeout
+                )
+
+        self._call(delete)
 
     def members(self) -> list[Member]:
         def read() -> list[Member]:

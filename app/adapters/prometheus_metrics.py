@@ -15,6 +15,7 @@ name                                           type     meaning
 ``election_files_written_total``               counter  leader files written
 ``election_files_deleted_total``               counter  leader files deleted by retention
 ``election_write_errors_total``                counter  failed writes or deletions
+``election_fenced_writes_total``               counter  writes refused: a newer term had written
 ``election_zk_connection_state{state}``        gauge    1 for the current ZooKeeper connection state
 ``election_build_info{version,python}``        gauge    always 1
 =============================================  =======  ============================================
@@ -70,6 +71,9 @@ class PrometheusMetrics:
         self.write_errors = Counter(
             "election_write_errors", "Failed leader file writes or deletions", registry=registry
         )
+        self.fenced = Counter(
+            "election_fenced_writes", "Writes refused because a newer term had written", registry=registry
+        )
         self.connection = Gauge(
             "election_zk_connection_state",
             "1 for the current ZooKeeper connection state, 0 otherwise",
@@ -115,3 +119,6 @@ class PrometheusMetrics:
 
     def write_failed(self) -> None:
         self.write_errors.inc()
+
+    def write_fenced(self) -> None:
+        self.fenced.inc()

@@ -98,6 +98,11 @@ class Coordinator(Protocol):
         already owned by our session after a retried create); None when another session holds it."""
         ...
 
+    def resign(self, node: LeaderNode) -> None:
+        """Delete the leader node if it is still ``node`` and ours, so that another replica can lead.
+        A node that is gone or someone else's is left alone."""
+        ...
+
     def members(self) -> list[Member]:
         """The replicas connected now, in registration order."""
         ...

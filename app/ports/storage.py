@@ -15,6 +15,15 @@ class StorageError(Exception):
     """The directory cannot be used or a write failed; the message names the path and the cause."""
 
 
+class FencedError(StorageError):
+    """A newer leadership term has written into the directory: this writer is stale and wrote nothing."""
+
+    def __init__(self, ours: int, newer: int) -> None:
+        super().__init__(f"epoch {newer} has written; ours is {ours}")
+        self.ours = ours
+        self.newer = newer
+
+
 @dataclass(frozen=True)
 class Record:
     """One unit of leader work: what a file says."""
@@ -37,7 +46,8 @@ class Storage(Protocol):
         ...
 
     def write(self, record: Record) -> str:
-        """Write ``record`` atomically; return the file's name. Raise :class:`StorageError`."""
+        """Write ``record`` atomically; return the file's name. Raise :class:`FencedError` (and write
+        nothing) if a newer epoch has written, :class:`StorageError` on any other failure."""
         ...
 
     def retain(self, capacity: int) -> list[str]:

@@ -34,9 +34,6 @@ class Attempter:
     name = StateName.ATTEMPTER
 
     def run(self, ctx: Context) -> Transition:
-        # Reaching Attempter means the resources are healthy again: the failure streak is over.
-        ctx.failing_since = None
-        ctx.failover_streak = 0
         ctx.term = None
         next_attempt = ctx.now()
         woken = False
@@ -85,6 +82,10 @@ class Attempter:
         ctx.observed_leader = node
         if node is not None and node.owner == coordinator.session_id():
             return _lead(ctx, node, "the leader node already belongs to our session")
+        if node is not None:
+            # A healthy standby behind a live leader: whatever failure streak led here is over.
+            # (Not on becoming leader: a leader whose writes keep failing must not reset it.)
+            ctx.work_done()
         log.debug(
             "leader is %s",
             node.identity if node is not None else "nobody",

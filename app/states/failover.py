@@ -12,8 +12,9 @@ How it heals:
 * Init re-checks everything, so leadership is only ever regained through Attempter, with a live
   session.
 
-Bounded: if the replica has not reached Attempter again within ``failover-timeout`` of the first
-failure, it goes to Stopping with exit status 1, so that the orchestrator restarts it loudly.
+Bounded: if the replica has done no useful work (written a file as leader, or seen a live leader
+from Attempter) within ``failover-timeout`` of the first failure, it goes to Stopping with exit
+status 1, so that the orchestrator restarts it loudly.
 """
 
 from __future__ import annotations

@@ -12,7 +12,13 @@ Guarantees:
   Connection trouble or an unconfirmable read -> Failover; node deleted or held by another session
   -> Attempter; stop requested -> Stopping. Leader work stops at once in every case.
 * After each write, retention keeps the newest ``storage-capacity`` of our own files.
-* A failed write is logged and counted and does not end the term; the next tick tries again.
+* A failed write is logged and counted; the next tick tries again. After ``max-write-failures``
+  consecutive failures the leader resigns (deletes its node) and goes to Failover, so that a replica
+  with healthier storage can lead.
+* A write refused by the directory's fence (a newer term has written: we are a stale leader that was
+  frozen or cut off) writes nothing, is counted, and the leader resigns and goes to Failover. (If
+  ZooKeeper's data was wiped, epochs restart low and every leader is fenced: Failover's bound then
+  makes the replicas exit loudly; delete ``.election-fence`` after resetting ZooKeeper.)
 * Sequence numbers count within a term. A term resumed with the same node (our session survived a
   short disconnection, so Attempter found the node still ours) continues its numbering.
 """
@@ -24,7 +30,7 @@ import math
 
 from app.machine import Context, StateName, Transition
 from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode
-from app.ports.storage import Record, StorageError
+from app.ports.storage import FencedError, Record, StorageError
 
 log = logging.getLogger("election.states.leader")
 
@@ -60,15 +66,13 @@ class Leader:
         return outcome
 
     def _lead(self, ctx: Context, term: LeaderNode) -> Transition:
-        try:
-            ctx.storage.begin_term()
-        except StorageError as exc:
-            log.error("cannot index file-dir: %s", exc, extra={"event": "write_error"})
+        ctx.storage.begin_term()
         period = ctx.settings.leader_timeout
         start = ctx.now()
         tick = 0  # index of the next write on the grid start + k * period
         resumed = ctx.next_sequence
         sequence = resumed[1] if resumed is not None and resumed[0] == term.epoch else 0
+        failures = 0  # consecutive failed writes
         while True:
             if ctx.stop_reason is not None:
                 return Transition(StateName.STOPPING, ctx.stop_reason)
@@ -82,7 +86,23 @@ class Leader:
                 if now - confirmed_at >= ctx.coordinator.session_timeout * LEASE_FRACTION:
                     # The confirmation took so long that the session may be gone: look again.
                     continue
-                if self._write(ctx, term, sequence):
+                try:
+                    self._write(ctx, term, sequence)
+                except FencedError as exc:
+                    ctx.metrics.write_fenced()
+                    log.error(
+                        "fenced: %s; wrote nothing, stepping down",
+                        exc,
+                        extra={"event": "fenced", "epoch": term.epoch, "newer_epoch": exc.newer},
+                    )
+                    return self._resign(ctx, term, f"fenced: a newer term ({exc.newer}) has written")
+                except StorageError:
+                    failures += 1
+                    if failures >= ctx.settings.max_write_failures:
+                        return self._resign(ctx, term, f"{failures} consecutive write failures")
+                else:
+                    failures = 0
+                    ctx.work_done()
                     sequence += 1
                     ctx.next_sequence = (term.epoch, sequence)
                 tick = math.floor((ctx.now() - start) / period) + 1
@@ -110,7 +130,18 @@ class Leader:
         return None
 
     @staticmethod
-    def _write(ctx: Context, term: LeaderNode, sequence: int) -> bool:
+    def _resign(ctx: Context, term: LeaderNode, reason: str) -> Transition:
+        """Give the node up, so that another replica can lead, and heal through Failover (whose
+        backoff keeps this replica from grabbing the node straight back)."""
+        try:
+            ctx.coordinator.resign(term)
+        except CoordinationError as exc:
+            return Transition(StateName.FAILOVER, f"{reason}; could not resign: {exc}")
+        return Transition(StateName.FAILOVER, f"{reason}; resigned leadership")
+
+    @staticmethod
+    def _write(ctx: Context, term: LeaderNode, sequence: int) -> None:
+        """Write one file and apply retention; raise StorageError (FencedError) after counting it."""
         record = Record(
             identity=ctx.settings.identity,
             epoch=term.epoch,
@@ -119,18 +150,21 @@ class Leader:
         )
         try:
             name = ctx.storage.write(record)
+        except FencedError:
+            raise
         except StorageError as exc:
             ctx.metrics.write_failed()
             log.error("write failed: %s", exc, extra={"event": "write_error", "sequence": sequence})
-            return False
+            raise
         ctx.metrics.file_written()
         log.info("wrote %s", name, extra={"event": "file_written", "file": name, "sequence": sequence})
         try:
             deleted = ctx.storage.retain(ctx.settings.storage_capacity)
         except StorageError as exc:
+            # The file is written; a failed deletion is retried at the next tick, not a write failure.
             ctx.metrics.write_failed()
             log.error("retention failed: %s", exc, extra={"event": "write_error"})
-            return True
+            return
         if deleted:
             ctx.metrics.files_deleted(len(deleted))
             log.info(
@@ -138,4 +172,3 @@ class Leader:
                 len(deleted),
                 extra={"event": "files_deleted", "files": deleted},
             )
-        return True

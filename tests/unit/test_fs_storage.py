@@ -35,8 +35,12 @@ def storage(directory: Path) -> DirectoryStorage:
     return store
 
 
+FENCE_FILES = {".election-fence", ".election-fence.lock"}
+
+
 def names(directory: Path) -> list[str]:
-    return sorted(os.listdir(directory))
+    """What the directory holds besides the fence's own two files."""
+    return sorted(set(os.listdir(directory)) - FENCE_FILES)
 
 
 def plant(directory: Path, epoch: int, sequence: int, text: str = "theirs\n") -> str:
@@ -301,14 +305,26 @@ def test_begin_term_counts_files_another_replica_wrote(directory: Path) -> None:
     assert names(directory) == [theirs[2], mine]
 
 
-def test_files_written_by_others_after_begin_term_are_left_to_the_next_term(directory: Path) -> None:
+def test_files_published_between_begin_term_and_the_first_write_are_indexed(directory: Path) -> None:
+    # A stale leader may publish one last file after the new term began but before its first
+    # write; the index is built under the fence lock at that first write, so it counts.
     store = DirectoryStorage(directory)
     store.begin_term()
-    later = plant(directory, 3, 0)
+    late = plant(directory, 3, 0)
     store.write(record(epoch=7, sequence=0))
-    assert store.retain(1) == []
+    assert store.retain(1) == [late]
+
+
+def test_files_written_by_others_after_the_first_write_are_left_to_the_next_term(directory: Path) -> None:
+    store = DirectoryStorage(directory)
     store.begin_term()
-    assert store.retain(1) == [later]
+    store.write(record(epoch=7, sequence=0))
+    later = plant(directory, 3, 0)
+    store.write(record(epoch=7, sequence=1))
+    assert store.retain(2) == []
+    store.begin_term()
+    store.write(record(epoch=7, sequence=2))
+    assert store.retain(2) == [later, file_name(7, 0)]
 
 
 def test_retention_does_not_count_a_file_somebody_else_removed(
@@ -342,16 +358,17 @@ def test_a_tick_does_not_rescan_the_directory(
     for sequence in range(3):
         plant(directory, 3, sequence)
     storage.begin_term()
+    first = storage.write(record(epoch=7, sequence=0))  # the term's one listing happens here
 
     def no_scan(*_args: Any) -> Any:
         raise AssertionError("the directory was listed during a tick")
 
     monkeypatch.setattr(os, "scandir", no_scan)
     monkeypatch.setattr(os, "listdir", no_scan)
-    name = storage.write(record(epoch=7, sequence=0))
-    assert storage.retain(2) == [file_name(3, 0), file_name(3, 1)]
+    second = storage.write(record(epoch=7, sequence=1))
+    assert storage.retain(2) == [file_name(3, 0), file_name(3, 1), file_name(3, 2)]
     monkeypatch.undo()
-    assert names(directory) == [file_name(3, 2), name]
+    assert names(directory) == [first, second]
 
 
 # -- a crash mid-write -----------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.machine import StateName
+from app.ports.storage import FencedError, StorageError
 from tests.unit.conftest import Harness, other_leader
 
 
@@ -173,3 +174,65 @@ def test_cadence_is_exact_for_any_period(make_harness, period: float) -> None:  
     h.run()
     assert len(h.write_times) == 101
     assert h.write_times == pytest.approx([i * period for i in range(101)], abs=1e-9)
+
+
+def test_a_fenced_write_writes_nothing_resigns_and_goes_to_failover(harness: Harness) -> None:
+    original = harness.storage.write
+    fenced = {"at": 15.0}
+
+    def write(record):  # type: ignore[no-untyped-def]
+        if harness.clock.elapsed >= fenced["at"]:
+            raise FencedError(record.epoch, record.epoch + 50)
+        return original(record)
+
+    harness.storage.write = write  # type: ignore[method-assign]
+    harness.stop_at(20.5)
+    harness.run()
+    assert harness.write_times == [0.0, 10.0]
+    assert harness.metric("election_fenced_writes_total") >= 1
+    assert harness.metric("election_write_errors_total") == 0
+    assert harness.metric("election_state_transitions_total", **{"from": "Leader", "to": "Failover"}) >= 1
+    assert "resign" in harness.coordinator.calls
+
+
+def test_a_replica_fenced_again_and_again_gives_up_after_the_failover_timeout(make_harness) -> None:  # type: ignore[no-untyped-def]
+    # ZooKeeper's data was wiped: its zxids restarted below the directory's fence, so every term
+    # this replica wins is fenced. It must not spin; Failover's bound ends it with status 1.
+    h = make_harness(failover_timeout=30.0)
+
+    def write(record):  # type: ignore[no-untyped-def]
+        raise FencedError(record.epoch, 10**12)
+
+    h.storage.write = write  # type: ignore[method-assign]
+    assert h.run() == 1
+    assert h.storage.written == []
+    assert h.clock.elapsed == pytest.approx(30.0, abs=0.01)
+
+
+def test_persistent_write_failures_resign_the_node_after_the_threshold(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness(max_write_failures=3)
+    h.storage.fail_writes = 1000
+    h.stop_at(20.1)
+    h.run()
+    # failures at 0, 10, 20 -> resigned at 20 s: the node is free for a healthier replica
+    assert h.metric("election_write_errors_total") == 3
+    assert h.metric("election_state_transitions_total", **{"from": "Leader", "to": "Failover"}) == 1
+    assert "resign" in h.coordinator.calls
+    assert h.server.leader is None or h.server.leader.owner != h.coordinator.session_id()
+
+
+def test_a_success_resets_the_failure_count(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness(max_write_failures=2)
+    outcomes = iter([True, False, True, False, True, False, True])
+    original = h.storage.write
+
+    def write(record):  # type: ignore[no-untyped-def]
+        if not next(outcomes):
+            raise StorageError("flaky disk")
+        return original(record)
+
+    h.storage.write = write  # type: ignore[method-assign]
+    h.stop_at(65.0)
+    h.run()
+    assert "resign" not in h.coordinator.calls
+    assert h.metric("election_write_errors_total") == 3

@@ -1,0 +1,99 @@
+"""The fence: a stale term cannot write once a newer one has; the lock serialises writers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.adapters.fs_fence import FENCE_NAME, LOCK_NAME, FileFence
+from app.adapters.fs_storage import DirectoryStorage, file_name
+from app.ports.storage import FencedError, Record, StorageError
+
+
+def record(epoch: int, sequence: int = 0) -> Record:
+    return Record("me", epoch, sequence, "2026-01-01T00:00:00.000000Z")
+
+
+def store(directory: Path) -> DirectoryStorage:
+    s = DirectoryStorage(directory, fence=FileFence(directory, lock_timeout=0.2))
+    s.prepare()
+    s.begin_term()
+    return s
+
+
+def test_a_stale_term_writes_nothing_once_a_newer_term_has_written(tmp_path: Path) -> None:
+    old, new = store(tmp_path), store(tmp_path)
+    old.write(record(epoch=5, sequence=0))
+    new.write(record(epoch=9, sequence=0))
+    with pytest.raises(FencedError) as refused:
+        old.write(record(epoch=5, sequence=1))
+    assert (refused.value.ours, refused.value.newer) == (5, 9)
+    assert not (tmp_path / file_name(5, 1)).exists()
+    assert sorted(p.name for p in tmp_path.glob("*.tmp")) == []
+
+
+def test_a_fenced_error_is_a_storage_error(tmp_path: Path) -> None:
+    assert issubclass(FencedError, StorageError)
+
+
+def test_the_fence_holds_the_newest_epoch_and_is_advanced_before_the_file(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.write(record(epoch=5))
+    assert json.loads((tmp_path / FENCE_NAME).read_text()) == {"epoch": 5}
+    s.write(record(epoch=5, sequence=1))
+    s.write(record(epoch=12))
+    assert json.loads((tmp_path / FENCE_NAME).read_text()) == {"epoch": 12}
+
+
+def test_the_same_term_keeps_writing(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    for sequence in range(5):
+        s.write(record(epoch=7, sequence=sequence))
+    assert len(list(tmp_path.glob("leader-*.json"))) == 5
+
+
+def test_a_corrupt_fence_refuses_writes_loudly(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    (tmp_path / FENCE_NAME).write_text("{not json")
+    with pytest.raises(StorageError, match="corrupt"):
+        s.write(record(epoch=7))
+    assert list(tmp_path.glob("leader-*.json")) == []
+
+
+def test_a_fence_that_is_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_text('{"epoch": 1}')
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / FENCE_NAME).symlink_to(outside)
+    s = store(data)
+    with pytest.raises(StorageError):
+        s.write(record(epoch=7))
+    assert outside.read_text() == '{"epoch": 1}'
+
+
+def test_a_lock_held_by_another_process_makes_the_write_fail_not_hang(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
+         "fcntl.lockf(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()",
+         str(tmp_path / LOCK_NAME)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StorageError, match="held by another writer"):
+            s.write(record(epoch=7))
+        assert list(tmp_path.glob("leader-*.json")) == []
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    s.write(record(epoch=7))  # released: writes again
+    assert len(list(tmp_path.glob("leader-*.json"))) == 1
