@@ -8,7 +8,7 @@ Exit statuses:
 =====  =======================================================================================
 0      ``run``: stopped by SIGTERM/SIGINT and released everything; ``status``: a leader exists
 1      ``run``: could not heal within ``--failover-timeout``, or shutdown exceeded
-       ``--shutdown-timeout``; ``status``: nobody leads
+       ``--shutdown-timeout``; ``status``: nobody leads; ``audit``: a violation was found
 2      bad configuration or usage (one line on stderr names the setting)
 3      ``status``: ZooKeeper unreachable
 130    ``run``: a second SIGINT during shutdown (143 for a second SIGTERM)
@@ -21,6 +21,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -49,6 +50,7 @@ from app.durations import format_duration
 EXIT_CONFIG = 2
 EXIT_NO_LEADER = 1
 EXIT_UNREACHABLE = 3
+EXIT_AUDIT_FAILED = 1
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -261,6 +263,29 @@ def status(
     finally:
         coordinator.close()
     sys.exit(0 if view.leader is not None else EXIT_NO_LEADER)
+
+
+@cli.command()
+@_option("--file-dir", DIRECTORY, str(_DEFAULTS.file_dir), "Directory to check.")
+@_option(
+    "--storage-capacity",
+    POSITIVE_INT,
+    None,
+    "Also check that no more than this many leader files are present.",
+    show_default=False,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a summary.")
+def audit(file_dir: Path, storage_capacity: int | None, as_json: bool) -> None:
+    """Check a file-dir: files parse, epochs never decrease in write order, sequences increase
+    within an epoch, no leftovers of interrupted writes, capacity respected. Exit 1 on any violation."""
+    from app.audit import audit_directory  # noqa: PLC0415
+
+    try:
+        report = audit_directory(file_dir, storage_capacity)
+    except OSError as exc:
+        _config_error(f"invalid --file-dir: cannot read {str(file_dir)!r}: {exc.strerror or exc}")
+    click.echo(report.to_json() if as_json else report.to_text())
+    sys.exit(0 if report.ok else EXIT_AUDIT_FAILED)
 
 
 def _config_error(message: str) -> NoReturn:

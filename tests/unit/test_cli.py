@@ -200,11 +200,11 @@ def test_status_help_lists_its_flags_with_their_env_vars() -> None:
         assert f"env var: {variable}" in entries[flag]
 
 
-def test_top_level_help_lists_both_commands() -> None:
+def test_top_level_help_lists_every_command() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
     commands = [ln.split()[0] for ln in result.output.split("Commands:")[1].splitlines() if ln.strip()]
-    assert commands == ["run", "status"]
+    assert commands == ["audit", "run", "status"]
 
 
 def test_version_prints_the_package_version_and_exits_0() -> None:
