@@ -32,7 +32,7 @@ from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
-from kazoo.security import make_acl, make_digest_acl
+from kazoo.security import OPEN_ACL_UNSAFE, make_acl, make_digest_acl
 
 from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode, Member
 
@@ -189,7 +189,7 @@ class KazooCoordinator:
         session = self.session_id()
         if session is None:
             raise CoordinationError("not connected")
-        self._call(self._ensure, self.members_path)
+        self._call(self._ensure_tree)
         if self._member_session == session:
             return
         self._call(
@@ -294,9 +294,16 @@ class KazooCoordinator:
 
         return self._call(read)
 
-    def _ensure(self, path: str) -> None:
-        with contextlib.suppress(NodeExistsError):
-            self._client.create_async(path, b"", makepath=True).get(timeout=self.operation_timeout)
+    def _ensure_tree(self) -> None:
+        """Create the election path and ``members`` if missing. Ancestors of the election path get
+        ZooKeeper's open ACL, not ours: they may be shared with other applications."""
+        parts = self.members_path.strip("/").split("/")
+        depth_of_election_path = len(parts) - 1
+        for depth in range(1, len(parts) + 1):
+            path = "/" + "/".join(parts[:depth])
+            acl = OPEN_ACL_UNSAFE if depth < depth_of_election_path else None  # None: default_acl
+            with contextlib.suppress(NodeExistsError):
+                self._client.create_async(path, b"", acl=acl).get(timeout=self.operation_timeout)
 
     def _call(self, func: Callable[..., T], *args: Any) -> T:
         """Run a server call, translating kazoo's failures into CoordinationError."""
