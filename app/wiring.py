@@ -31,7 +31,7 @@ from app.config import Settings
 from app.http import Endpoints, HttpServer
 from app.machine import Context, StateMachine, StateName
 from app.ports.clock import Clock
-from app.ports.coordination import ConnectionState, Coordinator
+from app.ports.coordination import ConnectionState, CoordinationError, Coordinator, LeaderNode
 from app.ports.storage import Storage
 from app.states import all_states
 
@@ -40,6 +40,8 @@ log = logging.getLogger("election.wiring")
 # /healthz fails when the machine has not looked at the world for this long (it does every second).
 LIVENESS_STALL_SECONDS = 30.0
 EXIT_SHUTDOWN_TIMEOUT = 1
+# /status reads the leader node from ZooKeeper at most this often.
+STATUS_CACHE_SECONDS = 0.25
 
 
 def make_coordinator(settings: Settings) -> KazooCoordinator:
@@ -81,6 +83,7 @@ class Replica:
         self.machine = StateMachine(self.ctx, all_states())
         self.coordinator.subscribe(self._on_coordination_change)
         self._http: HttpServer | None = None
+        self._leader_cache: tuple[float, LeaderNode | None] | None = None
         self._signals = 0
 
     # -- what the endpoints show ------------------------------------------------------------
@@ -93,7 +96,7 @@ class Replica:
         now = self.clock.monotonic()
         since_wall = self.clock.wall() - timedelta(seconds=now - snap.state_since)
         zk_state = self.coordinator.state()
-        leader = self.ctx.observed_leader if zk_state is ConnectionState.CONNECTED else None
+        leader = self._leader_now() if zk_state is ConnectionState.CONNECTED else None
         session = self.coordinator.session_id()
         return {
             "identity": self.settings.identity,
@@ -116,6 +119,23 @@ class Replica:
             "election_path": self.settings.election_path,
             "version": __version__,
         }
+
+    def _leader_now(self) -> LeaderNode | None:
+        """The leader as ZooKeeper says now: a read (no watch), at most one per STATUS_CACHE_SECONDS.
+
+        A standby learns of a new leader only from this read or its periodic look, because only the
+        head of the queue of candidates watches the leader node (that keeps hand-overs herd-free).
+        """
+        now = self.clock.monotonic()
+        cached = self._leader_cache
+        if cached is not None and now - cached[0] < STATUS_CACHE_SECONDS:
+            return cached[1]
+        try:
+            leader = self.coordinator.leader(watch=False)
+        except CoordinationError:
+            leader = self.ctx.observed_leader
+        self._leader_cache = (now, leader)
+        return leader
 
     def live(self) -> tuple[bool, str]:
         age = self.clock.monotonic() - self.ctx.heartbeat

@@ -89,9 +89,22 @@ class FakeZooKeeper:
     sessions: itertools.count = field(default_factory=lambda: itertools.count(0x1000))
     writes: int = 0  # write transactions, failed creates included (ZooKeeper logs those too)
     reads: int = 0
+    notifications: int = 0  # watch events delivered
+    candidates: dict[int, int] = field(default_factory=dict)  # sequence -> session
+    candidate_watchers: dict[int, set[Callable[[], None]]] = field(default_factory=dict)
+    candidate_seq: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def fire_watches(self) -> None:
         watchers, self.watchers = self.watchers, set()
+        self.notifications += len(watchers)
+        for watcher in watchers:
+            watcher()
+
+    def remove_candidate(self, sequence: int) -> None:
+        if self.candidates.pop(sequence, None) is None:
+            return
+        watchers = self.candidate_watchers.pop(sequence, set())
+        self.notifications += len(watchers)
         for watcher in watchers:
             watcher()
 
@@ -109,6 +122,8 @@ class FakeZooKeeper:
     def expire(self, session: int) -> None:
         """The server expires ``session``: its ephemeral nodes go, watches fire."""
         self.members.pop(session, None)
+        for sequence in [seq for seq, owner in self.candidates.items() if owner == session]:
+            self.remove_candidate(sequence)
         if self.leader is not None and self.leader.owner == session:
             self.leader = None
             self.next_zxid()
@@ -174,6 +189,31 @@ class FakeCoordinator:
         if self.server.leader.owner == self._session:
             return _as_leader(self.server.leader)
         return None
+
+    def enter_queue(self) -> None:
+        self._check("enter_queue")
+        assert self._session is not None
+        if self._session not in self.server.candidates.values():
+            self.server.writes += 1
+            self.server.candidates[next(self.server.candidate_seq)] = self._session
+
+    def queue_head(self) -> bool:
+        self._check("queue_head")
+        self.server.reads += 1
+        mine = [seq for seq, owner in self.server.candidates.items() if owner == self._session]
+        if not mine:
+            raise CoordinationError("not in the queue of candidates")
+        ahead = [seq for seq in self.server.candidates if seq < mine[0]]
+        if not ahead:
+            return True
+        self.server.candidate_watchers.setdefault(max(ahead), set()).add(self._notify)
+        return False
+
+    def leave_queue(self) -> None:
+        self.calls.append("leave_queue")
+        for seq in [seq for seq, owner in self.server.candidates.items() if owner == self._session]:
+            self.server.writes += 1
+            self.server.remove_candidate(seq)
 
     def resign(self, node: LeaderNode) -> None:
         self._check("resign")

@@ -7,6 +7,7 @@ Layout under ``<election-path>``::
 
     leader            ephemeral; data {"identity", "acquired_at"}; czxid = the term's epoch
     members/m-<id>-N  ephemeral sequential, one per live session; data {"identity", ...}
+    candidates/c-N    ephemeral sequential, one per session in the queue of candidates
 
 Translation rules:
 
@@ -91,6 +92,8 @@ class KazooCoordinator:
         self.operation_timeout = operation_timeout or max(session_timeout / 3.0, 0.1)
         self.leader_path = f"{election_path}/leader"
         self.members_path = f"{election_path}/members"
+        self.candidates_path = f"{election_path}/candidates"
+        self._candidate: tuple[int, str] | None = None  # (session, node name) in the queue
         self._hosts = hosts
         self._client = KazooClient(
             hosts=hosts,
@@ -202,6 +205,62 @@ class KazooCoordinator:
         )
         self._member_session = session
 
+    def enter_queue(self) -> None:
+        session = self.session_id()
+        if session is None:
+            raise CoordinationError("not connected")
+        if self._candidate is not None and self._candidate[0] == session:
+            return
+
+        def create() -> str:
+            path: str = self._client.create_async(
+                f"{self.candidates_path}/c-", b"", ephemeral=True, sequence=True
+            ).get(timeout=self.operation_timeout)
+            return path.rsplit("/", 1)[1]
+
+        self._candidate = (session, self._call(create))
+
+    def queue_head(self) -> bool:
+        candidate = self._candidate
+        if candidate is None or candidate[0] != self.session_id():
+            raise CoordinationError("not in the queue of candidates")
+        mine = candidate[1]
+
+        def look() -> bool:
+            for _ in range(_LOOK_ATTEMPTS):
+                children = self._client.get_children_async(self.candidates_path).get(
+                    timeout=self.operation_timeout
+                )
+                if mine not in children:
+                    self._candidate = None  # deleted by hand: Init and Attempter will re-join
+                    raise CoordinationError(f"our candidate node {mine} is gone")
+                # Same prefix and zero-padded counter: names sort in queue order.
+                ahead = [child for child in children if child < mine]
+                if not ahead:
+                    return True
+                predecessor = f"{self.candidates_path}/{max(ahead)}"
+                if self._client.exists_async(predecessor, watch=self._on_watch).get(
+                    timeout=self.operation_timeout
+                ):
+                    return False
+                # It left between the two reads: look again.
+            return False
+
+        return self._call(look)
+
+    def leave_queue(self) -> None:
+        candidate, self._candidate = self._candidate, None
+        if candidate is None or candidate[0] != self.session_id():
+            return
+        path = f"{self.candidates_path}/{candidate[1]}"
+
+        def delete() -> None:
+            with contextlib.suppress(NoNodeError):
+                self._client.delete_async(path).get(timeout=self.operation_timeout)
+
+        with contextlib.suppress(CoordinationError):  # best effort: the session's end removes it too
+            self._call(delete)
+
     def leader(self, *, watch: bool) -> LeaderNode | None:
         callback = self._on_watch if watch else None
 
@@ -295,12 +354,12 @@ class KazooCoordinator:
         return self._call(read)
 
     def _ensure_tree(self) -> None:
-        """Create the election path and ``members`` if missing. Ancestors of the election path get
-        ZooKeeper's open ACL, not ours: they may be shared with other applications."""
+        """Create the election path, ``members`` and ``candidates`` if missing. Ancestors of the
+        election path get ZooKeeper's open ACL, not ours: they may be shared with other applications."""
         parts = self.members_path.strip("/").split("/")
         depth_of_election_path = len(parts) - 1
-        for depth in range(1, len(parts) + 1):
-            path = "/" + "/".join(parts[:depth])
+        paths = ["/" + "/".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
+        for depth, path in enumerate([*paths, self.candidates_path], start=1):
             acl = OPEN_ACL_UNSAFE if depth < depth_of_election_path else None  # None: default_acl
             with contextlib.suppress(NodeExistsError):
                 self._client.create_async(path, b"", acl=acl).get(timeout=self.operation_timeout)

@@ -12,6 +12,10 @@ Connection states and what each lets a replica assume (after kazoo's ``protocol/
   the client reconnects.
 * ``CLOSED``: not started, failed to start, or closed by us.
 
+The queue of candidates: each replica in Attempter holds an ephemeral sequential node under
+``<election-path>/candidates`` and watches only the one just ahead of it; only the head watches the
+leader node. So a hand-over wakes one replica and costs one create, however many wait.
+
 Error handling: every call that talks to the server is bounded by the adapter's operation timeout and
 raises :class:`CoordinationError` (or a subclass) on any failure; it never blocks forever.
 """
@@ -86,6 +90,19 @@ class Coordinator(Protocol):
     def prepare(self, identity: str, info: dict[str, Any]) -> None:
         """Create the election path if missing and register this replica as a member (once per
         session)."""
+        ...
+
+    def enter_queue(self) -> None:
+        """Join the queue of candidates (once per session): an ephemeral sequential node."""
+        ...
+
+    def queue_head(self) -> bool:
+        """True when no candidate is ahead of us. Otherwise watch (only) the candidate just ahead,
+        and be told through the :meth:`subscribe` callback when it leaves."""
+        ...
+
+    def leave_queue(self) -> None:
+        """Leave the queue (best effort): a resigning replica re-joins at the tail later."""
         ...
 
     def leader(self, *, watch: bool) -> LeaderNode | None:

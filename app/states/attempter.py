@@ -1,16 +1,20 @@
 """Attempter: become leader as soon as the leader node is free, at no cost to ZooKeeper meanwhile.
 
-How it tries (look before you create):
+How it tries:
 
-* It looks at ``<election-path>/leader`` with a watch. A look is a read: while someone else leads,
-  a periodic attempt costs ZooKeeper no write transaction.
-* Only when the node is absent does it create it (ephemeral, with our identity). Losing that race
-  to another replica is fine: the create fails, and the look that follows sets the watch again.
-* A node that already belongs to our session (a create retried after a lost reply, or a session that
-  survived a short disconnection) is ours: we lead with its epoch.
-* It looks when entering, then every ``attempter-timeout`` shortened by up to 20 % of jitter (so
-  replicas don't look in lockstep, and each makes progress at least once per ``attempter-timeout``),
-  **and** at once when the watch reports the node deleted: a graceful hand-over takes one
+* It joins the queue of candidates (an ephemeral sequential node, once per session) and watches
+  only the candidate just ahead of it. Only the head of the queue watches the leader node. So when
+  the leader leaves, ZooKeeper notifies one replica, and one create follows: a hand-over costs the
+  same with 3 replicas or 100 (no herd of notifications and failed creates).
+* The head looks at ``<election-path>/leader`` (a read) and creates it (ephemeral, with our
+  identity) only when it is absent; a node that already belongs to our session (a create retried
+  after a lost reply, or a session that survived a short disconnection) is ours: we lead with its
+  epoch.
+* Every replica, head or not, also looks every ``attempter-timeout`` shortened by up to 20 % of
+  jitter (so replicas don't look in lockstep), and creates the node if it finds it free. So each
+  makes progress at least once per ``attempter-timeout`` even if the queue's head is stuck, and a
+  periodic look costs ZooKeeper reads only while someone leads.
+* The head wakes at once when the watch reports the node deleted: a graceful hand-over takes one
   round-trip, whatever ``attempter-timeout`` is.
 
 Leaves for Leader (with ``ctx.term`` set), Failover (connection not CONNECTED, or a ZooKeeper error),
@@ -35,6 +39,10 @@ class Attempter:
 
     def run(self, ctx: Context) -> Transition:
         ctx.term = None
+        try:
+            ctx.coordinator.enter_queue()
+        except CoordinationError as exc:
+            return Transition(StateName.FAILOVER, f"cannot join the queue of candidates: {exc}")
         next_attempt = ctx.now()
         woken = False
         while True:
@@ -49,7 +57,7 @@ class Attempter:
                 return Transition(StateName.FAILOVER, f"ZooKeeper connection {state.value}")
             if attempt:
                 try:
-                    outcome = self._attempt(ctx)
+                    outcome = self._attempt(ctx, periodic=now >= next_attempt)
                 except CoordinationError as exc:
                     return Transition(StateName.FAILOVER, f"leadership attempt failed: {exc}")
                 if outcome is not None:
@@ -65,9 +73,12 @@ class Attempter:
         return ctx.settings.attempter_timeout * (1.0 - JITTER * fraction)
 
     @staticmethod
-    def _attempt(ctx: Context) -> Transition | None:
+    def _attempt(ctx: Context, *, periodic: bool) -> Transition | None:
         coordinator = ctx.coordinator
-        node = coordinator.leader(watch=True)
+        head = coordinator.queue_head()  # not the head: now watching the candidate ahead
+        if not head and not periodic:
+            return None  # woken because the queue moved, and still not first
+        node = coordinator.leader(watch=head)
         if node is None:
             created = coordinator.create_leader(
                 {
@@ -77,8 +88,8 @@ class Attempter:
             )
             if created is not None:
                 return _lead(ctx, created, "created the leader node")
-            # Lost the race: somebody created it first. Look again so the watch is set on theirs.
-            node = coordinator.leader(watch=True)
+            # Lost the race: somebody created it first. Look again (the head: to watch theirs).
+            node = coordinator.leader(watch=head)
         ctx.observed_leader = node
         if node is not None and node.owner == coordinator.session_id():
             return _lead(ctx, node, "the leader node already belongs to our session")

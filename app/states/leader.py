@@ -135,6 +135,7 @@ class Leader:
         backoff keeps this replica from grabbing the node straight back)."""
         try:
             ctx.coordinator.resign(term)
+            ctx.coordinator.leave_queue()  # re-join at the tail: the others go first
         except CoordinationError as exc:
             return Transition(StateName.FAILOVER, f"{reason}; could not resign: {exc}")
         return Transition(StateName.FAILOVER, f"{reason}; resigned leadership")

@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from app.machine import StateName
-from tests.fakes import FakeZooKeeper
+from tests.fakes import FakeCoordinator, FakeZooKeeper
 from tests.unit.conftest import Harness, other_leader
 
 
@@ -58,8 +58,9 @@ def test_a_periodic_attempt_costs_zookeeper_no_write_while_another_leads(make_ha
     h.stop_at(100.0)
     h.run()
     assert "create_leader" not in h.coordinator.calls
-    # our member registration is our only write; the close at the end is a session close
-    assert server.writes == writes_before + 1
+    # registering as a member and joining the queue are our only writes (the close at the end is
+    # a session close)
+    assert server.writes == writes_before + 2
     assert h.coordinator.calls.count("leader") == 100  # at 0, 1, ..., 99 s; the stop at 100 s wins
 
 
@@ -140,3 +141,76 @@ def test_stop_request_while_attempting(make_harness) -> None:  # type: ignore[no
     assert h.run() == 0
     assert h.clock.elapsed == 3.0  # woke at once, did not wait for the next attempt
     assert h.metric("election_state_transitions_total", **{"from": "Attempter", "to": "Stopping"}) == 1
+
+
+def queued_leader(server: FakeZooKeeper, name: str) -> FakeCoordinator:
+    """Another replica that joined the queue of candidates, then created the leader node."""
+    other = FakeCoordinator(server)
+    other.start()
+    other.enter_queue()
+    assert other.create_leader({"identity": name}) is not None
+    return other
+
+
+def waiting_candidate(server: FakeZooKeeper) -> FakeCoordinator:
+    other = FakeCoordinator(server)
+    other.start()
+    other.enter_queue()
+    return other
+
+
+def test_only_the_next_candidate_is_woken_when_the_leader_leaves(make_harness) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    leader = queued_leader(server, "first")
+    h = make_harness(server=server)  # joins the queue second: watches the leader's candidate node
+    # twenty more replicas join behind us (we joined at 0 s): none of them is woken
+    h.at(0.1, lambda: [waiting_candidate(server) for _ in range(20)])
+    seen: list[int] = []
+    h.at(3.5, leader.close)
+    h.at(3.6, lambda: seen.append(server.notifications))
+    h.stop_at(5.0)
+    h.run()
+    assert h.write_times == [3.5]
+    # per hand-over: one wake-up (ours: the candidate ahead left) and the NodeCreated of our own
+    # look-before-create watch; the same with 3 replicas or 100
+    assert seen == [2]
+
+
+def test_a_candidate_further_back_is_not_woken_by_the_leader_leaving(make_harness) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    leader = queued_leader(server, "first")
+    waiting_candidate(server)  # second in the queue: a replica that will not act in this test
+    h = make_harness(server=server)  # third
+    looks = _look_times(h)
+    h.at(3.5, leader.close)
+    h.stop_at(12.0)
+    h.run()
+    assert 3.5 not in looks  # nobody watched on our behalf: no wake-up, no read at the hand-over
+    # ...but progress is never later than attempter-timeout: the periodic look at 10 s finds the
+    # node free (the head is stuck) and creates it.
+    assert h.write_times == [10.0]
+
+
+def test_the_queue_moving_without_making_us_head_costs_one_read_and_no_look_at_the_leader(
+    make_harness,
+) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    queued_leader(server, "first")
+    second = waiting_candidate(server)
+    h = make_harness(server=server)  # third: watches the second
+    h.at(4.0, second.close)  # the second leaves; we are now behind the leader's candidate
+    h.stop_at(6.0)
+    h.run()
+    calls = h.coordinator.calls
+    assert calls.count("queue_head") == 2  # at entry, and when the second left
+    assert calls.count("leader") == 1  # the look at entry only
+    assert h.storage.written == []
+
+
+def test_a_resigning_leader_rejoins_the_queue_at_its_tail(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness(max_write_failures=1)
+    h.storage.fail_writes = 1
+    h.stop_at(0.3)
+    h.run()
+    assert "leave_queue" in h.coordinator.calls
+    assert h.coordinator.calls.count("enter_queue") == 2  # joined again after Failover -> Init
