@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install everything `make demo` and `make test` need, idempotently:
 #   - Debian packages: zookeeper (a real server from its jars, for the demo and the tests; it starts
-#     no service) and prometheus (for promtool, which lints our metrics exposition);
-#   - a virtualenv in .venv with the project and its pinned test dependencies.
+#     no service) and prometheus (promtool lints our metrics and alert rules; the server scrapes
+#     live replicas in tests/deploy);
+#   - a virtualenv in .venv with the project and its pinned test dependencies;
+#   - helm, kubectl, checkov, prometheus-operator models in .tools/ (scripts/deploy-tools.sh).
 # Needs root (or sudo) only the first time, for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,3 +36,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q -e '.[test]'
   touch "$stamp"
 fi
+
+# helm, kubectl, checkov and the prometheus-operator models for tests/deploy, into .tools/
+# (silent when present). The container image tests build their own tools (scripts/image-tools.sh).
+PYTHON="$VENV/bin/python" scripts/deploy-tools.sh

@@ -42,7 +42,8 @@ from tools.localzk import LocalZooKeeper, four_letter_word, java_available
 
 ZkKind = Literal["external", "testcontainers", "local"]
 
-CONTAINER_IMAGE = "zookeeper:3.9"
+# ELECTION_TEST_ZK_IMAGE: another image for the testcontainers path (e.g. a locally built stand-in).
+CONTAINER_IMAGE = os.environ.get("ELECTION_TEST_ZK_IMAGE", "zookeeper:3.9")
 TICK_MS = 200
 DEFAULT_EXTERNAL_MIN_SESSION = 4.0
 LOG_TAIL_LINES = 80

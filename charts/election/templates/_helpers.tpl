@@ -1,0 +1,191 @@
+{{/*
+Names, labels and the values computed from several others.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "election.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The prefix of every object name: fullnameOverride, else the release name when it contains the chart
+name, else "<release>-<chart>". Kept to 63 characters (a DNS label); the longest suffix the chart
+adds ("-zookeeper-headless") still leaves a valid Service name for fullnames up to 44 characters.
+*/}}
+{{- define "election.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "election.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object. */}}
+{{- define "election.labels" -}}
+helm.sh/chart: {{ include "election.chart" . }}
+{{ include "election.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: {{ include "election.name" . }}
+{{- end }}
+
+{{/* The labels selectors use; a component label is added per workload. */}}
+{{- define "election.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "election.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Selector labels of the app pods. */}}
+{{- define "election.appSelectorLabels" -}}
+{{ include "election.selectorLabels" . }}
+app.kubernetes.io/component: election
+{{- end }}
+
+{{/* Selector labels of the ZooKeeper pods. */}}
+{{- define "election.zookeeperSelectorLabels" -}}
+{{ include "election.selectorLabels" . }}
+app.kubernetes.io/component: zookeeper
+{{- end }}
+
+{{- define "election.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "election.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "election.zookeeper.fullname" -}}
+{{- printf "%s-zookeeper" (include "election.fullname" .) }}
+{{- end }}
+
+{{- define "election.zookeeper.headless" -}}
+{{- printf "%s-zookeeper-headless" (include "election.fullname" .) }}
+{{- end }}
+
+{{- define "election.claimName" -}}
+{{- default (printf "%s-files" (include "election.fullname" .)) .Values.persistence.existingClaim }}
+{{- end }}
+
+{{/* An image reference from {repository, tag, digest}; $default is the tag when none is given. */}}
+{{- define "election.imageRef" -}}
+{{- $image := index . 0 }}
+{{- $default := index . 1 }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (default $default $image.tag | toString) }}
+{{- end }}
+{{- end }}
+
+{{- define "election.image" -}}
+{{- include "election.imageRef" (list .Values.image .Chart.AppVersion) }}
+{{- end }}
+
+{{/* ELECTION_ZK_SERVERS: the bundled ensemble's client Service, or the external servers. */}}
+{{- define "election.zkServers" -}}
+{{- if .Values.zookeeper.enabled }}
+{{- printf "%s.%s.svc.%s:%d" (include "election.zookeeper.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.zookeeper.ports.client) }}
+{{- else if .Values.zookeeper.external.servers }}
+{{- join "," .Values.zookeeper.external.servers }}
+{{- else }}
+{{- fail "zookeeper.external.servers must list the ZooKeeper servers (host:port) when zookeeper.enabled is false" }}
+{{- end }}
+{{- end }}
+
+{{/*
+ZOO_SERVERS of the official image: "server.N=<pod N-1>.<headless>...:quorum:election;client", one per
+replica, space-separated (the image writes one line per word into zoo.cfg).
+*/}}
+{{- define "election.zooServers" -}}
+{{- $zk := .Values.zookeeper }}
+{{- $fullname := include "election.zookeeper.fullname" . }}
+{{- $domain := printf "%s.%s.svc.%s" (include "election.zookeeper.headless" .) .Release.Namespace .Values.clusterDomain }}
+{{- $servers := list }}
+{{- range $i := until (int $zk.replicaCount) }}
+{{- $servers = append $servers (printf "server.%d=%s-%d.%s:%d:%d;%d" (add1 $i) $fullname $i $domain (int $zk.ports.quorum) (int $zk.ports.election) (int $zk.ports.client)) }}
+{{- end }}
+{{- join " " $servers }}
+{{- end }}
+
+{{/*
+Seconds in a Go duration ("1m30s", "250ms", "1h"), as a float: the chart compares the app's shutdown
+timeout with the pod's grace period. The schema has already checked the syntax.
+*/}}
+{{- define "election.durationSeconds" -}}
+{{- $units := dict "ns" 0.000000001 "us" 0.000001 "µs" 0.000001 "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 }}
+{{- $total := 0.0 }}
+{{- range $part := regexFindAll "[0-9]*\\.?[0-9]+(ns|us|µs|ms|s|m|h)" . -1 }}
+{{- $unit := regexFind "(ns|us|µs|ms|s|m|h)$" $part }}
+{{- $number := trimSuffix $unit $part }}
+{{- $total = addf $total (mulf (float64 $number) (get $units $unit)) }}
+{{- end }}
+{{- $total }}
+{{- end }}
+
+{{/* Required pod anti-affinity or preferred, from "hard"/"soft", for the given selector labels. */}}
+{{- define "election.antiAffinity" -}}
+{{- $mode := index . 0 }}
+{{- $labels := index . 1 }}
+{{- if eq $mode "hard" }}
+podAntiAffinity:
+  requiredDuringSchedulingIgnoredDuringExecution:
+    - topologyKey: kubernetes.io/hostname
+      labelSelector:
+        matchLabels:
+          {{- $labels | nindent 10 }}
+{{- else if eq $mode "soft" }}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- $labels | nindent 12 }}
+{{- end }}
+{{- end }}
+
+{{- define "election.zookeeper.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 1000
+runAsGroup: 1000
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+checkov skips shared by every pod, as checkov.io/skipN annotations:
+- CKV_K8S_43 (image by digest): image.digest / zookeeper.image.digest pin by digest when set; the
+  defaults are version tags, which locally built images (skaffold, kind load) only have.
+- CKV_K8S_15 (imagePullPolicy Always): IfNotPresent is right for version tags and digests, and Always
+  would break images side-loaded into local clusters; image.pullPolicy sets it.
+*/}}
+{{- define "election.checkovImageSkips" -}}
+checkov.io/skip1: CKV_K8S_43=pinning by digest is optional (image.digest); the defaults are version tags
+checkov.io/skip2: CKV_K8S_15=IfNotPresent suits version tags and side-loaded dev images; image.pullPolicy changes it
+{{- end }}
+
+{{/* Name of the Secret with the app's ZooKeeper credentials; empty when there are none. */}}
+{{- define "election.zkAuthSecret" -}}
+{{- if .Values.zookeeper.auth.existingSecret }}
+{{- .Values.zookeeper.auth.existingSecret }}
+{{- else if .Values.zookeeper.auth.credentials }}
+{{- printf "%s-zookeeper-auth" (include "election.fullname" .) }}
+{{- end }}
+{{- end }}

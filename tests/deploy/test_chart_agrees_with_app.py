@@ -1,0 +1,170 @@
+"""The chart and the app agree, read from the app's own code (not from a copy of its docs).
+
+* every ``ELECTION_*`` key of the ConfigMap is a flag of ``election run`` (click's own options), and
+  every flag but the identity (the pod's name) is set there, with a value the app's parsers accept;
+* the probes' paths are served by the app's router and their port is the one it listens on;
+* the grace period exceeds the shutdown timeout;
+* every metric that the dashboard and the alerts name is in a replica's exposition, and every state
+  they select is a real state.
+
+The live check (three real processes with this configuration) is test_chart_to_process.py.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from app.durations import parse_duration
+from app.http import Endpoints
+from tests.deploy.chart import (
+    FULLNAME,
+    MONITORING,
+    SCENARIOS,
+    ZOOKEEPER_AUTH,
+    alert_rules,
+    app_container,
+    app_statefulset,
+    connection_states,
+    container_env,
+    dashboard,
+    dashboard_queries,
+    env_of,
+    exposed_metric_names,
+    find,
+    metric_names_in,
+    render,
+    run_options,
+    state_names,
+    template_variable_queries,
+)
+
+pytestmark = pytest.mark.deploy
+
+
+def _config(scenario: str = "defaults") -> dict[str, str]:
+    return find(render(SCENARIOS[scenario]), "ConfigMap", FULLNAME)["data"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_configmap_key_is_a_flag_of_election_run(scenario: str) -> None:
+    assert set(_config(scenario)) - set(run_options()) == set()
+
+
+def test_every_flag_is_set_by_the_configmap_or_by_the_pod() -> None:
+    """Two flags come from elsewhere: the identity (the pod's name) and the credentials (a Secret)."""
+    assert set(run_options()) - set(_config()) == {"ELECTION_IDENTITY", "ELECTION_ZK_AUTH"}
+    env = env_of(app_container(render(ZOOKEEPER_AUTH)))
+    assert env["ELECTION_IDENTITY"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["ELECTION_ZK_AUTH"] == {"secretKeyRef": {"name": "election-zookeeper-auth", "key": "zk-auth"}}
+
+
+def test_the_credentials_the_pod_gets_are_accepted_by_the_apps_option() -> None:
+    docs = render(ZOOKEEPER_AUTH)
+    env = container_env(docs, app_container(docs), pod_name="election-0")
+    option = run_options()["ELECTION_ZK_AUTH"]
+    assert option.type.convert(env["ELECTION_ZK_AUTH"], option, None) == "election:change-me"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_configmap_value_parses_with_the_apps_own_option_types(scenario: str) -> None:
+    options = run_options()
+    for key, value in _config(scenario).items():
+        option = options[key]
+        option.type.convert(value, option, None)  # raises click.BadParameter on a bad value
+
+
+def _probe(kind: str) -> dict[str, Any]:
+    probe: dict[str, Any] = app_container(render())[kind]["httpGet"]
+    return probe
+
+
+@pytest.mark.parametrize("kind", ["livenessProbe", "readinessProbe"])
+def test_probe_port_is_the_port_the_app_listens_on(kind: str) -> None:
+    container = app_container(render())
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    listen_port = int(_config()["ELECTION_HTTP_ADDRESS"].rsplit(":", 1)[1])
+    assert ports[_probe(kind)["port"]] == listen_port
+
+
+@pytest.mark.parametrize(("kind", "path"), [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")])
+def test_probe_path_is_served_by_the_apps_router(kind: str, path: str) -> None:
+    assert _probe(kind)["path"] == path
+    app = Endpoints(CollectorRegistry(), status=dict, live=lambda: (True, "ok"), ready=lambda: (False, "no"))
+    statuses = []
+    body = b"".join(app({"PATH_INFO": path}, lambda status, _headers: statuses.append(status)))
+    assert statuses[0] == ("200 OK" if kind == "livenessProbe" else "503 Service Unavailable")
+    assert b'"ok"' in body
+    app({"PATH_INFO": "/nope"}, lambda status, _headers: statuses.append(status))
+    assert statuses[-1] == "404 Not Found", "the router does not answer every path"
+
+
+def test_grace_period_exceeds_the_shutdown_timeout() -> None:
+    grace = app_statefulset(render())["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    shutdown = parse_duration(_config()["ELECTION_SHUTDOWN_TIMEOUT"])
+    assert grace > shutdown
+    assert (grace, shutdown) == (30, 20.0)
+
+
+def _queries() -> dict[str, str]:
+    docs = render(MONITORING)
+    queries = {f"alert {name}": rule["expr"] for name, rule in alert_rules(docs).items()}
+    queries |= dashboard_queries(dashboard(docs))
+    queries |= template_variable_queries(dashboard(docs))
+    return queries
+
+
+def test_the_alerts_and_the_dashboard_have_what_the_issue_asks() -> None:
+    assert set(alert_rules(render(MONITORING))) == {
+        "ElectionNoLeader",
+        "ElectionMultipleLeaders",
+        "ElectionLeadershipFlapping",
+        "ElectionReplicaStuckInFailover",
+        "ElectionWriteErrors",
+    }
+    titles = {p["title"] for p in dashboard()["panels"]}
+    assert {
+        "Current leader",
+        "State of each replica",
+        "Time in current state",
+        "State transitions",
+        "Leadership changes",
+        "Files written and deleted",
+        "Write errors",
+        "ZooKeeper connection state",
+    } <= titles
+
+
+def test_every_metric_named_by_the_alerts_and_the_dashboard_is_exposed_by_the_app() -> None:
+    exposed = exposed_metric_names()
+    assert {"election_state_transitions_total", "election_is_leader"} <= exposed
+    unknown = {where: sorted(metric_names_in(expr) - exposed) for where, expr in _queries().items()}
+    assert {k: v for k, v in unknown.items() if v} == {}
+    assert all(metric_names_in(expr) for expr in _queries().values()), "every query names a metric"
+
+
+def test_every_state_the_queries_select_is_a_real_state() -> None:
+    real = set(state_names()) | set(connection_states())
+    selected = {s for expr in _queries().values() for s in re.findall(r'state="([^"]+)"', expr)}
+    assert selected
+    assert selected - real == set()
+    board = dashboard()
+    mapped = {
+        option["text"]
+        for panel in board["panels"]
+        for mapping in panel.get("fieldConfig", {}).get("defaults", {}).get("mappings", [])
+        for option in mapping["options"].values()
+    }
+    assert mapped == real
+
+
+def test_every_dashboard_query_selects_the_release_by_namespace_and_job() -> None:
+    for where, expr in dashboard_queries(dashboard()).items():
+        for selector in re.findall(r"election_[a-z_]+\{([^}]*)\}", expr):
+            assert 'namespace="$namespace"' in selector and 'job="$job"' in selector, where
+    for name, rule in alert_rules(render(MONITORING)).items():
+        for selector in re.findall(r"election_[a-z_]+\{([^}]*)\}", rule["expr"]):
+            assert f'job="{FULLNAME}-metrics"' in selector and 'namespace="election"' in selector, name

@@ -1,0 +1,185 @@
+"""The PrometheusRule's alerts, unit-tested with promtool: each fires when it should and stays quiet
+when it should.
+
+The rules file is the rendered PrometheusRule's ``spec`` (release ``election`` in namespace
+``election``: the series carry ``job="election-metrics"`` and ``namespace="election"``, as the
+ServiceMonitor's scrapes would). Series are sampled every minute.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.chart import MONITORING, alert_rules, debian_tool, prometheus_rule_groups, render, run
+
+pytestmark = pytest.mark.deploy
+
+JOB = {"job": "election-metrics", "namespace": "election"}
+
+
+def _series(metric: str, values: str, **labels: str) -> dict[str, str]:
+    selector = ", ".join(f'{k}="{v}"' for k, v in ({**JOB, **labels}).items())
+    return {"series": f"{metric}{{{selector}}}", "values": values}
+
+
+def _annotations(alert: str, **values: str) -> dict[str, str]:
+    """The rule's annotations with Prometheus's templates filled in by hand."""
+    rendered = {}
+    for key, template in alert_rules(render(MONITORING))[alert]["annotations"].items():
+        text = template
+        for placeholder, value in values.items():
+            text = text.replace("{{ " + placeholder + " }}", value)
+        assert "{{" not in text, f"fill in {text!r}"
+        rendered[key] = text
+    return rendered
+
+
+def _fires(at: str, alert: str, labels: dict[str, str], **template_values: str) -> dict[str, Any]:
+    return {
+        "eval_time": at,
+        "alertname": alert,
+        "exp_alerts": [{"exp_labels": labels, "exp_annotations": _annotations(alert, **template_values)}],
+    }
+
+
+def _quiet(at: str, alert: str) -> dict[str, Any]:
+    return {"eval_time": at, "alertname": alert, "exp_alerts": []}
+
+
+def _leaders(*values: str) -> list[dict[str, str]]:
+    return [_series("election_is_leader", v, pod=f"election-{i}") for i, v in enumerate(values)]
+
+
+CASES: dict[str, list[dict[str, Any]]] = {
+    "ElectionNoLeader": [
+        {  # fires: three replicas, none leads for 5 minutes
+            "input_series": _leaders("0x5", "0x5", "0x5"),
+            "alert_rule_test": [
+                _quiet("30s", "ElectionNoLeader"),  # pending, not yet firing
+                _fires("3m", "ElectionNoLeader", {"severity": "critical"}),
+            ],
+        },
+        {  # fires: nothing scraped at all
+            "input_series": [{"series": 'up{job="something-else"}', "values": "1x5"}],
+            "alert_rule_test": [_fires("3m", "ElectionNoLeader", {"severity": "critical"})],
+        },
+        {  # quiet: one replica leads
+            "input_series": _leaders("1x5", "0x5", "0x5"),
+            "alert_rule_test": [_quiet("3m", "ElectionNoLeader")],
+        },
+        {  # quiet: a hand-over leaves nobody leading for less than the `for` (one sample)
+            "input_series": _leaders("1 1 0 0 0 0", "0 0 0 1 1 1", "0x5"),
+            "alert_rule_test": [_quiet("3m", "ElectionNoLeader"), _quiet("5m", "ElectionNoLeader")],
+        },
+    ],
+    "ElectionMultipleLeaders": [
+        {  # fires: two replicas report leading for minutes
+            "input_series": _leaders("1x5", "1x5", "0x5"),
+            "alert_rule_test": [
+                _fires("3m", "ElectionMultipleLeaders", {"severity": "critical"}, **{"$value": "2"})
+            ],
+        },
+        {  # quiet: the old leader's last scrape overlaps the new one's first (one sample)
+            "input_series": _leaders("1 1 1 0 0 0", "0 0 1 1 1 1", "0x5"),
+            "alert_rule_test": [
+                _quiet("2m", "ElectionMultipleLeaders"),
+                _quiet("4m", "ElectionMultipleLeaders"),
+            ],
+        },
+    ],
+    "ElectionLeadershipFlapping": [
+        {  # fires: five terms begin within 15 minutes
+            "input_series": [
+                _series("election_leadership_acquired_total", "0 1 1 2 2 3+0x10", pod="election-0"),
+                _series("election_leadership_acquired_total", "0 0 1 1 2+0x11", pod="election-1"),
+            ],
+            "alert_rule_test": [
+                _fires(
+                    "15m", "ElectionLeadershipFlapping", {"severity": "warning"}, **{"$value | humanize": "5"}
+                )
+            ],
+        },
+        {  # quiet: one hand-over
+            "input_series": [
+                _series("election_leadership_acquired_total", "1x15", pod="election-0"),
+                _series("election_leadership_acquired_total", "0 0 0 1+0x12", pod="election-1"),
+            ],
+            "alert_rule_test": [_quiet("15m", "ElectionLeadershipFlapping")],
+        },
+    ],
+    "ElectionReplicaStuckInFailover": [
+        {  # fires: a replica has been in Failover for the whole window
+            "input_series": [
+                _series("election_state", "1x15", pod="election-1", state="Failover"),
+                _series("election_state", "0x15", pod="election-0", state="Failover"),
+            ],
+            "alert_rule_test": [
+                _fires(
+                    "12m",
+                    "ElectionReplicaStuckInFailover",
+                    {**JOB, "pod": "election-1", "state": "Failover", "severity": "warning"},
+                    **{"$labels.pod": "election-1"},
+                )
+            ],
+        },
+        {  # quiet: a short Failover that healed
+            "input_series": [_series("election_state", "0 1 1 1 0+0x11", pod="election-1", state="Failover")],
+            "alert_rule_test": [_quiet("12m", "ElectionReplicaStuckInFailover")],
+        },
+    ],
+    "ElectionWriteErrors": [
+        {  # fires: the leader failed two writes
+            "input_series": [
+                _series("election_write_errors_total", "0 0 0 1 2 2 2", pod="election-0"),
+                _series("election_write_errors_total", "0x6", pod="election-1"),
+            ],
+            "alert_rule_test": [
+                _fires(
+                    "5m",
+                    "ElectionWriteErrors",
+                    {"pod": "election-0", "severity": "warning"},
+                    **{"$labels.pod": "election-0", "$value | humanize": "2"},
+                )
+            ],
+        },
+        {  # quiet: no error
+            "input_series": [_series("election_write_errors_total", "0x10", pod="election-0")],
+            "alert_rule_test": [_quiet("5m", "ElectionWriteErrors"), _quiet("10m", "ElectionWriteErrors")],
+        },
+    ],
+}
+
+
+@pytest.fixture
+def rules_file(tmp_path: Path) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(prometheus_rule_groups(render(MONITORING)), sort_keys=False))
+    return path
+
+
+def test_promtool_check_rules_accepts_the_rendered_rules(rules_file: Path) -> None:
+    proc = run([debian_tool("promtool"), "check", "rules", str(rules_file)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS: 5 rules found" in proc.stdout
+
+
+def test_every_alert_has_a_unit_test() -> None:
+    assert set(CASES) == set(alert_rules(render(MONITORING)))
+
+
+@pytest.mark.parametrize("alert", CASES)
+def test_alert_fires_when_it_should_and_stays_quiet_otherwise(alert: str, rules_file: Path) -> None:
+    tests = {
+        "rule_files": [rules_file.name],
+        "evaluation_interval": "30s",
+        "tests": [{"interval": "1m", **case} for case in CASES[alert]],
+    }
+    test_file = rules_file.parent / f"{alert}.test.yaml"
+    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
+    proc = run([debian_tool("promtool"), "test", "rules", str(test_file)], cwd=rules_file.parent)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
