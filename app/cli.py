@@ -34,6 +34,7 @@ from app.config import (
     ConfigError,
     HostPort,
     Settings,
+    TlsSettings,
     default_identity,
     env_var,
     parse_election_path,
@@ -42,8 +43,10 @@ from app.config import (
     parse_identity,
     parse_positive_duration,
     parse_positive_int,
+    parse_readable_file,
     parse_zk_auth,
     parse_zk_servers,
+    tls_settings,
 )
 from app.durations import format_duration
 
@@ -78,6 +81,7 @@ DIRECTORY = _Parsed("directory", parse_file_dir)
 ZK_PATH = _Parsed("zk-path", parse_election_path)
 IDENTITY = _Parsed("name", parse_identity)
 ZK_AUTH = _Parsed("user:password", parse_zk_auth)
+READABLE_FILE = _Parsed("file", parse_readable_file)
 LISTEN = _Parsed("host:port", lambda text: parse_host_port(text, allow_empty_host=True, allow_port_zero=True))
 
 _DEFAULTS = Settings(identity="")
@@ -101,6 +105,35 @@ def _d(seconds: float) -> str:
 
 
 def _zk_options(func: F) -> F:
+    func = _option(
+        "--zk-tls-key",
+        READABLE_FILE,
+        None,
+        "Private key (PEM) of the client certificate.",
+        show_default=False,
+    )(func)
+    func = _option(
+        "--zk-tls-cert",
+        READABLE_FILE,
+        None,
+        "Client certificate (PEM) for servers that ask for one; needs --zk-tls-key.",
+        show_default=False,
+    )(func)
+    func = _option(
+        "--zk-tls-ca",
+        READABLE_FILE,
+        None,
+        "CA certificate (PEM) that signs the servers' certificates; implies --zk-tls.",
+        show_default=False,
+    )(func)
+    func = click.option(
+        "--zk-tls",
+        is_flag=True,
+        default=False,
+        envvar=env_var("--zk-tls"),
+        show_envvar=True,
+        help="Talk to ZooKeeper over TLS, verifying its certificates (system CAs unless --zk-tls-ca).",
+    )(func)
     func = _option(
         "--election-path",
         ZK_PATH,
@@ -199,7 +232,10 @@ def run(**options: Any) -> None:
     from app import logs  # noqa: PLC0415 - keep `election --help` and `status` light
     from app.wiring import Replica  # noqa: PLC0415
 
-    settings = Settings(**{**options, "identity": options["identity"] or default_identity()})
+    tls = _tls(
+        options.pop("zk_tls"), options.pop("zk_tls_ca"), options.pop("zk_tls_cert"), options.pop("zk_tls_key")
+    )
+    settings = Settings(**{**options, "identity": options["identity"] or default_identity(), "zk_tls": tls})
     replica = Replica(settings)
     logs.configure(
         level=settings.log_level,
@@ -225,7 +261,15 @@ def run(**options: Any) -> None:
 @click.option("--watch", is_flag=True, help="Keep printing the view whenever it changes, until interrupted.")
 @_option("--timeout", DURATION, "5s", "How long to wait for ZooKeeper.")
 def status(
-    zk_servers: tuple[HostPort, ...], election_path: str, as_json: bool, watch: bool, timeout: float
+    zk_servers: tuple[HostPort, ...],
+    election_path: str,
+    zk_tls: bool,
+    zk_tls_ca: Path | None,
+    zk_tls_cert: Path | None,
+    zk_tls_key: Path | None,
+    as_json: bool,
+    watch: bool,
+    timeout: float,
 ) -> None:
     """Show who leads now (identity, since, epoch) and which replicas are connected."""
     from app.ports.coordination import CoordinationError  # noqa: PLC0415
@@ -240,6 +284,7 @@ def status(
         election_path=election_path,
         identity="status",
         zk_session_timeout=max(timeout, 4.0),
+        zk_tls=_tls(zk_tls, zk_tls_ca, zk_tls_cert, zk_tls_key),
     )
     coordinator = make_coordinator(settings)
     changed = threading.Event()
@@ -286,6 +331,13 @@ def audit(file_dir: Path, storage_capacity: int | None, as_json: bool) -> None:
         _config_error(f"invalid --file-dir: cannot read {str(file_dir)!r}: {exc.strerror or exc}")
     click.echo(report.to_json() if as_json else report.to_text())
     sys.exit(0 if report.ok else EXIT_AUDIT_FAILED)
+
+
+def _tls(enabled: bool, ca: Path | None, cert: Path | None, key: Path | None) -> TlsSettings | None:
+    try:
+        return tls_settings(enabled, ca, cert, key)
+    except ConfigError as exc:
+        _config_error(str(exc))
 
 
 def _config_error(message: str) -> NoReturn:

@@ -179,6 +179,39 @@ def parse_zk_auth(text: str) -> str:
     return text
 
 
+def parse_readable_file(text: str) -> Path:
+    """An existing, readable regular file (a certificate or key)."""
+    if not text.strip():
+        raise ConfigError("empty path")
+    path = Path(os.path.expanduser(text))
+    try:
+        ok = path.is_file() and os.access(path, os.R_OK)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{text!r}: {exc}") from None
+    if not ok:
+        raise ConfigError(f"{text!r} is not a readable file")
+    return path
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """TLS to ZooKeeper: the CA that signs the servers' certificates (None: the system's), and an
+    optional client certificate and key for servers that ask for one."""
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+
+def tls_settings(enabled: bool, ca: Path | None, cert: Path | None, key: Path | None) -> TlsSettings | None:
+    """Combine the TLS flags; any of the files turns TLS on; a certificate needs its key."""
+    if (cert is None) != (key is None):
+        raise ConfigError("--zk-tls-cert and --zk-tls-key go together")
+    if not (enabled or ca or cert):
+        return None
+    return TlsSettings(ca, cert, key)
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
 
@@ -209,6 +242,7 @@ class Settings:
     failover_backoff_max: float = 5.0
     max_write_failures: int = 3
     zk_auth: str | None = field(default=None, repr=False)
+    zk_tls: TlsSettings | None = None
 
     @property
     def zk_connect_string(self) -> str:

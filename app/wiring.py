@@ -51,6 +51,7 @@ def make_coordinator(settings: Settings) -> KazooCoordinator:
         session_timeout=settings.zk_session_timeout,
         reconnect_backoff_max=settings.failover_backoff_max,
         auth=settings.zk_auth,
+        tls=settings.zk_tls,
     )
 
 

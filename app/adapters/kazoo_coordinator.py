@@ -1,6 +1,7 @@
 """The coordination port on kazoo: the only module that imports kazoo.
 
-With digest credentials (``--zk-auth user:password``) every session authenticates with them and
+With ``--zk-tls`` (or any ``--zk-tls-*`` file) the connection uses TLS and verifies the servers'
+certificates. With digest credentials (``--zk-auth user:password``) every session authenticates with them and
 every node is created with an ACL that gives their holders all rights and everyone else read.
 
 Layout under ``<election-path>``::
@@ -35,6 +36,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
 from kazoo.security import OPEN_ACL_UNSAFE, make_acl, make_digest_acl
 
+from app.config import TlsSettings
 from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode, Member
 
 log = logging.getLogger("election.zookeeper")
@@ -74,6 +76,21 @@ def _auth_options(auth: str | None) -> dict[str, Any]:
     }
 
 
+def _tls_options(tls: TlsSettings | None) -> dict[str, Any]:
+    """TLS with the servers' certificates verified (against ``ca``, else the system's CAs), including
+    that they name the host we connect to (kazoo leaves that off by default)."""
+    if tls is None:
+        return {}
+    return {
+        "use_ssl": True,
+        "verify_certs": True,
+        "check_hostname": True,
+        "ca": str(tls.ca) if tls.ca else None,
+        "certfile": str(tls.cert) if tls.cert else None,
+        "keyfile": str(tls.key) if tls.key else None,
+    }
+
+
 class KazooCoordinator:
     """Implements :class:`app.ports.coordination.Coordinator` with one ``KazooClient``."""
 
@@ -86,6 +103,7 @@ class KazooCoordinator:
         operation_timeout: float | None = None,
         reconnect_backoff_max: float = 5.0,
         auth: str | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.session_timeout = session_timeout
         # A read must come back well within the leader's lease (2/3 of the session timeout).
@@ -103,6 +121,7 @@ class KazooCoordinator:
             ),
             logger=logging.getLogger("election.kazoo"),
             **_auth_options(auth),
+            **_tls_options(tls),
         )
         self._client.add_listener(self._on_connection_change)
         self._lock = threading.Lock()

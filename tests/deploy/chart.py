@@ -47,6 +47,8 @@ SCENARIOS: dict[str, tuple[str, ...]] = {"defaults": ()} | {
 }
 MONITORING = SCENARIOS["monitoring"]
 ZOOKEEPER_AUTH = SCENARIOS["zookeeper-auth"]
+ZOOKEEPER_TLS = SCENARIOS["external-zookeeper-tls"]
+ZK_TLS_DIR = "/etc/election/zk-tls"  # where the pods mount zookeeper.tls.existingSecret
 
 
 # --------------------------------------------------------------------------
@@ -151,6 +153,11 @@ def app_statefulset(docs: list[dict[str, Any]]) -> dict[str, Any]:
 def app_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     containers = app_statefulset(docs)["spec"]["template"]["spec"]["containers"]
     return next(c for c in containers if c["name"] == "election")
+
+
+def helm_test_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The helm test pod."""
+    return find(docs, "Pod", f"{FULLNAME}-test-leader")
 
 
 def zookeeper_container(docs: list[dict[str, Any]]) -> dict[str, Any]:

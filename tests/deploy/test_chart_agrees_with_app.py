@@ -1,7 +1,9 @@
 """The chart and the app agree, read from the app's own code (not from a copy of its docs).
 
 * every ``ELECTION_*`` key of the ConfigMap is a flag of ``election run`` (click's own options), and
-  every flag but the identity (the pod's name) is set there, with a value the app's parsers accept;
+  every flag is set there, with a value the app's parsers accept, or by the pod: the identity (the
+  pod's name), the credentials (a Secret), the TLS files (paths into the mounted Secret, which the
+  app's own options and TLS rule accept once the Secret's keys are there);
 * the probes' paths are served by the app's router and their port is the one it listens on;
 * the grace period exceeds the shutdown timeout;
 * every metric that the dashboard and the alerts name is in a replica's exposition, and every state
@@ -13,18 +15,22 @@ The live check (three real processes with this configuration) is test_chart_to_p
 from __future__ import annotations
 
 import re
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from app.config import TlsSettings, tls_settings
 from app.durations import parse_duration
 from app.http import Endpoints
 from tests.deploy.chart import (
     FULLNAME,
     MONITORING,
     SCENARIOS,
+    ZK_TLS_DIR,
     ZOOKEEPER_AUTH,
+    ZOOKEEPER_TLS,
     alert_rules,
     app_container,
     app_statefulset,
@@ -54,12 +60,34 @@ def test_every_configmap_key_is_a_flag_of_election_run(scenario: str) -> None:
     assert set(_config(scenario)) - set(run_options()) == set()
 
 
+TLS_FILES = {"ELECTION_ZK_TLS_CA", "ELECTION_ZK_TLS_CERT", "ELECTION_ZK_TLS_KEY"}
+
+
+def _set_for_the_app(scenario: str) -> set[str]:
+    """The variables the app container gets: the ConfigMap's keys and its own env entries."""
+    return set(_config(scenario)) | set(env_of(app_container(render(SCENARIOS[scenario]))))
+
+
 def test_every_flag_is_set_by_the_configmap_or_by_the_pod() -> None:
-    """Two flags come from elsewhere: the identity (the pod's name) and the credentials (a Secret)."""
-    assert set(run_options()) - set(_config()) == {"ELECTION_IDENTITY", "ELECTION_ZK_AUTH"}
+    """Flags that come from elsewhere: the identity (the pod's name), the credentials (a Secret, with
+    zookeeper.auth) and the TLS files (paths into the mounted Secret, with zookeeper.tls)."""
+    assert set(run_options()) - set(_config()) == {"ELECTION_IDENTITY", "ELECTION_ZK_AUTH", *TLS_FILES}
+    assert set(run_options()) - _set_for_the_app("defaults") == {"ELECTION_ZK_AUTH", *TLS_FILES}
+    assert set(run_options()) - _set_for_the_app("zookeeper-auth") == TLS_FILES
+    assert set(run_options()) - _set_for_the_app("external-zookeeper-tls") == {"ELECTION_ZK_AUTH"}
     env = env_of(app_container(render(ZOOKEEPER_AUTH)))
     assert env["ELECTION_IDENTITY"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["ELECTION_ZK_AUTH"] == {"secretKeyRef": {"name": "election-zookeeper-auth", "key": "zk-auth"}}
+    env = env_of(app_container(render(ZOOKEEPER_TLS)))
+    assert {key: env[key] for key in TLS_FILES} == {
+        "ELECTION_ZK_TLS_CA": f"{ZK_TLS_DIR}/ca.crt",
+        "ELECTION_ZK_TLS_CERT": f"{ZK_TLS_DIR}/tls.crt",
+        "ELECTION_ZK_TLS_KEY": f"{ZK_TLS_DIR}/tls.key",
+    }
+    assert (_config()["ELECTION_ZK_TLS"], _config("external-zookeeper-tls")["ELECTION_ZK_TLS"]) == (
+        "false",
+        "true",
+    )
 
 
 def test_the_credentials_the_pod_gets_are_accepted_by_the_apps_option() -> None:
@@ -67,6 +95,32 @@ def test_the_credentials_the_pod_gets_are_accepted_by_the_apps_option() -> None:
     env = container_env(docs, app_container(docs), pod_name="election-0")
     option = run_options()["ELECTION_ZK_AUTH"]
     assert option.type.convert(env["ELECTION_ZK_AUTH"], option, None) == "election:change-me"
+
+
+def test_the_tls_files_the_pod_gets_are_accepted_by_the_apps_options(tmp_path: Path) -> None:
+    """The TLS variables point into the Secret's volume: with the keys it projects written where it is
+    mounted (tmp_path stands for the mount), the app's own options and its TLS rule accept them."""
+    docs = render(ZOOKEEPER_TLS)
+    container = app_container(docs)
+    env = container_env(docs, container, pod_name="election-0")
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "zk-tls"]
+    (volume,) = [
+        v for v in app_statefulset(docs)["spec"]["template"]["spec"]["volumes"] if v["name"] == "zk-tls"
+    ]
+    for item in volume["secret"]["items"]:
+        (tmp_path / item["path"]).write_text(f"PEM of the Secret's {item['key']}\n")
+    options = run_options()
+    files: dict[str, Path] = {}
+    for key in sorted(TLS_FILES):
+        path = PurePosixPath(env[key])
+        assert path.parent == PurePosixPath(mount["mountPath"]), key
+        files[key] = options[key].type.convert(str(tmp_path / path.name), options[key], None)
+    tls = options["ELECTION_ZK_TLS"]
+    enabled = tls.type.convert(env["ELECTION_ZK_TLS"], tls, None)
+    settings = tls_settings(
+        enabled, files["ELECTION_ZK_TLS_CA"], files["ELECTION_ZK_TLS_CERT"], files["ELECTION_ZK_TLS_KEY"]
+    )
+    assert settings == TlsSettings(tmp_path / "ca.crt", tmp_path / "tls.crt", tmp_path / "tls.key")
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

@@ -159,6 +159,12 @@ def _refusal(*sets: str) -> str:
         (("zookeeper.enabled=false",), "at '/zookeeper/external/servers': minItems: got 0, want 1"),
         (("zookeeper.external.servers={zk-0}",), "at '/zookeeper/external/servers/0': 'zk-0' does not match"),
         (("service.port=70000",), "at '/service/port': maximum: got 70,000, want 65,535"),
+        (("zookeeper.tls.enabled=yes",), "at '/zookeeper/tls/enabled': got string, want boolean"),
+        (("zookeeper.tls.bogus=1",), "at '/zookeeper/tls': additional properties 'bogus' not allowed"),
+        (
+            ("zookeeper.tls.existingSecret=ZK_TLS",),
+            "at '/zookeeper/tls/existingSecret': 'ZK_TLS' does not match pattern",
+        ),
         (
             ("metrics.serviceMonitor.interval=1m30.5s",),
             "at '/metrics/serviceMonitor/interval': '1m30.5s' does",
@@ -184,4 +190,38 @@ def test_grace_period_not_longer_than_the_shutdown_timeout_is_refused() -> None:
 
 def test_grace_period_longer_than_the_shutdown_timeout_is_accepted() -> None:
     proc = helm_template(sets=("terminationGracePeriodSeconds=61", "config.shutdownTimeout=1m0.5s"))
+    assert proc.returncode == 0, proc.stderr
+
+
+EXTERNAL = (
+    "zookeeper.enabled=false",
+    "zookeeper.external.servers={zk-0.infra:2281,zk-1.infra:2281,zk-2.infra:2281}",
+)
+
+
+def test_tls_with_the_bundled_zookeeper_is_refused() -> None:
+    message = _refusal("zookeeper.tls.enabled=true", "zookeeper.tls.existingSecret=zk-tls")
+    assert (
+        "zookeeper.tls.enabled needs an external ZooKeeper ensemble: the bundled one "
+        "(zookeeper.enabled=true) serves plaintext only; set zookeeper.enabled=false and list the "
+        "servers' secureClientPort in zookeeper.external.servers"
+    ) in message, message
+
+
+def test_tls_without_a_secret_is_refused() -> None:
+    for sets in [(), ("zookeeper.tls.clientCertificate=true",)]:
+        message = _refusal(*EXTERNAL, "zookeeper.tls.enabled=true", *sets)
+        assert (
+            "zookeeper.tls.enabled needs zookeeper.tls.existingSecret: the name of a Secret with the CA "
+            "certificate under ca.crt (and tls.crt, tls.key with zookeeper.tls.clientCertificate)"
+        ) in message, message
+
+
+def test_tls_with_an_external_ensemble_and_a_secret_is_accepted() -> None:
+    proc = helm_template(
+        sets=(*EXTERNAL, "zookeeper.tls.enabled=true", "zookeeper.tls.existingSecret=zk-tls")
+    )
+    assert proc.returncode == 0, proc.stderr
+    # The TLS values are ignored while TLS is off, with either ensemble.
+    proc = helm_template(sets=("zookeeper.tls.clientCertificate=true", "zookeeper.tls.existingSecret=zk-tls"))
     assert proc.returncode == 0, proc.stderr

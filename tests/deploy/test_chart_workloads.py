@@ -1,4 +1,5 @@
-"""What the chart's workloads promise: the app StatefulSet, the ZooKeeper ensemble, the NetworkPolicies.
+"""What the chart's workloads promise: the app StatefulSet (and its TLS to an external ZooKeeper), the
+bundled ZooKeeper ensemble, the NetworkPolicies.
 
 The ZooKeeper probes are run for real (their bash ``/dev/tcp`` commands, against a local server).
 """
@@ -15,10 +16,14 @@ import pytest
 from tests.deploy.chart import (
     FULLNAME,
     NAMESPACE,
+    SCENARIOS,
+    ZK_TLS_DIR,
+    ZOOKEEPER_TLS,
     app_container,
     app_statefulset,
     env_of,
     find,
+    helm_test_pod,
     render,
     render_text,
     zookeeper_container,
@@ -145,6 +150,88 @@ def test_pod_disruption_budget_covers_the_app_pods() -> None:
 def test_metrics_service_lists_pods_that_are_not_ready() -> None:
     spec = find(render(), "Service", f"{FULLNAME}-metrics")["spec"]
     assert spec["publishNotReadyAddresses"] is True  # a replica in Failover is not ready; its metrics matter
+
+
+# --------------------------------------------------------------------------
+# TLS to ZooKeeper
+# --------------------------------------------------------------------------
+
+TLS_ENV = {
+    "ELECTION_ZK_TLS_CA": f"{ZK_TLS_DIR}/ca.crt",
+    "ELECTION_ZK_TLS_CERT": f"{ZK_TLS_DIR}/tls.crt",
+    "ELECTION_ZK_TLS_KEY": f"{ZK_TLS_DIR}/tls.key",
+}
+
+
+def _tls_pieces(
+    pod_spec: dict[str, Any], container: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the TLS variables, the zk-tls mounts, the zk-tls volumes) of a container and its pod."""
+    env = {k: v for k, v in env_of(container).items() if k.startswith("ELECTION_ZK_TLS")}
+    mounts = [m for m in container.get("volumeMounts", []) if m["name"] == "zk-tls"]
+    volumes = [v for v in pod_spec.get("volumes", []) if v["name"] == "zk-tls"]
+    return env, mounts, volumes
+
+
+def _app_and_test_pod(docs: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    test_spec = helm_test_pod(docs)["spec"]
+    return {
+        "app": _tls_pieces(_pod_spec(docs, FULLNAME), app_container(docs)),
+        "helm test": _tls_pieces(test_spec, test_spec["containers"][0]),
+    }
+
+
+def test_tls_is_off_by_default_and_nothing_is_mounted() -> None:
+    for scenario in ("defaults", "external-zookeeper", "zookeeper-auth"):
+        docs = render(SCENARIOS[scenario])
+        assert find(docs, "ConfigMap", FULLNAME)["data"]["ELECTION_ZK_TLS"] == "false", scenario
+        for pod, pieces in _app_and_test_pod(docs).items():
+            assert pieces == ({}, [], []), f"{scenario}: {pod}"
+    assert "volumeMounts" not in helm_test_pod(render())["spec"]["containers"][0]
+    assert "volumes" not in helm_test_pod(render())["spec"]
+
+
+def test_tls_mounts_the_users_secret_read_only_where_the_app_and_the_helm_test_look() -> None:
+    docs = render(ZOOKEEPER_TLS)
+    assert find(docs, "ConfigMap", FULLNAME)["data"]["ELECTION_ZK_TLS"] == "true"
+    for pod, (env, mounts, volumes) in _app_and_test_pod(docs).items():
+        assert env == TLS_ENV, pod
+        assert mounts == [{"name": "zk-tls", "mountPath": ZK_TLS_DIR, "readOnly": True}], pod
+        assert volumes == [
+            {
+                "name": "zk-tls",
+                "secret": {
+                    "secretName": "election-zookeeper-tls",
+                    "defaultMode": 0o440,
+                    "items": [{"key": k, "path": k} for k in ("ca.crt", "tls.crt", "tls.key")],
+                },
+            }
+        ], pod
+    # The Secret is the user's: the chart neither renders it nor checksums it.
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    annotations = app_statefulset(docs)["spec"]["template"]["metadata"]["annotations"]
+    assert "checksum/secret" not in annotations
+    # The app keeps the rest of its environment and mounts.
+    assert env_of(app_container(docs))["ELECTION_IDENTITY"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert {m["name"] for m in app_container(docs)["volumeMounts"]} == {"files", "tmp", "zk-tls"}
+    assert helm_test_pod(docs)["spec"]["containers"][0]["envFrom"] == [{"configMapRef": {"name": FULLNAME}}]
+
+
+def test_tls_without_a_client_certificate_projects_and_passes_only_the_ca() -> None:
+    docs = render(ZOOKEEPER_TLS, ("zookeeper.tls.clientCertificate=false",))
+    for pod, (env, mounts, volumes) in _app_and_test_pod(docs).items():
+        assert env == {"ELECTION_ZK_TLS_CA": f"{ZK_TLS_DIR}/ca.crt"}, pod
+        assert len(mounts) == 1, pod
+        assert volumes[0]["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}], pod
+
+
+def test_tls_on_or_off_rolls_the_pods() -> None:
+    def checksum(sets: tuple[str, ...]) -> str:
+        return app_statefulset(render(ZOOKEEPER_TLS, sets))["spec"]["template"]["metadata"]["annotations"][
+            "checksum/config"
+        ]
+
+    assert checksum(()) != checksum(("zookeeper.tls.enabled=false",))
 
 
 # --------------------------------------------------------------------------

@@ -189,3 +189,74 @@ checkov.io/skip2: CKV_K8S_15=IfNotPresent suits version tags and side-loaded dev
 {{- printf "%s-zookeeper-auth" (include "election.fullname" .) }}
 {{- end }}
 {{- end }}
+
+{{/*
+TLS to ZooKeeper (zookeeper.tls): the user's Secret (ca.crt; tls.crt and tls.key with
+clientCertificate, the keys of a cert-manager Certificate's Secret) mounted read-only where
+ELECTION_ZK_TLS_CA/_CERT/_KEY point. Only for an external ensemble: the bundled one serves plaintext.
+The app pods and the helm test pod (`election status` connects too) share these three pieces.
+*/}}
+{{- define "election.zkTlsDir" -}}
+/etc/election/zk-tls
+{{- end }}
+
+{{/* The refusals of zookeeper.tls; empty when the values are coherent. */}}
+{{- define "election.zkTlsCheck" -}}
+{{- $tls := .Values.zookeeper.tls }}
+{{- if $tls.enabled }}
+{{- if .Values.zookeeper.enabled }}
+{{- fail "zookeeper.tls.enabled needs an external ZooKeeper ensemble: the bundled one (zookeeper.enabled=true) serves plaintext only; set zookeeper.enabled=false and list the servers' secureClientPort in zookeeper.external.servers" }}
+{{- end }}
+{{- if not $tls.existingSecret }}
+{{- fail "zookeeper.tls.enabled needs zookeeper.tls.existingSecret: the name of a Secret with the CA certificate under ca.crt (and tls.crt, tls.key with zookeeper.tls.clientCertificate), such as a cert-manager Certificate's Secret" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The env entries of the TLS files (a list, to nindent under `env:`); empty without TLS. */}}
+{{- define "election.zkTlsEnv" -}}
+{{- if .Values.zookeeper.tls.enabled }}
+{{- $dir := include "election.zkTlsDir" . -}}
+# TLS to ZooKeeper: files of the Secret mounted at {{ $dir }}.
+- name: ELECTION_ZK_TLS_CA
+  value: {{ printf "%s/ca.crt" $dir | quote }}
+{{- if .Values.zookeeper.tls.clientCertificate }}
+- name: ELECTION_ZK_TLS_CERT
+  value: {{ printf "%s/tls.crt" $dir | quote }}
+- name: ELECTION_ZK_TLS_KEY
+  value: {{ printf "%s/tls.key" $dir | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The volumeMount of the TLS Secret (a list item); empty without TLS. */}}
+{{- define "election.zkTlsVolumeMount" -}}
+{{- if .Values.zookeeper.tls.enabled -}}
+- name: zk-tls
+  mountPath: {{ include "election.zkTlsDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+The volume of the TLS Secret (a list item); empty without TLS. Only the keys the app uses are
+projected (a missing one stops the pod with an event that names it), readable by the owner and the
+pod's fsGroup (podSecurityContext.fsGroup), not by others.
+*/}}
+{{- define "election.zkTlsVolume" -}}
+{{- if .Values.zookeeper.tls.enabled -}}
+- name: zk-tls
+  secret:
+    secretName: {{ .Values.zookeeper.tls.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: ca.crt
+        path: ca.crt
+      {{- if .Values.zookeeper.tls.clientCertificate }}
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+      {{- end }}
+{{- end }}
+{{- end }}
