@@ -8,7 +8,9 @@ PY := $(VENV)/bin/python
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap demo test lint unit
+BENCH_ARGS ?= all
+
+.PHONY: bootstrap demo test lint unit bench
 
 bootstrap:
 	@VENV=$(VENV) scripts/bootstrap.sh
@@ -26,3 +28,8 @@ test: lint
 
 unit: bootstrap
 	$(PY) -m pytest tests/unit -q
+
+# The benchmarks of docs/BENCHMARKS.md (`make bench BENCH_ARGS="graceful --rounds 50"`, or "all --quick").
+bench: bootstrap
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m bench $(BENCH_ARGS)

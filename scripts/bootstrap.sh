@@ -16,6 +16,10 @@ need_apt=()
 [ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
+# The chaos suite: strace holds a leader inside its write; iptables cuts one replica's connection.
+command -v strace >/dev/null 2>&1 || need_apt+=(strace)
+command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=(); elif command -v sudo >/dev/null; then SUDO=(sudo); else
     echo "bootstrap: need root or sudo to apt-get install ${need_apt[*]}" >&2; exit 1; fi

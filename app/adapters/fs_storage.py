@@ -27,6 +27,7 @@ import errno
 import json
 import os
 import re
+import secrets
 from dataclasses import asdict
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from app.ports.storage import FencedError, Record, StorageError
 FILE_RE = re.compile(r"leader-(\d{20})-(\d{12})\.json")
 TEMP_RE = re.compile(r"\.leader-(\d{20})-(\d{12})\.json\.tmp")
 PROBE_NAME = ".election-probe"
+PROBE_RE = re.compile(r"\.election-probe(-\d+-[0-9a-f]+)?")
 FILE_MODE = 0o640
 DIR_MODE = 0o750
 
@@ -58,15 +60,22 @@ class DirectoryStorage:
             self.directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
             if self.directory.is_symlink() or not self.directory.is_dir():
                 raise StorageError(f"{self.directory} is not a directory")
-            probe = self.directory / PROBE_NAME
+            # A name of our own: replicas in Init at the same time must not break each other's probe.
+            probe = self.directory / f"{PROBE_NAME}-{os.getpid()}-{secrets.token_hex(4)}"
             self._write_exclusive(probe, b"probe\n", replace_stale=True)
             probe.unlink()
             removed = 0
-            for entry in os.scandir(self.directory):
-                leftover = TEMP_RE.fullmatch(entry.name) or entry.name == FENCE_TEMP_NAME
-                if leftover and entry.is_file(follow_symlinks=False):
-                    os.unlink(entry.path)
-                    removed += 1
+            # Under the fence lock: a temporary file may belong to the live leader's write in progress.
+            with self.fence.locked():
+                for entry in os.scandir(self.directory):
+                    leftover = (
+                        TEMP_RE.fullmatch(entry.name)
+                        or PROBE_RE.fullmatch(entry.name)
+                        or entry.name == FENCE_TEMP_NAME
+                    )
+                    if leftover and entry.is_file(follow_symlinks=False):
+                        os.unlink(entry.path)
+                        removed += 1
             return removed
         except OSError as exc:
             raise StorageError(f"{self.directory}: {exc.strerror or exc}") from exc

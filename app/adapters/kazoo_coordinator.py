@@ -8,7 +8,7 @@ Layout under ``<election-path>``::
 
     leader            ephemeral; data {"identity", "acquired_at"}; czxid = the term's epoch
     members/m-<id>-N  ephemeral sequential, one per live session; data {"identity", ...}
-    candidates/c-N    ephemeral sequential, one per session in the queue of candidates
+    candidates/c-<session>-N  ephemeral sequential, one per session in the queue of candidates
 
 Translation rules:
 
@@ -51,6 +51,11 @@ _ERRORS = (KazooException, KazooTimeoutError)
 # past that, the look reports the node's stat with unknown data.
 _LOOK_ATTEMPTS = 3
 T = TypeVar("T")
+
+
+def _sequence(name: str) -> int:
+    """The counter ZooKeeper appends to a sequential node's name (10 digits)."""
+    return int(name[-10:]) if name[-10:].isdigit() else -1
 
 
 def _decode(data: bytes | None) -> dict[str, Any]:
@@ -231,13 +236,23 @@ class KazooCoordinator:
         if self._candidate is not None and self._candidate[0] == session:
             return
 
-        def create() -> str:
+        prefix = f"c-{session:016x}-"
+
+        def join() -> str:
+            # A create whose reply was lost may have joined us already: adopt that node rather than
+            # queue behind our own orphan (which would then never let us hear the queue move).
+            children = self._client.get_children_async(self.candidates_path).get(
+                timeout=self.operation_timeout
+            )
+            ours = [child for child in children if child.startswith(prefix)]
+            if ours:
+                return str(min(ours, key=_sequence))
             path: str = self._client.create_async(
-                f"{self.candidates_path}/c-", b"", ephemeral=True, sequence=True
+                f"{self.candidates_path}/{prefix}", b"", ephemeral=True, sequence=True
             ).get(timeout=self.operation_timeout)
             return path.rsplit("/", 1)[1]
 
-        self._candidate = (session, self._call(create))
+        self._candidate = (session, self._call(join))
 
     def queue_head(self) -> bool:
         candidate = self._candidate
@@ -253,11 +268,11 @@ class KazooCoordinator:
                 if mine not in children:
                     self._candidate = None  # deleted by hand: Init and Attempter will re-join
                     raise CoordinationError(f"our candidate node {mine} is gone")
-                # Same prefix and zero-padded counter: names sort in queue order.
-                ahead = [child for child in children if child < mine]
+                # Queue order is the sequence ZooKeeper appended to each name.
+                ahead = [child for child in children if _sequence(child) < _sequence(mine)]
                 if not ahead:
                     return True
-                predecessor = f"{self.candidates_path}/{max(ahead)}"
+                predecessor = f"{self.candidates_path}/{max(ahead, key=_sequence)}"
                 if self._client.exists_async(predecessor, watch=self._on_watch).get(
                     timeout=self.operation_timeout
                 ):

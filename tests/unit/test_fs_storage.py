@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,7 @@ def test_a_failing_disk_raises_storage_error_and_leaves_nothing(
 def test_writing_into_a_removed_directory_raises_storage_error(
     storage: DirectoryStorage, directory: Path
 ) -> None:
-    directory.rmdir()
+    shutil.rmtree(directory)  # with the fence lock file that prepare() made
     with pytest.raises(StorageError):
         storage.write(record())
 

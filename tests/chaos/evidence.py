@@ -1,0 +1,236 @@
+"""What the leaders left in file-dir, and what it proves: write order, overlaps, gaps; plus the audit.
+
+Write order is judged two ways, because a file's name only says which term it belongs to, not when it
+appeared: by ``written_at`` (taken by the writer just before it writes) and by the inode's change
+time (``st_ctime_ns``: set when the file is linked to its final name, i.e. published). A stale leader
+that publishes after a newer term began shows as an older epoch after a newer one in either order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.cluster import LEADER_FILE, REPO_ROOT
+
+TEMP_FILE = r"\.leader-\d{20}-\d{12}\.json\.tmp"
+
+
+def parse_time(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True)
+class Written:
+    """One leader file: its term, its writer, and when it was written and published."""
+
+    name: str
+    epoch: int
+    sequence: int
+    identity: str
+    written_at: float  # seconds since the epoch, from the file
+    published_ns: int  # st_ctime_ns of the final name
+
+    @property
+    def published(self) -> float:
+        return self.published_ns / 1e9
+
+
+def read_file(path: Path) -> Written | None:
+    """One leader file; None if it is gone (retention). Raises ValueError if it does not parse or
+    its content disagrees with its name."""
+    match = LEADER_FILE.fullmatch(path.name)
+    if not match:
+        raise ValueError(f"{path.name} is not a leader file name")
+    try:
+        published_ns = os.stat(path, follow_symlinks=False).st_ctime_ns
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        content = json.loads(raw)
+        record = Written(
+            name=path.name,
+            epoch=int(content["epoch"]),
+            sequence=int(content["sequence"]),
+            identity=str(content["identity"]),
+            written_at=parse_time(content["written_at"]),
+            published_ns=published_ns,
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path.name} does not parse: {exc!r}") from exc
+    if (record.epoch, record.sequence) != (int(match.group(1)), int(match.group(2))):
+        raise ValueError(f"{path.name} says epoch {record.epoch} sequence {record.sequence}")
+    return record
+
+
+def leader_names(file_dir: Path) -> list[str]:
+    """Names of the leader files in ``file_dir``, sorted (= write order of a well-behaved service)."""
+    try:
+        return sorted(n for n in os.listdir(file_dir) if LEADER_FILE.fullmatch(n))
+    except FileNotFoundError:
+        return []
+
+
+def epoch_of(name: str) -> int:
+    match = LEADER_FILE.fullmatch(name)
+    assert match, name
+    return int(match.group(1))
+
+
+def observe(file_dir: Path) -> tuple[list[Written], list[str]]:
+    """Every leader file now in ``file_dir`` (name order) and the problems found reading them."""
+    files: list[Written] = []
+    problems: list[str] = []
+    for name in leader_names(file_dir):
+        try:
+            record = read_file(file_dir / name)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        if record is not None:
+            files.append(record)
+    return files, problems
+
+
+@dataclass
+class Analysis:
+    """The order and timing of the terms found in a directory."""
+
+    terms: dict[int, list[Written]]  # epoch -> files, in name order
+    problems: list[str]
+    overlap_s: float  # longest time an older term still wrote after a newer one began (must be 0)
+    stale_writes: int  # files of an older term published or stamped after a newer term's first file
+
+
+def analyse(files: list[Written]) -> Analysis:
+    terms: dict[int, list[Written]] = {}
+    for record in files:
+        terms.setdefault(record.epoch, []).append(record)
+    problems: list[str] = []
+    for epoch, term in terms.items():
+        writers = sorted({f.identity for f in term})
+        if len(writers) > 1:
+            problems.append(f"epoch {epoch} written by {writers}")
+        times = [f.written_at for f in term]
+        if times != sorted(times):
+            problems.append(f"epoch {epoch}: sequence numbers not in written_at order")
+    epochs = sorted(terms)
+    overlap = 0.0
+    stale = 0
+    for index, older in enumerate(epochs):
+        newer = epochs[index + 1 :]
+        if not newer:
+            break
+        first_written = min(f.written_at for e in newer for f in terms[e])
+        first_published = min(f.published_ns for e in newer for f in terms[e])
+        late = [f for f in terms[older] if f.written_at > first_written or f.published_ns > first_published]
+        if late:
+            stale += len(late)
+            problems.append(
+                f"epoch {older} ({terms[older][0].identity}) wrote {len(late)} file(s) after a newer term "
+                f"began: {', '.join(f.name for f in late[:3])}"
+            )
+        last = terms[older]
+        overlap = max(
+            overlap,
+            max(f.written_at for f in last) - first_written,
+            (max(f.published_ns for f in last) - first_published) / 1e9,
+        )
+    return Analysis(terms, problems, max(overlap, 0.0), stale)
+
+
+def longest_gap(files: list[Written], since: float, until: float, epoch: int) -> float | None:
+    """Longest time between consecutive files (by ``written_at``) across a fault: from the last file
+    written at or before ``since`` to the first file of ``epoch`` (the term that leads once the fault
+    is over) written after ``until``; None if that file does not exist."""
+    times = sorted(f.written_at for f in files)
+    end = min((f.written_at for f in files if f.epoch == epoch and f.written_at > until), default=None)
+    if end is None:
+        return None
+    before = [t for t in times if t <= since]
+    start = before[-1] if before else since
+    window = [start, *(t for t in times if start < t <= end)]
+    return max((b - a for a, b in itertools.pairwise(window)), default=0.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# election audit
+# --------------------------------------------------------------------------------------------------
+
+
+@cache
+def app_has(command: str, flag: str | None = None) -> bool:
+    """Whether ``python -m app <command>`` exists (and knows ``flag``): the suite adapts to the app."""
+    done = subprocess.run(
+        [sys.executable, "-m", "app", command, "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode == 0 and (flag is None or flag in done.stdout)
+
+
+@dataclass
+class Audit:
+    available: bool
+    ok: bool
+    violations: list[str]
+    output: str
+
+    @property
+    def summary(self) -> str:
+        if not self.available:
+            return "unavailable"
+        return "clean" if self.ok else f"{len(self.violations)} violation(s)"
+
+
+def _run_audit(file_dir: Path, capacity: int | None) -> Audit:
+    args = [sys.executable, "-m", "app", "audit", f"--file-dir={file_dir}", "--json"]
+    if capacity is not None:
+        args.append(f"--storage-capacity={capacity}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELECTION_")}
+    done = subprocess.run(
+        args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    output = (done.stdout + done.stderr).strip()
+    if done.returncode == 0:
+        return Audit(True, True, [], output)
+    violations: list[str] = []
+    try:
+        report: Any = json.loads(done.stdout)
+        found = report.get("violations") if isinstance(report, dict) else None
+        if isinstance(found, list):
+            violations = [v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in found]
+    except ValueError:
+        pass
+    return Audit(True, False, violations or [f"exit {done.returncode}: {output[-500:]}"], output)
+
+
+def audit(file_dir: Path, capacity: int | None, *, live: bool, attempts: int = 4) -> Audit:
+    """Run ``election audit`` on ``file_dir``.
+
+    On a live directory a leader may be between writing a temporary file and publishing it, or
+    between a write and its retention; a violation counts only if it is still there on every one of
+    ``attempts`` runs. On a quiet directory (``live=False``) one run decides.
+    """
+    if not app_has("audit"):
+        return Audit(False, True, [], "`python -m app audit` does not exist yet")
+    result = _run_audit(file_dir, capacity)
+    for _ in range(attempts - 1 if live else 0):
+        if result.ok:
+            break
+        again = _run_audit(file_dir, capacity)
+        persistent = [v for v in again.violations if v in result.violations]
+        result = again if again.ok else Audit(True, not persistent, persistent, again.output)
+    return result

@@ -1,0 +1,205 @@
+"""Soak: N random faults in a row on one election, from a seeded RNG, then a table per fault.
+
+    python -m tests.chaos.soak --seed S --faults N [--replicas R] [--zk ensemble|standalone]
+                               [--only NAME,NAME...] [--json PATH] [--workdir DIR] [--keep]
+                               [--log-level debug]
+
+One ZooKeeper (a 3-node ensemble by default, so that every fault of the suite is possible) and R
+replicas (3 by default) run for the whole soak; faults are drawn from those that can run here (the
+root-only ones, a loopback cut and a bad disk, are left out with the reason when not root). After
+each fault every invariant of :class:`tests.chaos.harness.Chaos` is checked; replicas that were meant
+to go are started again, as an orchestrator would. Each fault prints one line; at the end a table
+gives, per fault: rounds (times injected), rounds that violated something, audit violations, the
+longest time without a leader, the longest hand-over and the longest overlap between an old and a
+new leader (which must be 0).
+
+Exit status: 0 if every invariant held, 1 if any was violated, 2 if the soak could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.chaos.harness import FAULTS, Chaos, FaultResult, plan
+from tests.chaos.infra import ZK_KINDS, ZkTarget, remove_stale_cuts
+from tools.localzk import java_available
+
+CAPACITY = 500  # retention keeps the directory bounded over a long soak
+
+
+def table(results: list[FaultResult]) -> list[dict[str, Any]]:
+    """One row per fault kind (in catalogue order), then a row of totals."""
+
+    def row(name: str, rows: list[FaultResult]) -> dict[str, Any]:
+        def longest(key: str) -> float | None:
+            values = [getattr(r, key) for r in rows if getattr(r, key) is not None]
+            return max(values) if values else None
+
+        return {
+            "fault": name,
+            "rounds": len(rows),
+            "violated": sum(1 for r in rows if not r.ok),
+            "audit_violations": sum(r.audit_violations for r in rows),
+            "no_leader_max_s": longest("no_leader_s"),
+            "handover_max_s": longest("handover_s"),
+            "overlap_max_s": longest("overlap_s"),
+            "stale_writes": sum(r.stale_writes for r in rows),
+            "new_terms": sum(r.new_terms for r in rows),
+        }
+
+    rows = [row(name, [r for r in results if r.fault == name]) for name in FAULTS]
+    return [r for r in rows if r["rounds"]] + [row("all", results)]
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    def s(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    header = (
+        f"{'fault':<26}{'rounds':>7}{'violated':>9}{'audit':>7}{'no leader s':>13}"
+        f"{'hand-over s':>13}{'overlap s':>11}{'stale':>7}{'terms':>7}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        if r["fault"] == "all":
+            lines.append("-" * len(header))
+        lines.append(
+            f"{r['fault']:<26}{r['rounds']:>7}{r['violated']:>9}{r['audit_violations']:>7}"
+            f"{s(r['no_leader_max_s']):>13}{s(r['handover_max_s']):>13}{s(r['overlap_max_s']):>11}"
+            f"{r['stale_writes']:>7}{r['new_terms']:>7}"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos.soak", description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, required=True, help="seed of the fault sequence")
+    parser.add_argument("--faults", type=int, required=True, help="how many faults to inject")
+    parser.add_argument("--replicas", type=int, default=3, help="replicas (default 3; the suite uses 3 to 5)")
+    parser.add_argument("--zk", choices=ZK_KINDS, default="ensemble", help="ZooKeeper (default ensemble)")
+    parser.add_argument("--only", default="", help="comma-separated fault names to draw from")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--workdir", type=Path, help="work directory (default: a new temporary one)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, files)")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info"], help="the replicas' --log-level"
+    )
+    args = parser.parse_args(argv)
+    if args.faults < 1:
+        parser.error("--faults must be at least 1")
+    if not 1 <= args.replicas <= 9:
+        parser.error("--replicas must be between 1 and 9")
+    unknown = [n for n in args.only.split(",") if n and n not in FAULTS]
+    if unknown:
+        parser.error(f"unknown fault(s) {unknown}; known: {', '.join(FAULTS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # The soak's own kazoo client (it deletes the leader node) would print every dropped connection.
+    logging.getLogger("kazoo").addHandler(logging.NullHandler())
+    logging.getLogger("kazoo").propagate = False
+    reason = java_available()
+    if reason is not None:
+        print(f"soak: cannot run a local ZooKeeper: {reason}", file=sys.stderr)
+        return 2
+    rng = random.Random(args.seed)
+    remove_stale_cuts()  # firewall rules of an earlier run that was killed before its finally
+    runnable, skipped = plan(args.zk, [n for n in args.only.split(",") if n] or None)
+    if not runnable:
+        print(f"soak: no fault can run here: {skipped}", file=sys.stderr)
+        return 2
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="election-soak-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"soak: seed {args.seed}, {args.faults} fault(s), {args.replicas} replicas, ZooKeeper {args.zk}")
+    print(f"soak: drawing from {', '.join(runnable)}")
+    for name, why in skipped.items():
+        print(f"soak: left out {name}: {why}")
+    print(f"soak: work directory {workdir}", flush=True)
+
+    started, began = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.monotonic()
+    results: list[FaultResult] = []
+    final: list[str] = []
+    aborted: str | None = None
+    zk = ZkTarget(args.zk, workdir / "zookeeper")
+    chaos = Chaos(
+        workdir / "election",
+        zk,
+        replicas=args.replicas,
+        relays="connection_cut" in runnable,
+        tmpfs=any("tmpfs" in FAULTS[n].needs for n in runnable),
+        capacity=CAPACITY,
+        rng=rng,
+        log_level=args.log_level,
+    )
+    try:
+        zk.start()
+        chaos.start()
+        for index in range(1, args.faults + 1):
+            name = rng.choice(runnable)
+            result = chaos.run(name)
+            results.append(result)
+            print(f"[{index}/{args.faults} {time.monotonic() - began:7.1f}s] {result.line()}", flush=True)
+            if not result.ok:
+                try:
+                    chaos.recover()
+                except Exception as exc:
+                    aborted = f"could not recover after fault {index} ({name}): {exc}"
+                    print(f"soak: {aborted}", flush=True)
+                    break
+        if aborted is None:
+            final = chaos.finish()
+    except KeyboardInterrupt:
+        aborted = "interrupted"
+    finally:
+        chaos.close()
+        zk.stop()
+
+    rows = table(results)
+    ok = aborted is None and not final and all(r.ok for r in results) and len(results) == args.faults
+    duration = time.monotonic() - began
+    print()
+    print(render(rows))
+    for problem in final:
+        print(f"soak: after the last fault: {problem}")
+    verdict = (
+        "every invariant held" if ok else "INVARIANTS VIOLATED" if aborted is None else f"ABORTED: {aborted}"
+    )
+    print(f"soak: {len(results)} fault(s) in {duration:.1f}s, seed {args.seed}: {verdict}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        report = {
+            "seed": args.seed,
+            "faults": args.faults,
+            "replicas": args.replicas,
+            "zk": args.zk,
+            "started_at": started,
+            "duration_s": round(duration, 3),
+            "left_out": skipped,
+            "ok": ok,
+            "aborted": aborted,
+            "final_problems": final,
+            "table": rows,
+            "results": [r.to_json() for r in results],
+        }
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"soak: results in {args.json}")
+    if ok and args.workdir is None and not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    elif not ok:
+        print(f"soak: logs and files kept in {workdir}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
