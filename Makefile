@@ -19,8 +19,8 @@ demo: bootstrap
 	$(PY) -m tools.demo $(DEMO_ARGS)
 
 lint: bootstrap
-	$(VENV)/bin/ruff check app tests tools
-	$(VENV)/bin/ruff format --check app tests tools
+	$(VENV)/bin/ruff check app tests tools bench
+	$(VENV)/bin/ruff format --check app tests tools bench
 	$(VENV)/bin/mypy
 
 test: lint

@@ -1,0 +1,210 @@
+"""Command line of the benchmark: run scenarios, print their tables, write JSON and plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from bench.common import REPO_ROOT, LoadMonitor, clean_nan, machine_info, write_json
+from bench.scenarios import IN_ALL, RunContext, all_scenarios
+from tools.localzk import java_available
+
+
+def build_parser(names: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmarks of election against kazoo's Election recipe and naive baselines, "
+        "on real ZooKeeper servers and real processes.",
+    )
+    parser.add_argument(
+        "scenarios",
+        nargs="*",
+        default=["all"],
+        metavar="SCENARIO",
+        help=f"all (default: {', '.join(IN_ALL)}) or any of: {', '.join(names)}",
+    )
+    parser.add_argument(
+        "--rounds", type=int, help="rounds (or ticks/samples) per scenario, overriding defaults"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO_ROOT / "bench" / "results", help="JSON and plots go here"
+    )
+    parser.add_argument("--quick", action="store_true", help="a CI-sized smoke run (under a minute in all)")
+    parser.add_argument("--plots-dir", type=Path, help="where PNGs go (default: OUT/plots)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    parser.add_argument(
+        "--app-src",
+        type=Path,
+        default=REPO_ROOT,
+        help="directory holding the app package to measure (default: this repository)",
+    )
+    parser.add_argument(
+        "--app-ref",
+        metavar="GIT-REF",
+        help="measure the app as committed at GIT-REF (exported into the scratch directory), e.g. HEAD, "
+        "so that edits made while a long run goes on do not mix into it",
+    )
+    parser.add_argument("--workdir", type=Path, help="scratch directory (default: a new temporary one)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, files)")
+    parser.add_argument("--seed", type=int, default=5, help="seed of the random phases")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: print the tables of the JSON already in OUT and redraw its plots",
+    )
+    return parser
+
+
+def report_only(scenarios: dict[str, Any], wanted: list[str], out: Path, plots_dir: Path | None) -> int:
+    missing = 0
+    for name in wanted:
+        path = out / f"{name}.json"
+        if not path.is_file():
+            print(f"bench: no {path}", file=sys.stderr)
+            missing += 1
+            continue
+        result = json.loads(path.read_text())
+        module = scenarios[name]
+        print(f"\n== {module.TITLE}")
+        print(module.report(result))
+        if plots_dir is not None:
+            module.plot(result, plots_dir)
+    return 1 if missing else 0
+
+
+def export_app(repo: Path, ref: str, target: Path) -> Path:
+    """``git archive REF app`` into ``target``; the commit is written to ``target/.commit``."""
+    commit = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", ref], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    target.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", commit, "app"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    (target / ".commit").write_text(commit + "\n")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one straight script
+    scenarios = all_scenarios()
+    names = list(scenarios)
+    args = build_parser(names).parse_args(argv)
+    wanted = list(IN_ALL) if "all" in args.scenarios else args.scenarios
+    unknown = [n for n in wanted if n not in scenarios]
+    if unknown:
+        print(f"bench: unknown scenario(s) {unknown}; choose from all, {', '.join(names)}", file=sys.stderr)
+        return 2
+    needs_zk = [n for n in wanted if n != "retention"]
+    reason = java_available()
+    if needs_zk and reason is not None:
+        print(f"bench: {reason} (scripts/bootstrap.sh installs it)", file=sys.stderr)
+        return 2
+    plots_dir = args.plots_dir or args.out / "plots"
+    make_plots = not args.no_plots
+    if make_plots:
+        try:
+            import matplotlib  # noqa: F401, PLC0415 - only to know whether plots can be drawn
+        except ImportError:
+            print("bench: matplotlib is not installed; no plots (pip install matplotlib)", file=sys.stderr)
+            make_plots = False
+
+    if args.report_only:
+        return report_only(scenarios, wanted, args.out, plots_dir if make_plots else None)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="election-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    app_src = args.app_src.resolve()
+    if args.app_ref:
+        app_src = export_app(app_src, args.app_ref, workdir / "app-src")
+    # In-process scenarios (retention) import the app too: the same one the processes run.
+    sys.path.insert(0, str(app_src))
+    monitor = LoadMonitor()
+    monitor.start()
+    machine = machine_info(app_src)
+    ctx = RunContext(
+        workdir=workdir,
+        app_src=app_src,
+        quick=args.quick,
+        rounds=args.rounds,
+        monitor=monitor,
+        seed=args.seed,
+    )
+    print(
+        f"election bench: {', '.join(wanted)}{' (quick)' if args.quick else ''}; "
+        f"{machine['cpus']} CPUs ({machine['cpu_model']}), {machine['memory_bytes'] / 2**30:.1f} GiB, "
+        f"Python {machine['python']}, kazoo {machine['packages']['kazoo']}; app {machine['app_commit']}"
+        f"{' (modified)' if machine['app_dirty'] else ''} from {app_src}; "
+        f"load {' '.join(f'{x:.2f}' for x in machine['load_at_start'])}; scratch {workdir}",
+        flush=True,
+    )
+    overall = time.time()
+    results: dict[str, Any] = {}
+    failures = 0
+    try:
+        for name in wanted:
+            module = scenarios[name]
+            print(f"\n== {module.TITLE}", flush=True)
+            started = time.time()
+            try:
+                result = module.run(ctx)
+            except Exception as exc:
+                failures += 1
+                traceback.print_exc()
+                results[name] = {"error": f"{type(exc).__name__}: {exc}", "seconds": time.time() - started}
+                continue
+            result["seconds"] = round(time.time() - started, 1)
+            result["load"] = result.get("load") or ctx.note_window(started)
+            result["machine"] = machine
+            result["quick"] = args.quick
+            print(module.report(result))
+            load = result["load"]
+            print(
+                f"({result['seconds']:.0f} s; load1 mean {load.get('load1_mean')}, CPUs busy "
+                f"{load.get('busy_cores_mean')} of which others {load.get('others_cores_mean')} "
+                f"(max {load.get('others_cores_max')}))",
+                flush=True,
+            )
+            if make_plots:
+                try:
+                    result["plots"] = [str(p) for p in module.plot(result, plots_dir)]
+                except Exception as exc:
+                    print(f"bench: plot of {name} failed: {exc}", file=sys.stderr)
+            write_json(args.out / f"{name}.json", clean_nan(result))
+            results[name] = result
+    finally:
+        monitor.stop()
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    total = time.time() - overall
+    # summary.json for a run of everything; a partial run does not overwrite it.
+    summary_name = "summary.json" if set(IN_ALL) <= set(wanted) else f"summary-{'-'.join(wanted)}.json"
+    write_json(
+        args.out / summary_name,
+        clean_nan(
+            {
+                "machine": machine,
+                "quick": args.quick,
+                "scenarios": wanted,
+                "seconds": round(total, 1),
+                "load": monitor.window(overall, time.time()),
+                "summaries": {n: r.get("summary", r.get("error")) for n, r in results.items()},
+            }
+        ),
+    )
+    print(
+        f"\nbench: {len(wanted)} scenario(s) in {total:.0f} s; JSON in {args.out}"
+        + (f", plots in {plots_dir}" if make_plots else "")
+        + (f"; scratch kept in {workdir}" if args.keep else "")
+    )
+    if os.environ.get("BENCH_DEBUG"):
+        print(f"scratch: {workdir}")
+    return 1 if failures else 0

@@ -1,0 +1,404 @@
+"""Contender processes: the app (``election run``) and the baselines, in groups on one ZooKeeper path.
+
+A :class:`Group` is N processes of one :class:`Flavour` competing under one election path and
+writing leader files into one directory. Every flavour writes the app's file format
+(``leader-<epoch>-<sequence>.json`` with ``written_at``), so one reader serves them all:
+
+* the current leader is the identity in the newest file (highest epoch);
+* a hand-over ends at ``written_at`` of the first file with a higher epoch.
+
+Who is up is counted in ZooKeeper: the app's and the poller's member nodes, kazoo's lock nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
+
+from bench.common import REPO_ROOT, parse_rfc3339, wait_for
+
+LEADER_FILE_RE = re.compile(r"leader-(\d{20})-(\d{12})\.json")
+BASELINES = Path(__file__).resolve().parent / "baselines"
+
+
+@dataclass(frozen=True)
+class LeaderFile:
+    epoch: int
+    sequence: int
+    identity: str
+    written_at: float
+    ctime: float
+    name: str
+
+
+def read_leader_file(path: Path) -> LeaderFile | None:
+    match = LEADER_FILE_RE.fullmatch(path.name)
+    if not match:
+        return None
+    try:
+        stat = path.stat()
+        content = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return LeaderFile(
+        epoch=int(match.group(1)),
+        sequence=int(match.group(2)),
+        identity=str(content.get("identity", "")),
+        written_at=parse_rfc3339(content["written_at"]),
+        ctime=stat.st_ctime,
+        name=path.name,
+    )
+
+
+def newest_leader_file(directory: Path) -> LeaderFile | None:
+    """The file with the highest name (names sort by epoch, then sequence)."""
+    best = ""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name > best and LEADER_FILE_RE.fullmatch(entry.name):
+                best = entry.name
+    return read_leader_file(directory / best) if best else None
+
+
+def first_file_of_epoch_after(directory: Path, epoch: int) -> LeaderFile | None:
+    """The earliest file of the lowest epoch above ``epoch`` (the next term's first file)."""
+    best: tuple[int, int, str] | None = None
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            match = LEADER_FILE_RE.fullmatch(entry.name)
+            if match and int(match.group(1)) > epoch:
+                key = (int(match.group(1)), int(match.group(2)), entry.name)
+                if best is None or key < best:
+                    best = key
+    return read_leader_file(directory / best[2]) if best else None
+
+
+def files_of_epoch(directory: Path, epoch: int) -> list[LeaderFile]:
+    found = []
+    for path in directory.glob(f"leader-{epoch:020d}-*.json"):
+        record = read_leader_file(path)
+        if record is not None:
+            found.append(record)
+    return sorted(found, key=lambda f: f.sequence)
+
+
+# --------------------------------------------------------------------------
+# flavours
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """One implementation under test: how to start a contender and where it registers."""
+
+    name: str
+    label: str
+    build: Callable[[Group, str], list[str]]
+    registry: Callable[[str], str]  # election path -> the path whose children count contenders
+    registered: Callable[[list[str]], int] = len
+
+    def command(self, group: Group, identity: str) -> list[str]:
+        return self.build(group, identity)
+
+
+def _app_command(group: Group, identity: str) -> list[str]:
+    settings = {
+        "zk-servers": group.zk_for.get(identity, group.zk_address),
+        "election-path": group.path,
+        "identity": identity,
+        "file-dir": str(group.file_dir),
+        "http-address": "127.0.0.1:0",
+        "attempter-timeout": "10s",
+        "leader-timeout": "1s",
+        "zk-session-timeout": f"{group.session_timeout:g}s",
+        "storage-capacity": "100000",
+        "log-format": "json",
+        "log-level": "info",
+        **group.extra,
+    }
+    return [sys.executable, "-m", "app", "run", *(f"--{k}={v}" for k, v in settings.items())]
+
+
+def _kazoo_command(group: Group, identity: str) -> list[str]:
+    return [
+        sys.executable,
+        str(BASELINES / "kazoo_election.py"),
+        "--zk",
+        group.zk_address,
+        "--path",
+        group.path,
+        "--identity",
+        identity,
+        "--file-dir",
+        str(group.file_dir),
+        "--session-timeout",
+        f"{group.session_timeout:g}",
+    ]
+
+
+def _poller_command(group: Group, identity: str) -> list[str]:
+    return [
+        sys.executable,
+        str(BASELINES / "naive_poller.py"),
+        "--zk",
+        group.zk_address,
+        "--path",
+        group.path,
+        "--identity",
+        identity,
+        "--file-dir",
+        str(group.file_dir),
+        "--session-timeout",
+        f"{group.session_timeout:g}",
+        "--period",
+        group.extra.get("period", "1.0"),
+    ]
+
+
+def _traced_app_command(group: Group, identity: str) -> list[str]:
+    """The app under ``baselines/traced_replica.py``: the same CLI, every call timed to a file."""
+    command = _app_command(group, identity)
+    at = command.index("-m")
+    return [
+        sys.executable,
+        str(BASELINES / "traced_replica.py"),
+        "--trace-file",
+        str(trace_path(group, identity)),
+        *command[at + 2 :],
+    ]
+
+
+def trace_path(group: Group, identity: str) -> Path:
+    path = group.workdir / "traces" / f"{identity}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def read_trace(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+APP = Flavour("app", "election (app)", _app_command, lambda path: f"{path}/members")
+TRACED_APP = Flavour("app", "election (traced)", _traced_app_command, lambda path: f"{path}/members")
+KAZOO = Flavour(
+    "kazoo",
+    "kazoo Election",
+    _kazoo_command,
+    lambda path: path,
+    registered=lambda children: sum(1 for c in children if "__lock__" in c),
+)
+POLLER = Flavour("poller", "naive 1 s poller", _poller_command, lambda path: f"{path}/members")
+FLAVOURS = {f.name: f for f in (APP, KAZOO, POLLER)}
+
+
+# --------------------------------------------------------------------------
+# processes
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Contender:
+    identity: str
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    spawned_at: float = 0.0  # wall time just before the spawn
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def child_env(app_src: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    # The app under test comes from app_src (the repo, or a snapshot of it); bench/ from the repo.
+    env["PYTHONPATH"] = os.pathsep.join([str(app_src), str(REPO_ROOT)])
+    env.pop("ELECTION_ZK_SERVERS", None)
+    return env
+
+
+@dataclass
+class Group:
+    """N contenders of one flavour on one election path, one file dir, one ZooKeeper."""
+
+    flavour: Flavour
+    size: int
+    zk_address: str
+    path: str
+    workdir: Path
+    app_src: Path
+    session_timeout: float = 4.0
+    extra: dict[str, str] = field(default_factory=dict)
+    zk_for: dict[str, str] = field(default_factory=dict)  # identity -> its own zk address (a relay)
+    contenders: dict[str, Contender] = field(default_factory=dict)
+    observer: KazooClient | None = None
+
+    def __post_init__(self) -> None:
+        self.file_dir = self.workdir / "files"
+        self.log_dir = self.workdir / "logs"
+        self.file_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._env = child_env(self.app_src)
+        self._serial = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def identities(self) -> list[str]:
+        return [f"{self.flavour.name}-{i:03d}" for i in range(1, self.size + 1)]
+
+    def spawn(self, identity: str) -> Contender:
+        self._serial += 1
+        contender = Contender(identity, self.log_dir / f"{identity}.log")
+        with contender.log_path.open("ab") as log:
+            contender.spawned_at = time.time()
+            contender.proc = subprocess.Popen(
+                self.flavour.command(self, identity),
+                cwd=self.app_src,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.contenders[identity] = contender
+        return contender
+
+    def connect_observer(self) -> KazooClient:
+        if self.observer is None:
+            self.observer = KazooClient(hosts=self.zk_address, timeout=10.0)
+            self.observer.start(timeout=30)
+        return self.observer
+
+    def registered(self) -> int:
+        client = self.connect_observer()
+        try:
+            children = client.get_children(self.flavour.registry(self.path))
+        except NoNodeError:
+            return 0
+        return self.flavour.registered(children)
+
+    def start(self, batch: int = 8, timeout: float = 120.0, first_alone: bool = True) -> None:
+        """Start every contender (``batch`` at a time, each batch registered before the next)."""
+        names = self.identities()
+        if first_alone and names:
+            # The first one leads: the others start as followers, as they would in a rolling start.
+            self.spawn(names[0])
+            self.wait_registered(1, timeout)
+            wait_for(lambda: newest_leader_file(self.file_dir), timeout, f"{self.flavour.name} first leader")
+            names = names[1:]
+        for i in range(0, len(names), batch):
+            for name in names[i : i + batch]:
+                self.spawn(name)
+            self.wait_registered(len(self.contenders), timeout)
+
+    def wait_registered(self, count: int, timeout: float = 60.0) -> None:
+        def check() -> bool:
+            dead = [c.identity for c in self.contenders.values() if not c.alive]
+            if dead:
+                raise RuntimeError(f"{self.flavour.name} contenders exited: {dead}; see {self.log_dir}")
+            return self.registered() >= count
+
+        wait_for(check, timeout, f"{count} {self.flavour.name} contenders registered", interval=0.05)
+
+    def wait_ready(self, timeout: float = 60.0) -> LeaderFile:
+        """All N registered and the newest leader file belongs to a live contender."""
+        self.wait_registered(self.size, timeout)
+
+        def leader() -> LeaderFile | None:
+            newest = newest_leader_file(self.file_dir)
+            if newest is None:
+                return None
+            holder = self.contenders.get(newest.identity)
+            return newest if holder is not None and holder.alive else None
+
+        return wait_for(leader, timeout, f"a live {self.flavour.name} leader", interval=0.02)
+
+    def leader(self) -> tuple[Contender, LeaderFile]:
+        newest = newest_leader_file(self.file_dir)
+        if newest is None:
+            raise RuntimeError(f"no {self.flavour.name} leader file in {self.file_dir}")
+        return self.contenders[newest.identity], newest
+
+    def wait_next_leader(self, epoch: int, timeout: float, poll: float = 0.002) -> LeaderFile:
+        return wait_for(
+            lambda: first_file_of_epoch_after(self.file_dir, epoch),
+            timeout,
+            f"a new {self.flavour.name} leader after epoch {epoch}",
+            interval=poll,
+        )
+
+    def wait_exit(self, contender: Contender, timeout: float = 30.0) -> int:
+        assert contender.proc is not None
+        try:
+            return contender.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            contender.proc.kill()
+            return contender.proc.wait()
+
+    def replace(self, contender: Contender) -> Contender:
+        """Wait for ``contender`` to exit (killing it if it must) and start it again."""
+        if contender.alive:
+            self.wait_exit(contender)
+        return self.spawn(contender.identity)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM everyone (sessions are closed, not left to expire), then SIGKILL stragglers."""
+        for contender in self.contenders.values():
+            if contender.alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(contender.pid, signal.SIGCONT)
+                    contender.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout
+        for contender in self.contenders.values():
+            if contender.proc is None:
+                continue
+            try:
+                contender.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                contender.proc.kill()
+                contender.proc.wait()
+        if self.observer is not None:
+            with contextlib.suppress(Exception):
+                self.observer.stop()
+                self.observer.close()
+            self.observer = None
+
+    def kill_all(self) -> None:
+        for contender in self.contenders.values():
+            if contender.alive:
+                with contextlib.suppress(ProcessLookupError):
+                    contender.proc.kill()  # type: ignore[union-attr]
+                    contender.proc.wait()  # type: ignore[union-attr]
+
+    def pids(self) -> list[int]:
+        return [c.pid for c in self.contenders.values() if c.alive]
+
+
+def app_log_events(log_path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of an app log (other lines skipped)."""
+    events = []
+    try:
+        text = log_path.read_text(errors="replace")
+    except FileNotFoundError:
+        return events
+    for line in text.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+    return events

@@ -1,0 +1,200 @@
+"""One hand-over round, as the graceful, crash and scale scenarios run it."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from typing import Any
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
+from kazoo.protocol.states import EventType, WatchedEvent
+
+from bench.common import parse_rfc3339, summary
+from bench.fleet import APP, KAZOO, Group, app_log_events
+from bench.zk import BenchZooKeeper
+
+
+def leader_node(group: Group) -> str | None:
+    """Path of the node that makes the leader: the app's/poller's leader node, kazoo's lowest lock."""
+    if group.flavour is not KAZOO:
+        return f"{group.path}/leader"
+    children = [c for c in group.connect_observer().get_children(group.path) if "__lock__" in c]
+    if not children:
+        return None
+    return f"{group.path}/{min(children, key=lambda c: c[-10:])}"
+
+
+def leader_session(group: Group) -> int | None:
+    """Session id owning the leader's node."""
+    path = leader_node(group)
+    if path is None:
+        return None
+    try:
+        _data, stat = group.connect_observer().get(path)
+    except NoNodeError:
+        return None
+    return int(stat.ephemeralOwner)
+
+
+def watch_deletion(group: Group) -> list[float]:
+    """Watch the leader's node from the observer session; the list gets the wall time of its
+    deletion as the observer hears it (about when the contenders hear it too)."""
+    when: list[float] = []
+    path = leader_node(group)
+    if path is None:
+        return when
+
+    def on_event(event: WatchedEvent) -> None:
+        if event.type == EventType.DELETED:
+            when.append(time.time())
+
+    group.connect_observer().exists(path, watch=on_event)
+    return when
+
+
+def app_breakdown(group: Group, old: str, new: str, t0: float) -> dict[str, float]:
+    """Where an app hand-over's time went, from both replicas' logs (seconds after the signal):
+    the old leader leaving Leader, its session closed, the new one entering Leader."""
+    out: dict[str, float] = {}
+
+    def after(identity: str, match: Any) -> float | None:
+        for event in app_log_events(group.contenders[identity].log_path):
+            when = parse_rfc3339(event["time"])
+            if when >= t0 - 0.001 and match(event):
+                return when - t0
+        return None
+
+    marks = {
+        "old_left_leader_s": after(
+            old, lambda e: e.get("event") == "transition" and e.get("from") == "Leader"
+        ),
+        "old_session_closed_s": after(old, lambda e: e.get("event") == "stopped"),
+        "new_entered_leader_s": after(
+            new, lambda e: e.get("event") == "transition" and e.get("to") == "Leader"
+        ),
+    }
+    out.update({k: v for k, v in marks.items() if v is not None})
+    return out
+
+
+def kazoo_round_trips(address: str, path: str, count: int) -> dict[str, Any]:
+    """Latency of one request through kazoo from a Python thread, as the app calls it
+    (``*_async(...).get(timeout)``): a read, and a write (create of an ephemeral node)."""
+    client = KazooClient(hosts=address, timeout=10.0)
+    client.start(timeout=30)
+    try:
+        client.ensure_path(path)
+        reads, writes = [], []
+        for i in range(count):
+            t = time.perf_counter()
+            client.get_async(path).get(timeout=5)
+            reads.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            client.create_async(f"{path}/rtt-{i}", b"", ephemeral=True).get(timeout=5)
+            writes.append(time.perf_counter() - t)
+        return {"read_s": summary(reads), "create_s": summary(writes)}
+    finally:
+        client.stop()
+        client.close()
+
+
+def steady_state(zk: BenchZooKeeper, seconds: float, word_cpu: float = 0.0) -> dict[str, float]:
+    """Server-wide rates per second over ``seconds`` of nobody doing anything on purpose."""
+    offset = zk.log_offset()
+    before = zk.snapshot()
+    time.sleep(seconds)
+    after = zk.snapshot()
+    delta = before.delta(after, word_cpu)
+    span = delta["seconds"]
+    by_type = zk.requests(offset) if zk.request_log else {}
+    return {
+        "requests_by_type_per_s": {k: v / span for k, v in sorted(by_type.items())},
+        "non_ping_requests_per_s": sum(v for k, v in by_type.items() if k != "ping") / span,
+        "seconds": round(span, 3),
+        "requests_per_s": delta["packets_received"] / span,
+        "replies_per_s": delta["packets_sent"] / span,
+        "transactions_per_s": delta["transactions"] / span,
+        "notifications_per_s": delta["notifications"] / span,
+        "zk_cpu_cores": delta["zk_cpu_seconds"] / span,
+        "sessions": after.sessions,
+        "watches": after.watch_count,
+    }
+
+
+def handover_round(
+    group: Group,
+    *,
+    sig: signal.Signals,
+    rng: random.Random,
+    phase: tuple[float, float],
+    timeout: float,
+    zk: BenchZooKeeper | None = None,
+    steady: dict[str, float] | None = None,
+    quiet: float = 0.6,
+    replace: bool = True,
+    word_cpu: float = 0.0,
+    observe: bool = False,
+) -> dict[str, Any]:
+    """Signal the leader; time until the next leader's first file; optionally ZooKeeper's work.
+
+    ``phase``: a random pause (uniform, seconds) before the signal, so rounds do not lock to
+    ZooKeeper's tick or to the replicas' timers. With ``observe``, the observer session watches the
+    leader's node, splitting the hand-over into leaving (signal -> node deleted, as the observer
+    hears it) and taking over (-> first file). With ``zk``, the server's counters are read just
+    before the signal and again once its zxid has been still for ``quiet`` seconds; ``steady``
+    rates (if given) times that window are subtracted from the packet counts and the server's CPU,
+    and so is the CPU of our own four-letter words (``word_cpu`` seconds each).
+    """
+    group.wait_ready()
+    time.sleep(rng.uniform(*phase))
+    leader, newest = group.leader()
+    session = leader_session(group) if sig is signal.SIGKILL else None
+    log_offset = zk.log_offset() if zk is not None else 0
+    before = zk.snapshot() if zk is not None else None
+    request_offset = zk.log_offset() if zk is not None else 0
+    deleted = watch_deletion(group) if observe else []
+    t0 = time.time()
+    leader.proc.send_signal(sig)  # type: ignore[union-attr]
+    nxt = group.wait_next_leader(newest.epoch, timeout)
+    seen = time.time()
+    row: dict[str, Any] = {
+        "flavour": group.flavour.name,
+        "n": group.size,
+        "old_leader": leader.identity,
+        "new_leader": nxt.identity,
+        "signal": sig.name,
+        "signalled_at": t0,
+        "handover_s": nxt.written_at - t0,
+        "seen_after_s": seen - t0,
+    }
+    if deleted:
+        row["node_deleted_s"] = deleted[0] - t0
+        row["takeover_s"] = nxt.written_at - deleted[0]
+    if zk is not None and before is not None:
+        settle = zk.wait_quiet(quiet=quiet, timeout=10.0)
+        after = zk.snapshot()
+        delta = before.delta(after, word_cpu)
+        if steady:
+            span = delta["seconds"]
+            delta["packets_received"] -= steady["requests_per_s"] * span
+            delta["packets_sent"] -= steady["replies_per_s"] * span
+            delta["zk_cpu_seconds"] -= steady["zk_cpu_cores"] * span
+        row.update({f"zk_{k}": v for k, v in delta.items()})
+        row["zk_settle_s"] = settle
+        if zk.request_log:
+            by_type = zk.requests(request_offset)
+            row["zk_requests_by_type"] = dict(sorted(by_type.items()))
+            row["zk_requests"] = sum(v for k, v in by_type.items() if k != "ping")
+            row["zk_failed_writes"] = sum(v for k, v in by_type.items() if k.endswith("!"))
+        if session is not None:
+            expired = zk.expiries(log_offset, near=t0).get(session)
+            row["session"] = f"0x{session:x}"
+            row["expired_after_s"] = None if expired is None else expired - t0
+    row["exit_code"] = group.wait_exit(leader, timeout=30.0)
+    if group.flavour is APP:
+        row.update(app_breakdown(group, leader.identity, nxt.identity, t0))
+    if replace:
+        group.spawn(leader.identity)
+    return row

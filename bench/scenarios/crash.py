@@ -1,0 +1,162 @@
+"""Scenario 2, crash fail-over: SIGKILL the leader -> the next leader's first file.
+
+A dead leader holds its node until ZooKeeper expires its session, so the fail-over is bounded
+below by the session timeout and the target is "within the session timeout plus one tick".
+ZooKeeper expires sessions in buckets of one tick, so rounds at a fixed rhythm would all see the
+same phase: each round waits a random 0-1 s (five ticks) before the kill. kazoo's ``Election``
+runs the same rounds, interleaved, on the same server, as a reference. The server's log says when
+it expired the dead session; "reaction" is the new leader's first file after that.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import ms, summary, table
+from bench.fleet import APP, KAZOO, Group
+from bench.scenarios import RunContext
+from bench.scenarios._handover import handover_round
+
+NAME = "crash"
+TITLE = "2. Crash fail-over (SIGKILL -> first file of the new leader) against the session timeout"
+FLAVOURS = (APP, KAZOO)
+TICK_MS = 200
+SESSION_TIMEOUT = 2.0
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    rounds = ctx.pick_rounds(full=20, quick=1)
+    session_timeout = 1.0 if ctx.quick else SESSION_TIMEOUT
+    size = 3
+    started = time.time()
+    rows: list[dict[str, Any]] = []
+    with ctx.zookeeper(NAME, tick_ms=TICK_MS) as zk:
+        groups = [
+            Group(
+                f,
+                size,
+                zk.address,
+                f"/bench/{NAME}/{f.name}",
+                ctx.workdir / NAME / f.name,
+                ctx.app_src,
+                session_timeout=session_timeout,
+            )
+            for f in FLAVOURS
+        ]
+        try:
+            for group in groups:
+                group.start()
+            for r in range(rounds):
+                for group in groups if r % 2 == 0 else groups[::-1]:
+                    row = handover_round(
+                        group,
+                        sig=signal.SIGKILL,
+                        rng=ctx.rng,
+                        phase=(0.0, 1.0),
+                        timeout=session_timeout * 5,
+                        zk=zk,
+                        quiet=0.3,
+                    )
+                    row["round"] = r
+                    if row.get("expired_after_s") is not None:
+                        row["reaction_s"] = row["handover_s"] - row["expired_after_s"]
+                    rows.append(row)
+        finally:
+            for group in groups:
+                group.stop()
+    bound = session_timeout + TICK_MS / 1000
+    out: dict[str, Any] = {}
+    for f in FLAVOURS:
+        mine = [r for r in rows if r["flavour"] == f.name]
+        out[f.name] = {
+            "failover_s": summary(r["handover_s"] for r in mine),
+            "expired_after_s": summary(
+                r["expired_after_s"] for r in mine if r.get("expired_after_s") is not None
+            ),
+            "reaction_s": summary(r["reaction_s"] for r in mine if r.get("reaction_s") is not None),
+            "within_bound": sum(1 for r in mine if r["handover_s"] <= bound),
+            "rounds": len(mine),
+        }
+    return {
+        "config": {
+            "replicas_per_group": size,
+            "rounds": rounds,
+            "zk_tick_ms": TICK_MS,
+            "session_timeout_s": session_timeout,
+            "bound_s": bound,
+            "phase_s": [0.0, 1.0],
+        },
+        "summary": {
+            **out,
+            "target_every_round_within_bound": out["app"]["within_bound"] == out["app"]["rounds"],
+        },
+        "load": ctx.note_window(started),
+        "rounds": rows,
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    cfg = result["config"]
+    s = result["summary"]
+    rows = []
+    for f in FLAVOURS:
+        st = s[f.name]
+        fo, ex, re_ = st["failover_s"], st["expired_after_s"], st["reaction_s"]
+        rows.append(
+            [
+                f.label,
+                st["rounds"],
+                ms(fo["min"]),
+                ms(fo["p50"]),
+                ms(fo["p95"]),
+                ms(fo["max"]),
+                ms(ex["p50"]),
+                ms(re_["p50"]),
+                ms(re_["max"]),
+                f"{st['within_bound']}/{st['rounds']}",
+            ]
+        )
+    text = table(
+        f"{TITLE}; session timeout {cfg['session_timeout_s']:g} s, tick {cfg['zk_tick_ms']} ms, "
+        f"bound {cfg['bound_s'] * 1000:.0f} ms",
+        [
+            "contender",
+            "rounds",
+            "min ms",
+            "p50 ms",
+            "p95 ms",
+            "max ms",
+            "expiry p50 ms",
+            "reaction p50 ms",
+            "reaction max ms",
+            "within bound",
+        ],
+        rows,
+    )
+    text += "\ntarget: every round within session timeout + one tick: " + (
+        "met" if s["target_every_round_within_bound"] else "MISSED"
+    )
+    return text
+
+
+def plot(result: dict[str, Any], directory: Path) -> list[Path]:
+    from bench import plots  # noqa: PLC0415 - matplotlib is optional
+
+    cfg = result["config"]
+    series = {
+        f.label: [r["handover_s"] * 1000 for r in result["rounds"] if r["flavour"] == f.name]
+        for f in FLAVOURS
+    }
+    return [
+        plots.distribution(
+            directory / "crash-failover.png",
+            series,
+            title=f"Crash fail-over (SIGKILL -> new leader's first file), session timeout "
+            f"{cfg['session_timeout_s']:g} s, tick {cfg['zk_tick_ms']} ms, random phase",
+            xlabel="fail-over, ms",
+            vlines={"session timeout": cfg["session_timeout_s"] * 1000, "+ one tick": cfg["bound_s"] * 1000},
+        )
+    ]

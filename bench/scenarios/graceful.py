@@ -1,0 +1,181 @@
+"""Scenario 1, graceful hand-over: SIGTERM the leader -> the next leader's first file.
+
+Three groups of contender processes share one ZooKeeper, each under its own path: the app
+(``election run --attempter-timeout=10s``), kazoo's ``Election`` recipe, and a naive contender that
+tries ``create`` every second. Rounds alternate between the groups (app, kazoo, poller, then the
+next round in a rotated order), so a slow patch of the machine hits all three alike. A round: wait
+until the group is whole and led, pause a random 0.2-0.6 s, SIGTERM the leader, wait for a first
+file of a higher epoch; the hand-over is that file's ``written_at`` minus the moment of the signal.
+The signalled process is then started again so the group stays at N.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import ms, num, paired_ratio_summary, summary, table
+from bench.fleet import APP, KAZOO, POLLER, Group
+from bench.scenarios import RunContext
+from bench.scenarios._handover import handover_round, kazoo_round_trips
+
+NAME = "graceful"
+TITLE = "1. Graceful hand-over (SIGTERM -> first file of the new leader)"
+FLAVOURS = (APP, KAZOO, POLLER)
+BREAKDOWN = ("old_left_leader_s", "old_session_closed_s", "new_entered_leader_s")
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    rounds = ctx.pick_rounds(full=30, quick=2)
+    size = 3
+    started = time.time()
+    rows: list[dict[str, Any]] = []
+    with ctx.zookeeper(NAME) as zk:
+        groups = [
+            Group(f, size, zk.address, f"/bench/{NAME}/{f.name}", ctx.workdir / NAME / f.name, ctx.app_src)
+            for f in FLAVOURS
+        ]
+        try:
+            for group in groups:
+                group.start()
+            rtt = kazoo_round_trips(zk.address, f"/bench/{NAME}/rtt", 50 if ctx.quick else 300)
+            for r in range(rounds):
+                order = groups[r % len(groups) :] + groups[: r % len(groups)]
+                for group in order:
+                    row = handover_round(
+                        group, sig=signal.SIGTERM, rng=ctx.rng, phase=(0.2, 0.6), timeout=30.0, observe=True
+                    )
+                    row["round"] = r
+                    rows.append(row)
+        finally:
+            for group in groups:
+                group.stop()
+    by = {f.name: [row["handover_s"] for row in rows if row["flavour"] == f.name] for f in FLAVOURS}
+    stats = {name: summary(values) for name, values in by.items()}
+    seen = {f.name: summary(r["seen_after_s"] for r in rows if r["flavour"] == f.name) for f in FLAVOURS}
+    return {
+        "config": {
+            "replicas_per_group": size,
+            "rounds": rounds,
+            "app_flags": {"attempter-timeout": "10s", "leader-timeout": "1s", "zk-session-timeout": "4s"},
+            "poller_period_s": 1.0,
+            "zk_tick_ms": 200,
+        },
+        "summary": {
+            "handover_s": stats,
+            "file_seen_s": seen,
+            "ratio_app_to_kazoo_p50": stats["app"]["p50"] / stats["kazoo"]["p50"],
+            "ratio_app_to_poller_p50": stats["app"]["p50"] / stats["poller"]["p50"],
+            "paired_ratio_app_to_kazoo": paired_ratio_summary(by["app"], by["kazoo"]),
+            "target_p50_within_2x_kazoo": stats["app"]["p50"] <= 2 * stats["kazoo"]["p50"],
+            "target_far_below_poller": stats["app"]["p50"] * 10 <= stats["poller"]["p50"],
+            "exit_codes": sorted({row["exit_code"] for row in rows}),
+            "kazoo_round_trip_s": rtt,
+            "leave_takeover_s": {
+                f.name: {
+                    "node_deleted_s": summary(
+                        r["node_deleted_s"] for r in rows if r["flavour"] == f.name and "node_deleted_s" in r
+                    ),
+                    "takeover_s": summary(
+                        r["takeover_s"] for r in rows if r["flavour"] == f.name and "takeover_s" in r
+                    ),
+                }
+                for f in FLAVOURS
+            },
+            "app_breakdown_s": {
+                key: summary(row[key] for row in rows if row["flavour"] == "app" and key in row)
+                for key in BREAKDOWN
+            },
+        },
+        "load": ctx.note_window(started),
+        "rounds": rows,
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    s = result["summary"]
+    stats = s["handover_s"]
+    split = s["leave_takeover_s"]
+    rows = []
+    for flavour in FLAVOURS:
+        st = stats[flavour.name]
+        sp = split[flavour.name]
+        rows.append(
+            [
+                flavour.label,
+                st["n"],
+                ms(st["min"]),
+                ms(st["p50"]),
+                ms(st["p95"]),
+                ms(st["max"]),
+                num(st["p50"] / stats["kazoo"]["p50"], 2),
+                ms(sp["node_deleted_s"]["p50"]),
+                ms(sp["takeover_s"]["p50"]),
+                ms(sp["takeover_s"]["p95"]),
+                ms(s["file_seen_s"][flavour.name]["p50"]),
+            ]
+        )
+    text = table(
+        f"{TITLE}; N={result['config']['replicas_per_group']} per group, same ZooKeeper, interleaved",
+        [
+            "contender",
+            "rounds",
+            "min ms",
+            "p50 ms",
+            "p95 ms",
+            "max ms",
+            "p50 / kazoo",
+            "node gone p50 ms",
+            "take-over p50 ms",
+            "take-over p95 ms",
+            "file seen p50 ms",
+        ],
+        rows,
+    )
+    text += (
+        "\n(hand-over: signal -> the new leader's first file's written_at, stamped as its write begins;"
+        "\n node gone: -> the leader's node deleted, as a watching client hears it; take-over: node gone ->"
+        "\n written_at; file seen: -> the file found in the directory by the benchmark's 2 ms poll, after"
+        "\n the app's fsyncs; the baselines write without fsync)"
+    )
+    b = s["app_breakdown_s"]
+    text += (
+        "\napp hand-over, p50 ms after the signal: old leader leaves Leader "
+        f"{ms(b['old_left_leader_s']['p50'])}, its session closed {ms(b['old_session_closed_s']['p50'])}, "
+        f"new leader enters Leader {ms(b['new_entered_leader_s']['p50'])}, its first file "
+        f"{ms(stats['app']['p50'])}"
+    )
+    rtt = s["kazoo_round_trip_s"]
+    text += (
+        f"\none request through kazoo on this server, p50 (p95): read {ms(rtt['read_s']['p50'], 2)} "
+        f"({ms(rtt['read_s']['p95'], 2)}) ms, create {ms(rtt['create_s']['p50'], 2)} "
+        f"({ms(rtt['create_s']['p95'], 2)}) ms"
+    )
+    paired = s["paired_ratio_app_to_kazoo"]
+    text += (
+        f"\npaired ratio app/kazoo (round by round): p50 {num(paired['p50'], 2)}, "
+        f"p95 {num(paired['p95'], 2)}; target p50 <= 2x kazoo: "
+        f"{'met' if s['target_p50_within_2x_kazoo'] else 'MISSED'}; far below the poller: "
+        f"{'met' if s['target_far_below_poller'] else 'MISSED'}"
+    )
+    return text
+
+
+def plot(result: dict[str, Any], directory: Path) -> list[Path]:
+    from bench import plots  # noqa: PLC0415 - matplotlib is optional
+
+    series = {
+        f.label: [r["handover_s"] * 1000 for r in result["rounds"] if r["flavour"] == f.name]
+        for f in FLAVOURS
+    }
+    return [
+        plots.distribution(
+            directory / "graceful-handover.png",
+            series,
+            title="Graceful hand-over (SIGTERM -> new leader's first file), same ZooKeeper, interleaved",
+            xlabel="hand-over, ms (log scale)",
+            log=True,
+        )
+    ]
