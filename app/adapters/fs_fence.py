@@ -51,7 +51,7 @@ class FileFence:
         self._monotonic = monotonic
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[FileFence]:
+    def locked(self, timeout: float | None = None) -> Iterator[FileFence]:
         """Hold the directory's fence lock; raise StorageError if it stays busy past the timeout.
 
         The lock is polled rather than waited on, so that a holder frozen forever (SIGSTOP in the
@@ -63,7 +63,8 @@ class FileFence:
         except OSError as exc:
             raise StorageError(f"cannot open fence lock in {self.directory}: {exc.strerror or exc}") from exc
         try:
-            deadline = self._monotonic() + self.lock_timeout
+            wait = self.lock_timeout if timeout is None else timeout
+            deadline = self._monotonic() + wait
             while True:
                 try:
                     fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -72,7 +73,7 @@ class FileFence:
                     if exc.errno not in (errno.EAGAIN, errno.EACCES):
                         raise StorageError(f"cannot lock the fence: {exc.strerror or exc}") from exc
                     if self._monotonic() >= deadline:
-                        held = f"held by another writer for {self.lock_timeout:g}s"
+                        held = f"held by another writer for {wait:g}s"
                         raise StorageError(f"fence lock in {self.directory} {held}") from exc
                     self._sleep(0.005)
             yield self

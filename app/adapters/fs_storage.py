@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
@@ -40,6 +41,21 @@ PROBE_NAME = ".election-probe"
 PROBE_RE = re.compile(r"\.election-probe(-\d+-[0-9a-f]+)?")
 FILE_MODE = 0o640
 DIR_MODE = 0o750
+
+
+def _in_use(path: str) -> bool:
+    """Whether a live process holds the lock on a temporary file (its write is in progress)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return True  # gone already, or not ours to judge: leave it
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def file_name(epoch: int, sequence: int) -> str:
@@ -62,20 +78,19 @@ class DirectoryStorage:
                 raise StorageError(f"{self.directory} is not a directory")
             # A name of our own: replicas in Init at the same time must not break each other's probe.
             probe = self.directory / f"{PROBE_NAME}-{os.getpid()}-{secrets.token_hex(4)}"
-            self._write_exclusive(probe, b"probe\n", replace_stale=True)
+            os.close(self._write_locked(probe, b"probe\n"))
             probe.unlink()
             removed = 0
-            # Under the fence lock: a temporary file may belong to the live leader's write in progress.
-            with self.fence.locked():
-                for entry in os.scandir(self.directory):
-                    leftover = (
-                        TEMP_RE.fullmatch(entry.name)
-                        or PROBE_RE.fullmatch(entry.name)
-                        or entry.name == FENCE_TEMP_NAME
-                    )
-                    if leftover and entry.is_file(follow_symlinks=False):
-                        os.unlink(entry.path)
-                        removed += 1
+            for entry in os.scandir(self.directory):
+                leftover = TEMP_RE.fullmatch(entry.name) or PROBE_RE.fullmatch(entry.name)
+                if leftover and entry.is_file(follow_symlinks=False) and not _in_use(entry.path):
+                    os.unlink(entry.path)
+                    removed += 1
+            # The fence's own temporary file is only ever written under the fence lock.
+            if os.path.lexists(self.directory / FENCE_TEMP_NAME):
+                with contextlib.suppress(StorageError), self.fence.locked(timeout=0.0):
+                    (self.directory / FENCE_TEMP_NAME).unlink(missing_ok=True)
+                    removed += 1
             return removed
         except OSError as exc:
             raise StorageError(f"{self.directory}: {exc.strerror or exc}") from exc
@@ -101,23 +116,31 @@ class DirectoryStorage:
         name = file_name(record.epoch, record.sequence)
         temp = self.directory / f".{name}.tmp"
         data = (json.dumps(asdict(record), sort_keys=True) + "\n").encode()
-        with self.fence.locked() as fence:
-            newest = fence.epoch()
-            if newest > record.epoch:
-                raise FencedError(record.epoch, newest)
-            if self._needs_scan:
-                self._scan()
-            if newest < record.epoch:
-                # Before the file, not after: a crash in between must not let an older term write.
-                fence.advance(record.epoch)
-            try:
-                self._write_exclusive(temp, data, replace_stale=True)
+        fd: int | None = None
+        try:
+            # The slow part (write, fsync) happens outside the fence lock, under a lock on the
+            # temporary file itself, which tells Init's clean-up that the file is in use. The fence
+            # lock is held only to check the fence and publish: microseconds, so that a writer
+            # frozen right there (SIGSTOP) is very unlikely to be holding it.
+            fd = self._write_locked(temp, data)
+            with self.fence.locked() as fence:
+                newest = fence.epoch()
+                if newest > record.epoch:
+                    raise FencedError(record.epoch, newest)
+                if self._needs_scan:
+                    self._scan()
+                if newest < record.epoch:
+                    # Before the file, not after: a crash in between must not let an older term write.
+                    fence.advance(record.epoch)
                 self._publish(temp, self.directory / name)
-                self._fsync_directory()
-            except OSError as exc:
-                with contextlib.suppress(OSError):  # if this fails too, prepare() removes it at next start
-                    temp.unlink(missing_ok=True)
-                raise StorageError(f"cannot write {self.directory / name}: {exc.strerror or exc}") from exc
+            self._fsync_directory()
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.directory / name}: {exc.strerror or exc}") from exc
+        finally:
+            if fd is not None:
+                os.close(fd)  # releases the temporary file's lock
+            with contextlib.suppress(OSError):  # refused or failed: leave nothing behind
+                temp.unlink(missing_ok=True)
         self._ours.append(name)
         return name
 
@@ -156,24 +179,28 @@ class DirectoryStorage:
             return
         os.unlink(temp)
 
-    def _write_exclusive(self, path: Path, data: bytes, *, replace_stale: bool) -> None:
+    @staticmethod
+    def _write_locked(path: Path, data: bytes) -> int:
+        """Create ``path`` exclusively (no symlink followed), lock it, write and fsync ``data``;
+        return the still-open, still-locked descriptor (closing it releases the lock)."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(path, flags, FILE_MODE)
         except FileExistsError:
-            if not replace_stale:
-                raise
             # A leftover of a crash with the same name: ours by name, so safe to replace.
             os.unlink(path)
             fd = os.open(path, flags, FILE_MODE)
         try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
             os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        return fd
 
     def _fsync_directory(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))

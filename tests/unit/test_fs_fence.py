@@ -97,3 +97,29 @@ def test_a_lock_held_by_another_process_makes_the_write_fail_not_hang(tmp_path: 
         holder.wait(timeout=10)
     s.write(record(epoch=7))  # released: writes again
     assert len(list(tmp_path.glob("leader-*.json"))) == 1
+
+
+def test_init_leaves_alone_a_temporary_file_whose_write_is_in_progress(tmp_path: Path) -> None:
+    # Another process (the live leader) holds the lock on its temporary file while writing it.
+    in_progress = tmp_path / f".{file_name(7, 3)}.tmp"
+    crashed = tmp_path / f".{file_name(5, 0)}.tmp"
+    crashed.write_text("{")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
+         "fcntl.lockf(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()",
+         str(in_progress)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        assert DirectoryStorage(tmp_path).prepare() == 1  # the crashed one only
+        assert in_progress.exists()
+        assert not crashed.exists()
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    assert DirectoryStorage(tmp_path).prepare() == 1  # its writer is gone: now a leftover
+    assert not in_progress.exists()
