@@ -33,6 +33,7 @@ from app.ports.storage import StorageError
 FENCE_NAME = ".election-fence"
 LOCK_NAME = ".election-fence.lock"
 FENCE_TEMP_NAME = ".election-fence.tmp"
+# Every file the service creates in file-dir (leader files, temporaries, the fence): owner and group.
 FILE_MODE = 0o640
 
 

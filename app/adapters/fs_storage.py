@@ -32,14 +32,13 @@ import secrets
 from dataclasses import asdict
 from pathlib import Path
 
-from app.adapters.fs_fence import FENCE_TEMP_NAME, FileFence
+from app.adapters.fs_fence import FENCE_TEMP_NAME, FILE_MODE, FileFence
 from app.ports.storage import FencedError, Record, StorageError
 
 FILE_RE = re.compile(r"leader-(\d{20})-(\d{12})\.json")
 TEMP_RE = re.compile(r"\.leader-(\d{20})-(\d{12})\.json\.tmp")
 PROBE_NAME = ".election-probe"
 PROBE_RE = re.compile(r"\.election-probe(-\d+-[0-9a-f]+)?")
-FILE_MODE = 0o640
 DIR_MODE = 0o750
 
 
