@@ -186,9 +186,7 @@ class FakeCoordinator:
             self.server.leader = _Node(self._session, zxid, dict(data))
             self.server.fire_watches()
             return _as_leader(self.server.leader)
-        if self.server.leader.owner == self._session:
-            return _as_leader(self.server.leader)
-        return None
+        return None  # NodeExists, even when it is ours: the caller looks
 
     def enter_queue(self) -> None:
         self._check("enter_queue")
@@ -197,17 +195,16 @@ class FakeCoordinator:
             self.server.writes += 1
             self.server.candidates[next(self.server.candidate_seq)] = self._session
 
-    def queue_head(self) -> bool:
-        self._check("queue_head")
+    def queue_position(self) -> int:
+        self._check("queue_position")
         self.server.reads += 1
         mine = [seq for seq, owner in self.server.candidates.items() if owner == self._session]
         if not mine:
             raise CoordinationError("not in the queue of candidates")
         ahead = [seq for seq in self.server.candidates if seq < mine[0]]
-        if not ahead:
-            return True
-        self.server.candidate_watchers.setdefault(max(ahead), set()).add(self._notify)
-        return False
+        if ahead:
+            self.server.candidate_watchers.setdefault(max(ahead), set()).add(self._notify)
+        return len(ahead)
 
     def leave_queue(self) -> None:
         self.calls.append("leave_queue")
@@ -298,6 +295,7 @@ class FakeStorage:
         self.fail_prepare: str | None = None
         self.fail_writes = 0  # the next N writes fail
         self.write_duration = 0.0  # virtual seconds a write takes
+        self.on_write: Callable[[], None] | None = None  # called as each write begins
 
     def prepare(self) -> int:
         if self.fail_prepare:
@@ -309,6 +307,8 @@ class FakeStorage:
         self.terms += 1
 
     def write(self, record: Record) -> str:
+        if self.on_write is not None:
+            self.on_write()
         if self.fail_writes:
             self.fail_writes -= 1
             raise StorageError("injected: No space left on device")

@@ -254,13 +254,14 @@ class KazooCoordinator:
 
         self._candidate = (session, self._call(join))
 
-    def queue_head(self) -> bool:
+    def queue_position(self) -> int:
         candidate = self._candidate
         if candidate is None or candidate[0] != self.session_id():
             raise CoordinationError("not in the queue of candidates")
         mine = candidate[1]
 
-        def look() -> bool:
+        def look() -> int:
+            ahead: list[str] = []
             for _ in range(_LOOK_ATTEMPTS):
                 children = self._client.get_children_async(self.candidates_path).get(
                     timeout=self.operation_timeout
@@ -271,14 +272,14 @@ class KazooCoordinator:
                 # Queue order is the sequence ZooKeeper appended to each name.
                 ahead = [child for child in children if _sequence(child) < _sequence(mine)]
                 if not ahead:
-                    return True
+                    return 0
                 predecessor = f"{self.candidates_path}/{max(ahead, key=_sequence)}"
                 if self._client.exists_async(predecessor, watch=self._on_watch).get(
                     timeout=self.operation_timeout
                 ):
-                    return False
+                    return len(ahead)
                 # It left between the two reads: look again.
-            return False
+            return len(ahead)
 
         return self._call(look)
 
@@ -336,7 +337,7 @@ class KazooCoordinator:
                     include_data=True,
                 ).get(timeout=self.operation_timeout)
             except NodeExistsError:
-                return None
+                return None  # whose it is takes a read: the caller looks (with or without a watch)
             return LeaderNode(
                 owner=int(stat.ephemeralOwner),
                 epoch=int(stat.czxid),
@@ -344,14 +345,7 @@ class KazooCoordinator:
                 acquired_at=str(data.get("acquired_at", "")),
             )
 
-        created = self._call(create)
-        if created is not None:
-            return created
-        # NodeExists: ours if our session made it (a create retried after a lost reply).
-        existing = self.leader(watch=True)
-        if existing is not None and existing.owner == self.session_id():
-            return existing
-        return None
+        return self._call(create)
 
     def resign(self, node: LeaderNode) -> None:
         def delete() -> None:

@@ -14,7 +14,8 @@ Connection states and what each lets a replica assume (after kazoo's ``protocol/
 
 The queue of candidates: each replica in Attempter holds an ephemeral sequential node under
 ``<election-path>/candidates`` and watches only the one just ahead of it; only the head watches the
-leader node. So a hand-over wakes one replica and costs one create, however many wait.
+leader node. So a hand-over wakes one replica and costs one create, however many wait. The queue
+only decides who tries first: the leader node alone says who leads.
 
 Error handling: every call that talks to the server is bounded by the adapter's operation timeout and
 raises :class:`CoordinationError` (or a subclass) on any failure; it never blocks forever.
@@ -96,9 +97,9 @@ class Coordinator(Protocol):
         """Join the queue of candidates (once per session): an ephemeral sequential node."""
         ...
 
-    def queue_head(self) -> bool:
-        """True when no candidate is ahead of us. Otherwise watch (only) the candidate just ahead,
-        and be told through the :meth:`subscribe` callback when it leaves."""
+    def queue_position(self) -> int:
+        """How many candidates are ahead of us (0: we are the head). When some are, watch (only)
+        the one just ahead, and be told through the :meth:`subscribe` callback when it leaves."""
         ...
 
     def leave_queue(self) -> None:
@@ -111,8 +112,10 @@ class Coordinator(Protocol):
         ...
 
     def create_leader(self, data: dict[str, Any]) -> LeaderNode | None:
-        """Try to create the ephemeral leader node. Return it when we hold it (created now, or found
-        already owned by our session after a retried create); None when another session holds it."""
+        """Try to create the ephemeral leader node (one request). Return it when this create made it:
+        the reply shows our session held it when the server processed the request. None when the
+        node exists, whoever holds it (our own session too, after a create whose reply was lost):
+        look with :meth:`leader` to know."""
         ...
 
     def resign(self, node: LeaderNode) -> None:

@@ -6,19 +6,24 @@ How it tries:
   only the candidate just ahead of it. Only the head of the queue watches the leader node. So when
   the leader leaves, ZooKeeper notifies one replica, and one create follows: a hand-over costs the
   same with 3 replicas or 100 (no herd of notifications and failed creates).
-* The head looks at ``<election-path>/leader`` (a read) and creates it (ephemeral, with our
-  identity) only when it is absent; a node that already belongs to our session (a create retried
-  after a lost reply, or a session that survived a short disconnection) is ours: we lead with its
-  epoch.
+* Take-over in one round trip: when a wake-up reaches the head, or the candidate right behind it
+  (the leader normally is the head, so its leaving wakes that one), it creates the leader node at
+  once, without reading the queue or the node first; the create's reply is the confirmation its
+  first write needs (Leader). A create that finds the node taken costs one failed create, and the
+  replica then looks as below. The leader node, not the queue, decides who leads, so trying out of
+  turn is never unsafe, only wasted.
+* A look: read the queue (setting the watch on the one ahead), and, at the head, read the leader
+  node with a watch and create it (ephemeral, with our identity) only when it is absent. A node
+  that already belongs to our session (a create whose reply was lost, or a session that survived a
+  short disconnection) is ours: we lead with its epoch.
 * Every replica, head or not, also looks every ``attempter-timeout`` shortened by up to 20 % of
   jitter (so replicas don't look in lockstep), and creates the node if it finds it free. So each
-  makes progress at least once per ``attempter-timeout`` even if the queue's head is stuck, and a
-  periodic look costs ZooKeeper reads only while someone leads.
-* The head wakes at once when the watch reports the node deleted: a graceful hand-over takes one
-  round-trip, whatever ``attempter-timeout`` is.
+  makes progress at least once per ``attempter-timeout`` even if the queue's head is stuck. Such a
+  periodic look is one read of the leader node: the queue is re-read only when a wake-up says it
+  moved (the watch on the one ahead is already set).
 
-Leaves for Leader (with ``ctx.term`` set), Failover (connection not CONNECTED, or a ZooKeeper error),
-or Stopping (stop requested).
+Leaves for Leader (with ``ctx.term`` and ``ctx.term_confirmed_at`` set), Failover (connection not
+CONNECTED, or a ZooKeeper error), or Stopping (stop requested).
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ log = logging.getLogger("election.states.attempter")
 
 # Each period is attempter-timeout x (1 - JITTER x u), u from the injected source in [0, 1).
 JITTER = 0.2
+# Positions in the queue (candidates ahead of us) from which a wake-up means "the leader may just
+# have left": the head (its leader-node watch fired) and the one right behind it.
+TAKE_OVER_POSITIONS = (0, 1)
 
 
 class Attempter:
@@ -43,21 +51,27 @@ class Attempter:
             ctx.coordinator.enter_queue()
         except CoordinationError as exc:
             return Transition(StateName.FAILOVER, f"cannot join the queue of candidates: {exc}")
+        position: int | None = None  # candidates ahead of us when we last read the queue
         next_attempt = ctx.now()
         woken = False
         while True:
             if ctx.stop_reason is not None:
                 return Transition(StateName.STOPPING, ctx.stop_reason)
             now = ctx.now()
-            attempt = woken or now >= next_attempt
-            if attempt:
+            periodic = now >= next_attempt
+            if woken or periodic:
                 ctx.clear_wakeup()
-            state = ctx.coordinator.state()
-            if state is not ConnectionState.CONNECTED:
-                return Transition(StateName.FAILOVER, f"ZooKeeper connection {state.value}")
-            if attempt:
+                state = ctx.coordinator.state()
+                if state is not ConnectionState.CONNECTED:
+                    return Transition(StateName.FAILOVER, f"ZooKeeper connection {state.value}")
                 try:
-                    outcome = self._attempt(ctx, periodic=now >= next_attempt)
+                    if woken and position in TAKE_OVER_POSITIONS:
+                        outcome = _take_over(ctx)
+                        position = None  # a failed take-over: the queue moved, read it
+                    else:
+                        outcome = None
+                    if outcome is None:
+                        outcome, position = _look(ctx, position, woken=woken, periodic=periodic)
                 except CoordinationError as exc:
                     return Transition(StateName.FAILOVER, f"leadership attempt failed: {exc}")
                 if outcome is not None:
@@ -72,40 +86,61 @@ class Attempter:
         fraction = min(max(ctx.jitter(), 0.0), 1.0)
         return ctx.settings.attempter_timeout * (1.0 - JITTER * fraction)
 
-    @staticmethod
-    def _attempt(ctx: Context, *, periodic: bool) -> Transition | None:
-        coordinator = ctx.coordinator
-        head = coordinator.queue_head()  # not the head: now watching the candidate ahead
-        if not head and not periodic:
-            return None  # woken because the queue moved, and still not first
-        node = coordinator.leader(watch=head)
-        if node is None:
-            created = coordinator.create_leader(
-                {
-                    "identity": ctx.settings.identity,
-                    "acquired_at": ctx.clock.wall().isoformat(timespec="microseconds"),
-                }
-            )
-            if created is not None:
-                return _lead(ctx, created, "created the leader node")
-            # Lost the race: somebody created it first. Look again (the head: to watch theirs).
-            node = coordinator.leader(watch=head)
-        ctx.observed_leader = node
-        if node is not None and node.owner == coordinator.session_id():
-            return _lead(ctx, node, "the leader node already belongs to our session")
-        if node is not None:
-            # A healthy standby behind a live leader: whatever failure streak led here is over.
-            # (Not on becoming leader: a leader whose writes keep failing must not reset it.)
-            ctx.work_done()
-        log.debug(
-            "leader is %s",
-            node.identity if node is not None else "nobody",
-            extra={"event": "attempt", "leader": node.identity if node else None},
-        )
+
+def _take_over(ctx: Context) -> Transition | None:
+    """Create the leader node without looking first; None if it exists (then look)."""
+    sent = ctx.now()
+    created = ctx.coordinator.create_leader(_node_data(ctx))
+    if created is None:
         return None
+    return _lead(ctx, created, sent, "took over the leader node")
 
 
-def _lead(ctx: Context, node: LeaderNode, how: str) -> Transition:
+def _look(
+    ctx: Context, position: int | None, *, woken: bool, periodic: bool
+) -> tuple[Transition | None, int]:
+    """Read the queue (if a wake-up says it may have moved) and the leader node; create the node if
+    it is free and we may try: at the head, or on a periodic look. Returns (where to go, position)."""
+    coordinator = ctx.coordinator
+    if woken or position is None:
+        position = coordinator.queue_position()  # not the head: now watching the one ahead
+    if position > 0 and not periodic:
+        return None, position  # woken because the queue moved, and still not first
+    head = position == 0
+    sent = ctx.now()
+    node = coordinator.leader(watch=head)
+    if node is None:
+        sent = ctx.now()
+        created = coordinator.create_leader(_node_data(ctx))
+        if created is not None:
+            return _lead(ctx, created, sent, "created the leader node"), position
+        # The node exists after all: somebody's create came first, or a lost reply made it ours.
+        sent = ctx.now()
+        node = coordinator.leader(watch=head)
+    ctx.observed_leader = node
+    if node is not None and node.owner == coordinator.session_id():
+        return _lead(ctx, node, sent, "the leader node already belongs to our session"), position
+    if node is not None:
+        # A healthy standby behind a live leader: whatever failure streak led here is over.
+        # (Not on becoming leader: a leader whose writes keep failing must not reset it.)
+        ctx.work_done()
+    log.debug(
+        "leader is %s",
+        node.identity if node is not None else "nobody",
+        extra={"event": "attempt", "leader": node.identity if node else None},
+    )
+    return None, position
+
+
+def _node_data(ctx: Context) -> dict[str, str]:
+    return {
+        "identity": ctx.settings.identity,
+        "acquired_at": ctx.clock.wall().isoformat(timespec="microseconds"),
+    }
+
+
+def _lead(ctx: Context, node: LeaderNode, confirmed_at: float, how: str) -> Transition:
     ctx.term = node
+    ctx.term_confirmed_at = confirmed_at
     ctx.observed_leader = node
     return Transition(StateName.LEADER, f"{how} (epoch {node.epoch})")

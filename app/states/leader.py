@@ -7,7 +7,11 @@ Guarantees:
 * Before each write it confirms that it still leads: the connection is CONNECTED, and a fresh read
   shows the leader node owned by our session with our epoch. The write must start within a lease of
   two thirds of the session timeout from the moment that read was sent: the server cannot have
-  expired our session before then, because the read reset its timer.
+  expired our session before then, because the read reset its timer. One confirmation serves one
+  write, and nothing may have woken us between the two.
+* The read is sent a little before the slot (twice the recent reads' round trip, at least 5 ms), so
+  the write starts at the slot itself. The first write of a term needs no read of its own: the
+  create (or look) that made us leader is its confirmation, under the same lease.
 * Any wake-up (connection change, leader-node watch, stop request) triggers the same confirmation.
   Connection trouble or an unconfirmable read -> Failover; node deleted or held by another session
   -> Attempter; stop requested -> Stopping. Leader work stops at once in every case.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 
 from app.machine import Context, StateName, Transition
 from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode
@@ -37,6 +42,27 @@ log = logging.getLogger("election.states.leader")
 # Fraction of the session timeout a confirmation stays valid: kazoo itself declares the connection
 # suspended after 2/3 of it without an answer, so we never act on older knowledge than that.
 LEASE_FRACTION = 2.0 / 3.0
+# The confirming read goes out this long before a slot at least (see _Lead), and the lead adapts to
+# the slowest of this many recent reads.
+MIN_LEAD = 0.005
+LEAD_WINDOW = 16
+
+
+class _Lead:
+    """How long before a slot the confirming read is sent: twice the slowest of the recent reads,
+    at least MIN_LEAD, at most one period (right after the previous write) and half the lease (so
+    that a read that came back in time is still valid at the slot)."""
+
+    def __init__(self, period: float, lease: float) -> None:
+        self._cap = min(period, lease / 2.0)
+        self._recent: deque[float] = deque(maxlen=LEAD_WINDOW)
+
+    def observe(self, read_seconds: float) -> None:
+        self._recent.append(read_seconds)
+
+    def seconds(self) -> float:
+        slowest = max(self._recent, default=0.0)
+        return min(self._cap, max(MIN_LEAD, 2.0 * slowest))
 
 
 class Leader:
@@ -68,45 +94,61 @@ class Leader:
     def _lead(self, ctx: Context, term: LeaderNode) -> Transition:
         ctx.storage.begin_term()
         period = ctx.settings.leader_timeout
+        lease = ctx.coordinator.session_timeout * LEASE_FRACTION
         start = ctx.now()
         tick = 0  # index of the next write on the grid start + k * period
         resumed = ctx.next_sequence
         sequence = resumed[1] if resumed is not None and resumed[0] == term.epoch else 0
         failures = 0  # consecutive failed writes
+        # The request that made us leader (Attempter's create or look) confirms the first write.
+        confirmed_at, ctx.term_confirmed_at = ctx.term_confirmed_at, None
+        watching = False  # set by our first confirming read: the node's changes then wake us
+        lead = _Lead(period, lease)
+        woken = False
         while True:
             if ctx.stop_reason is not None:
                 return Transition(StateName.STOPPING, ctx.stop_reason)
-            confirmed_at = ctx.now()
-            ctx.clear_wakeup()
-            verdict = self._confirm(ctx, term)
-            if verdict is not None:
-                return verdict
-            now = ctx.now()
-            if now >= start + tick * period:
-                if now - confirmed_at >= ctx.coordinator.session_timeout * LEASE_FRACTION:
-                    # The confirmation took so long that the session may be gone: look again.
-                    continue
-                try:
-                    self._write(ctx, term, sequence)
-                except FencedError as exc:
-                    ctx.metrics.write_fenced()
-                    log.error(
-                        "fenced: %s; wrote nothing, stepping down",
-                        exc,
-                        extra={"event": "fenced", "epoch": term.epoch, "newer_epoch": exc.newer},
-                    )
-                    return self._resign(ctx, term, f"fenced: a newer term ({exc.newer}) has written")
-                except StorageError:
-                    failures += 1
-                    if failures >= ctx.settings.max_write_failures:
-                        return self._resign(ctx, term, f"{failures} consecutive write failures")
-                else:
-                    failures = 0
-                    ctx.work_done()
-                    sequence += 1
-                    ctx.next_sequence = (term.epoch, sequence)
-                tick = math.floor((ctx.now() - start) / period) + 1
-            ctx.wait_until(start + tick * period)
+            slot = start + tick * period
+            if confirmed_at is None:
+                if watching and not woken:
+                    # Confirm ahead of the slot, so that the read's round trip does not delay the
+                    # write; a wake-up meanwhile (anything changed) makes us confirm at once.
+                    ctx.wait_until(slot - lead.seconds())
+                    if ctx.stop_reason is not None:
+                        continue
+                confirmed_at = ctx.now()
+                ctx.clear_wakeup()
+                verdict = self._confirm(ctx, term)
+                if verdict is not None:
+                    return verdict
+                watching = True
+                lead.observe(ctx.now() - confirmed_at)
+            woken = ctx.wait_until(slot)
+            if woken or ctx.now() - confirmed_at >= lease:
+                # Something changed since the read, or the read is too old to act on: look again.
+                confirmed_at = None
+                continue
+            try:
+                self._write(ctx, term, sequence)
+            except FencedError as exc:
+                ctx.metrics.write_fenced()
+                log.error(
+                    "fenced: %s; wrote nothing, stepping down",
+                    exc,
+                    extra={"event": "fenced", "epoch": term.epoch, "newer_epoch": exc.newer},
+                )
+                return self._resign(ctx, term, f"fenced: a newer term ({exc.newer}) has written")
+            except StorageError:
+                failures += 1
+                if failures >= ctx.settings.max_write_failures:
+                    return self._resign(ctx, term, f"{failures} consecutive write failures")
+            else:
+                failures = 0
+                ctx.work_done()
+                sequence += 1
+                ctx.next_sequence = (term.epoch, sequence)
+            confirmed_at = None  # one confirmation, one write
+            tick = math.floor((ctx.now() - start) / period) + 1
 
     @staticmethod
     def _confirm(ctx: Context, term: LeaderNode) -> Transition | None:

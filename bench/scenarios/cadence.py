@@ -87,10 +87,13 @@ def analyse(times: list[float], period: float, origin: float | None = None) -> d
 
 
 def breakdown(trace: list[dict[str, Any]], origin: float, period: float, count: int) -> dict[str, Any]:
-    """Each tick's lateness split into: waking up after its slot, the confirming read, the write."""
+    """Each tick's lateness split into: the confirming read still running at the slot, and the rest
+    (waking up after the slot, or after the read); plus the read's own time and how far ahead of the
+    slot it was sent (negative: after it, as up to e40148a, which read at the slot)."""
     confirms = [e for e in trace if e["name"] == "zk.leader" and e["start"] >= origin]
     writes = [e for e in trace if e["name"] == "storage.write" and e["start"] >= origin][:count]
-    wake, confirm, write, culprits = [], [], [], {"wake-up": 0, "confirm read": 0, "other": 0}
+    wake, overrun, confirm, ahead, write = [], [], [], [], []
+    culprits = {"wake-up": 0, "confirm read": 0}
     ci = 0
     for w in writes:
         while ci + 1 < len(confirms) and confirms[ci + 1]["end"] <= w["start"]:
@@ -100,14 +103,17 @@ def breakdown(trace: list[dict[str, Any]], origin: float, period: float, count: 
         write.append(w["end"] - w["start"])
         if c is None:
             continue
-        wake.append(max(c["start"] - slot_at, 0.0))
+        overrun.append(max(c["end"] - slot_at, 0.0))
+        wake.append(w["start"] - max(slot_at, c["end"]))
         confirm.append(c["end"] - c["start"])
+        ahead.append(slot_at - c["start"])
         if w["start"] - slot_at > 0.005:
-            parts = {"wake-up": wake[-1], "confirm read": confirm[-1], "other": w["start"] - c["end"]}
-            culprits[max(parts, key=lambda k: parts[k])] += 1
+            culprits["confirm read" if overrun[-1] > wake[-1] else "wake-up"] += 1
     return {
         "wake_after_slot_s": summary(wake),
+        "confirm_overrun_s": summary(overrun),
         "confirm_read_s": summary(confirm),
+        "confirm_ahead_s": summary(ahead),
         "write_s": summary(write),
         "ticks_over_5ms_late_by_main_cause": culprits,
     }
@@ -245,13 +251,16 @@ def report(result: dict[str, Any]) -> str:
     for key in (f"{int(p * 1000)}ms" for p in PERIODS):
         b = s[key]["app"].get("breakdown")
         if b:
+
+            def trio(name: str, b: dict[str, Any] = b) -> str:
+                return "/".join(ms(b[name][q], 2) for q in ("p50", "p99", "max"))
+
             text += (
-                f"\nelection @ {key}, per tick p50/p99/max ms: wake-up after slot "
-                f"{ms(b['wake_after_slot_s']['p50'], 2)}/{ms(b['wake_after_slot_s']['p99'], 2)}/"
-                f"{ms(b['wake_after_slot_s']['max'], 1)}, confirm read {ms(b['confirm_read_s']['p50'], 2)}/"
-                f"{ms(b['confirm_read_s']['p99'], 2)}/{ms(b['confirm_read_s']['max'], 1)}, write "
-                f"{ms(b['write_s']['p50'], 2)}/{ms(b['write_s']['p99'], 2)}/{ms(b['write_s']['max'], 1)}; "
-                f"ticks > 5 ms late by main cause: {b['ticks_over_5ms_late_by_main_cause']}"
+                f"\nelection @ {key}, per tick p50/p99/max ms: confirm read sent {trio('confirm_ahead_s')} "
+                f"before the slot, took {trio('confirm_read_s')}, overran the slot by "
+                f"{trio('confirm_overrun_s')}; wake-up after slot or read {trio('wake_after_slot_s')}; "
+                f"write {trio('write_s')}; ticks > 5 ms late by main cause: "
+                f"{b['ticks_over_5ms_late_by_main_cause']}"
             )
     verdicts = []
     for key, t in _targets(s).items():

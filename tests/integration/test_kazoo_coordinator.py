@@ -180,14 +180,17 @@ def test_second_coordinator_cannot_create_and_sees_the_first(shared: Callable[[]
     assert (seen.identity, seen.owner, seen.epoch) == ("r1", first.session(), node.epoch)
 
 
-def test_create_leader_on_a_node_we_already_hold_returns_it(shared: Callable[[], Recorder]) -> None:
+def test_create_leader_on_a_node_we_already_hold_returns_none_and_a_look_shows_it_ours(
+    shared: Callable[[], Recorder],
+) -> None:
     recorder = shared()
     node = claim(recorder, "r1")
 
-    again = recorder.coordinator.create_leader({"identity": "r1", "acquired_at": "later"})
-
-    assert again is not None, "a retried create must count as success when the node is ours"
-    assert (again.owner, again.epoch) == (node.owner, node.epoch)
+    # a retried create (its first reply lost): NodeExists, one request, no read behind our back
+    assert recorder.coordinator.create_leader({"identity": "r1", "acquired_at": "later"}) is None
+    seen = recorder.coordinator.leader(watch=False)
+    assert seen is not None
+    assert (seen.owner, seen.epoch) == (node.owner, node.epoch) == (recorder.session(), node.epoch)
 
 
 def test_watch_reports_the_leader_node_deleted_when_its_owner_closes(shared: Callable[[], Recorder]) -> None:
@@ -326,19 +329,40 @@ def test_server_stop_reports_suspended_and_calls_fail_within_the_operation_timeo
         )
 
 
+@pytest.fixture
+def zk_local_long_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalZooKeeper]:
+    """A private server with a 500 ms tick, so that it grants 10 s sessions: a JVM restart on a
+    loaded 2-core machine (seen once to outlast a 4 s session) stays well inside the session."""
+    server = LocalZooKeeper(tmp_path_factory.mktemp("zk-long"), tick_ms=500)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def test_server_restart_within_the_session_keeps_the_session_and_the_node(
-    zk_local: LocalZooKeeper, make_coordinator: MakeRecorder
+    zk_local_long_sessions: LocalZooKeeper, make_coordinator: MakeRecorder
 ) -> None:
-    session_timeout = zk_local.max_session_timeout  # 4 s: room for the JVM to come back
-    recorder = make_coordinator(zk_local.address, session_timeout).start()
+    server = zk_local_long_sessions
+    session_timeout = server.max_session_timeout  # 10 s: room for the JVM to come back
+    recorder = make_coordinator(server.address, session_timeout).start()
     session = recorder.session()
     node = claim(recorder, "r1")
     seen = len(recorder.states)
 
-    zk_local.restart()
-    wait_for(recorder.connected, session_timeout, message="reconnection within the session timeout")
+    began = time.monotonic()
+    server.restart()
+    restarted = time.monotonic() - began
+    wait_for(
+        recorder.connected,
+        session_timeout,
+        message=f"reconnection within the session timeout (the server took {restarted:.1f}s to restart)",
+    )
 
-    assert recorder.states[seen:] == [ConnectionState.SUSPENDED, ConnectionState.CONNECTED]
+    assert recorder.states[seen:] == [ConnectionState.SUSPENDED, ConnectionState.CONNECTED], (
+        f"server restart took {restarted:.1f}s, reconnected {time.monotonic() - began:.1f}s after it began"
+    )
     assert recorder.session() == session
     held = recorder.coordinator.leader(watch=False)
     assert held is not None
@@ -393,3 +417,53 @@ def test_freeze_beyond_the_session_timeout_loses_the_session_and_the_node(
     ]
     now = coordinator.leader(watch=False)
     assert now is None or now.epoch != old.epoch, f"the expired session's node survived: {now}"
+
+
+def test_queue_positions_follow_join_order_and_only_the_next_is_told_when_the_head_leaves(
+    shared: Callable[[], Recorder],
+) -> None:
+    first, second, third = shared(), shared(), shared()
+    for name, recorder in zip("abc", (first, second, third), strict=True):
+        recorder.coordinator.prepare(name, {})
+        recorder.coordinator.enter_queue()
+    positions = [r.coordinator.queue_position() for r in (first, second, third)]
+    assert positions == [0, 1, 2]
+    second.called.clear()
+    third.called.clear()
+    third_calls = third.calls
+
+    first.coordinator.close()
+
+    wait_for(second.called.is_set, 5.0, message="the second candidate to be told the head left")
+    assert second.coordinator.queue_position() == 0
+    # the third watches the second only: nothing reached it (its own connection did not change)
+    assert third.calls == third_calls
+    assert third.coordinator.queue_position() == 1
+
+
+def test_joining_twice_in_one_session_keeps_one_candidate_node(
+    shared: Callable[[], Recorder], raw: KazooClient
+) -> None:
+    recorder = shared()
+    coordinator = recorder.coordinator
+    coordinator.prepare("r1", {})
+    coordinator.enter_queue()
+    coordinator.enter_queue()
+    assert len(raw.get_children(coordinator.candidates_path)) == 1
+    # a create whose reply was lost left a node of our session behind: joining adopts it
+    coordinator._candidate = None  # forget what we joined, as after a lost reply
+    coordinator.enter_queue()
+    assert len(raw.get_children(coordinator.candidates_path)) == 1
+    assert coordinator.queue_position() == 0
+
+
+def test_a_candidate_node_deleted_by_hand_is_reported(
+    shared: Callable[[], Recorder], raw: KazooClient
+) -> None:
+    coordinator = shared().coordinator
+    coordinator.prepare("r1", {})
+    coordinator.enter_queue()
+    for child in raw.get_children(coordinator.candidates_path):
+        raw.delete(f"{coordinator.candidates_path}/{child}")
+    with pytest.raises(CoordinationError, match=r"candidate node .* is gone"):
+        coordinator.queue_position()

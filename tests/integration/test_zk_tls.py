@@ -111,7 +111,7 @@ def test_the_coordinator_talks_tls_and_verifies_the_server(
         wait_for(lambda: coordinator.state() is ConnectionState.CONNECTED, 15, message="TLS connection")
         coordinator.prepare("tls", {"identity": "tls"})
         coordinator.enter_queue()
-        assert coordinator.queue_head()
+        assert coordinator.queue_position() == 0
         node = coordinator.create_leader({"identity": "tls"})
         assert node is not None
         assert node.owner == coordinator.session_id()

@@ -62,6 +62,8 @@ def test_a_periodic_attempt_costs_zookeeper_no_write_while_another_leads(make_ha
     # a session close)
     assert server.writes == writes_before + 2
     assert h.coordinator.calls.count("leader") == 100  # at 0, 1, ..., 99 s; the stop at 100 s wins
+    # one read per periodic look: the queue is read once, at entry (no wake-up said it moved)
+    assert h.coordinator.calls.count("queue_position") == 1
 
 
 def test_wakes_at_once_when_the_leader_node_is_deleted(make_harness) -> None:  # type: ignore[no-untyped-def]
@@ -165,15 +167,49 @@ def test_only_the_next_candidate_is_woken_when_the_leader_leaves(make_harness) -
     h = make_harness(server=server)  # joins the queue second: watches the leader's candidate node
     # twenty more replicas join behind us (we joined at 0 s): none of them is woken
     h.at(0.1, lambda: [waiting_candidate(server) for _ in range(20)])
-    seen: list[int] = []
+    counters: list[tuple[int, int]] = []
+    h.at(3.4, lambda: counters.append((server.notifications, server.writes)))
     h.at(3.5, leader.close)
-    h.at(3.6, lambda: seen.append(server.notifications))
+    h.at(3.6, lambda: counters.append((server.notifications, server.writes)))
     h.stop_at(5.0)
     h.run()
     assert h.write_times == [3.5]
-    # per hand-over: one wake-up (ours: the candidate ahead left) and the NodeCreated of our own
-    # look-before-create watch; the same with 3 replicas or 100
-    assert seen == [2]
+    # per hand-over: one notification (ours: the candidate ahead left) and one write, our create
+    # (the fake does not count the old leader's session close); the same with 3 replicas or 100
+    (notifications_before, writes_before), after = counters
+    assert after == (notifications_before + 1, writes_before + 1)
+
+
+def test_taking_over_is_one_create_with_no_read_before_the_first_write(make_harness) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    leader = queued_leader(server, "first")
+    h = make_harness(server=server)
+    calls: list[str] = []
+    h.coordinator.on_call = lambda name: calls.append(name) if h.clock.elapsed >= 3.5 else None
+    h.storage.on_write = lambda: calls.append("write")
+    h.at(3.5, leader.close)
+    h.stop_at(5.0)
+    h.run()
+    # the create's reply says our session holds the node: that is the first write's confirmation
+    assert calls[: calls.index("write") + 1] == ["create_leader", "write"]
+
+
+def test_a_failed_take_over_costs_one_create_then_looks(make_harness) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    other_leader(server, "outsider")  # holds the node without queueing (an older version, a hand)
+    head = waiting_candidate(server)
+    h = make_harness(server=server)  # second in the queue, right behind a head that does not lead
+    writes: list[int] = []
+    h.at(3.4, lambda: writes.append(server.writes))
+    h.at(3.5, head.close)
+    h.at(3.6, lambda: writes.append(server.writes))
+    h.stop_at(5.0)
+    h.run()
+    assert h.storage.written == []
+    assert writes[1] == writes[0] + 1  # one failed create
+    assert h.replica.ctx.observed_leader is not None
+    assert h.replica.ctx.observed_leader.identity == "outsider"
+    assert h.coordinator.calls.count("queue_position") == 2  # at entry, and after the failed create
 
 
 def test_a_candidate_further_back_is_not_woken_by_the_leader_leaving(make_harness) -> None:  # type: ignore[no-untyped-def]
@@ -202,7 +238,7 @@ def test_the_queue_moving_without_making_us_head_costs_one_read_and_no_look_at_t
     h.stop_at(6.0)
     h.run()
     calls = h.coordinator.calls
-    assert calls.count("queue_head") == 2  # at entry, and when the second left
+    assert calls.count("queue_position") == 2  # at entry, and when the second left
     assert calls.count("leader") == 1  # the look at entry only
     assert h.storage.written == []
 

@@ -69,17 +69,50 @@ def test_file_records_carry_identity_epoch_sequence_and_time(harness: Harness) -
     assert record.written_at == "2026-01-01T00:00:10.000000Z"
 
 
-def test_confirms_leadership_with_a_read_before_each_write(harness: Harness) -> None:
-    reads: list[float] = []
-    harness.coordinator.on_call = lambda name: (
-        reads.append(harness.clock.elapsed) if name == "leader" else None
-    )
+def test_confirms_leadership_with_a_read_ahead_of_each_write(harness: Harness) -> None:
+    calls: list[tuple[str, float]] = []
+    harness.coordinator.on_call = lambda name: calls.append((name, round(harness.clock.elapsed, 6)))
     harness.stop_at(25.0)
     harness.run()
     assert harness.write_times == [0.0, 10.0, 20.0]
-    assert all(t in reads for t in harness.write_times)
+    reads = [when for name, when in calls if name == "leader"]
+    # Attempter's look finds the node free at 0 s and creates it: that create confirms the first
+    # write; right after it one read sets our watch; then one read MIN_LEAD (5 ms, the fake's reads
+    # take no time) before each slot, so that the write starts at the slot itself.
+    names = [name for name, _ in calls]
+    first = names.index("enter_queue")
+    assert names[first : first + 5] == ["enter_queue", "queue_position", "leader", "create_leader", "leader"]
+    assert reads == [0.0, 0.0, 9.995, 19.995]
     # while leading, ZooKeeper sees reads only: the one create is the one that made us leader
     assert harness.coordinator.calls.count("create_leader") == 1
+
+
+def test_the_lead_of_the_confirming_read_follows_the_slowest_recent_read(harness: Harness) -> None:
+    reads: list[float] = []
+
+    def slow_read(name: str) -> None:
+        if name == "leader" and harness.clock.elapsed > 5.0:
+            reads.append(round(harness.clock.elapsed, 6))
+            harness.clock.advance(0.04)  # a 40 ms round trip
+
+    harness.coordinator.on_call = slow_read
+    harness.stop_at(35.0)
+    harness.run()
+    # the first slow read is sent 5 ms ahead and comes back 35 ms late; from then on the read goes
+    # out twice the slowest recent round trip ahead (80 ms), and the writes are on the grid again
+    assert reads == [9.995, 19.92, 29.92]
+    assert harness.write_times == [0.0, pytest.approx(10.035), 20.0, 30.0]
+
+
+def test_a_change_between_the_confirming_read_and_the_slot_voids_the_read(harness: Harness) -> None:
+    harness.at(9.997, harness.server.delete_leader_by_hand)  # read at 9.995, slot at 10
+    harness.stop_at(10.5)
+    harness.run()
+    epochs = [r.epoch for _t, r in harness.storage.written]
+    # no write of the old term after its node was deleted: the watch woke us, the new read saw the
+    # node gone, and the new term (a new node, a new epoch) wrote first thing
+    assert harness.write_times == [0.0, pytest.approx(9.997)]
+    assert epochs[0] < epochs[1]
 
 
 def test_suspended_connection_stops_leader_work_at_once(harness: Harness) -> None:
@@ -124,9 +157,10 @@ def test_unconfirmable_leadership_goes_to_failover_without_writing(harness: Harn
     harness.at(5.0, fail_next_read)
     harness.stop_at(12.0)
     harness.run()
-    # the read at the 10 s tick fails: no write then; Failover retries Init after 0.25 s, and
-    # Attempter finds the node still ours (same session): same epoch, new term's first write.
-    assert harness.write_times == [0.0, 10.25]
+    # the read for the 10 s tick (sent at 9.995) fails: no write then; Failover retries Init after
+    # 0.25 s, and Attempter finds the node still ours (same session): same epoch, and that look
+    # confirms the resumed term's first write.
+    assert harness.write_times == [0.0, pytest.approx(10.245)]
     assert harness.metric("election_state_transitions_total", **{"from": "Leader", "to": "Failover"}) == 1
     assert harness.metric("election_state_transitions_total", **{"from": "Failover", "to": "Init"}) == 1
     assert len({r.epoch for _t, r in harness.storage.written}) == 1
@@ -146,8 +180,9 @@ def test_no_write_when_confirmation_outlived_the_lease(harness: Harness) -> None
     harness.at(5.0, lambda: slow.update(armed=True))
     harness.stop_at(30.0)
     harness.run()
-    # tick 10: the read took until 17 -> no write at 17, confirm again (fast) and write at once.
-    assert harness.write_times == [0.0, 17.0, 20.0]
+    # tick 10: the read sent at 9.995 took until 16.995 -> no write then: confirm again (fast) and
+    # write at once.
+    assert harness.write_times == [0.0, pytest.approx(16.995), 20.0]
 
 
 def test_write_failures_are_counted_and_retried_next_tick(harness: Harness) -> None:
