@@ -85,7 +85,7 @@ class FakeZooKeeper:
     zxid: int = 100
     leader: _Node | None = None
     members: dict[int, dict[str, Any]] = field(default_factory=dict)
-    watchers: set[Callable[[], None]] = field(default_factory=set)
+    watchers: set[Callable[[bool], None]] = field(default_factory=set)  # called with "deleted"
     sessions: itertools.count = field(default_factory=lambda: itertools.count(0x1000))
     writes: int = 0  # write transactions, failed creates included (ZooKeeper logs those too)
     reads: int = 0
@@ -94,11 +94,11 @@ class FakeZooKeeper:
     candidate_watchers: dict[int, set[Callable[[], None]]] = field(default_factory=dict)
     candidate_seq: itertools.count = field(default_factory=lambda: itertools.count(1))
 
-    def fire_watches(self) -> None:
+    def fire_watches(self, *, deleted: bool) -> None:
         watchers, self.watchers = self.watchers, set()
         self.notifications += len(watchers)
         for watcher in watchers:
-            watcher()
+            watcher(deleted)
 
     def remove_candidate(self, sequence: int) -> None:
         if self.candidates.pop(sequence, None) is None:
@@ -117,7 +117,7 @@ class FakeZooKeeper:
         self.writes += 1
         self.next_zxid()
         self.leader = None
-        self.fire_watches()
+        self.fire_watches(deleted=True)
 
     def expire(self, session: int) -> None:
         """The server expires ``session``: its ephemeral nodes go, watches fire."""
@@ -127,7 +127,7 @@ class FakeZooKeeper:
         if self.leader is not None and self.leader.owner == session:
             self.leader = None
             self.next_zxid()
-            self.fire_watches()
+            self.fire_watches(deleted=True)
 
 
 class FakeCoordinator:
@@ -143,6 +143,7 @@ class FakeCoordinator:
         self.calls: list[str] = []
         self.starts = 0
         self.on_call: Callable[[str], None] | None = None  # e.g. advance the clock: a slow server
+        self._vacancy = False
 
     # -- port -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -173,7 +174,7 @@ class FakeCoordinator:
         self._check("leader")
         self.server.reads += 1
         if watch:
-            self.server.watchers.add(self._notify)
+            self.server.watchers.add(self._on_leader_event)
         node = self.server.leader
         return None if node is None else _as_leader(node)
 
@@ -184,7 +185,7 @@ class FakeCoordinator:
         zxid = self.server.next_zxid()
         if self.server.leader is None:
             self.server.leader = _Node(self._session, zxid, dict(data))
-            self.server.fire_watches()
+            self.server.fire_watches(deleted=False)
             return _as_leader(self.server.leader)
         return None  # NodeExists, even when it is ours: the caller looks
 
@@ -203,8 +204,12 @@ class FakeCoordinator:
             raise CoordinationError("not in the queue of candidates")
         ahead = [seq for seq in self.server.candidates if seq < mine[0]]
         if ahead:
-            self.server.candidate_watchers.setdefault(max(ahead), set()).add(self._notify)
+            self.server.candidate_watchers.setdefault(max(ahead), set()).add(self._on_candidate_gone)
         return len(ahead)
+
+    def take_over_signal(self) -> bool:
+        signalled, self._vacancy = self._vacancy, False
+        return signalled
 
     def leave_queue(self) -> None:
         self.calls.append("leave_queue")
@@ -274,6 +279,14 @@ class FakeCoordinator:
     def _notify(self) -> None:
         for callback in list(self._subscribers):
             callback()
+
+    def _on_leader_event(self, deleted: bool) -> None:
+        self._vacancy = self._vacancy or deleted
+        self._notify()
+
+    def _on_candidate_gone(self) -> None:
+        self._vacancy = True
+        self._notify()
 
 
 def _as_leader(node: _Node) -> LeaderNode:

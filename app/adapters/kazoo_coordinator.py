@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.protocol.states import EventType, WatchedEvent
 from kazoo.retry import KazooRetry
 from kazoo.security import OPEN_ACL_UNSAFE, make_acl, make_digest_acl
 
@@ -133,6 +134,7 @@ class KazooCoordinator:
         self._state = ConnectionState.CLOSED
         self._started = False
         self._member_session: int | None = None
+        self._vacancy = False  # set by a watch reporting a deletion; read once by take_over_signal
         self._subscribers: list[Callable[[], None]] = []
 
     # -- connection -------------------------------------------------------------------------
@@ -204,7 +206,11 @@ class KazooCoordinator:
         )
         self._notify()
 
-    def _on_watch(self, _event: object) -> None:
+    def _on_watch(self, event: WatchedEvent) -> None:
+        # Runs on kazoo's thread. Our watches are on the leader node (head and leader) and on the
+        # candidate just ahead: the deletion of either may have freed the node for us.
+        if event.type == EventType.DELETED:
+            self._vacancy = True
         self._notify()
 
     def _notify(self) -> None:
@@ -282,6 +288,10 @@ class KazooCoordinator:
             return len(ahead)
 
         return self._call(look)
+
+    def take_over_signal(self) -> bool:
+        signalled, self._vacancy = self._vacancy, False
+        return signalled
 
     def leave_queue(self) -> None:
         candidate, self._candidate = self._candidate, None

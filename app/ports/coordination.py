@@ -102,6 +102,12 @@ class Coordinator(Protocol):
         the one just ahead, and be told through the :meth:`subscribe` callback when it leaves."""
         ...
 
+    def take_over_signal(self) -> bool:
+        """True, once, when a watch has reported a deletion since the last call: the candidate just
+        ahead of us left, or the leader node we watched went. The node may be free for us now. A
+        hint only (the create decides); local, never blocks."""
+        ...
+
     def leave_queue(self) -> None:
         """Leave the queue (best effort): a resigning replica re-joins at the tail later."""
         ...

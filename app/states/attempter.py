@@ -6,12 +6,14 @@ How it tries:
   only the candidate just ahead of it. Only the head of the queue watches the leader node. So when
   the leader leaves, ZooKeeper notifies one replica, and one create follows: a hand-over costs the
   same with 3 replicas or 100 (no herd of notifications and failed creates).
-* Take-over in one round trip: when a wake-up reaches the head, or the candidate right behind it
-  (the leader normally is the head, so its leaving wakes that one), it creates the leader node at
-  once, without reading the queue or the node first; the create's reply is the confirmation its
-  first write needs (Leader). A create that finds the node taken costs one failed create, and the
-  replica then looks as below. The leader node, not the queue, decides who leads, so trying out of
-  turn is never unsafe, only wasted.
+* Take-over without a look: when a watch reports a deletion (the candidate just ahead of us left;
+  at the head, the leader node went) and that makes us the head, the replica creates the leader
+  node at once, without reading the node first; the create's reply is the confirmation its first
+  write needs (Leader). Whether it makes us the head is known without a read when we were first or
+  second in the queue (positions only shrink); from further back it takes one read of the queue,
+  as in kazoo's lock recipe. Connection changes never trigger such a create, so a ZooKeeper restart
+  causes no burst of failed creates. The leader node, not the queue, decides who leads: a create
+  out of turn is never unsafe, only wasted (one failed create, then a look).
 * A look: read the queue (setting the watch on the one ahead), and, at the head, read the leader
   node with a watch and create it (ephemeral, with our identity) only when it is absent. A node
   that already belongs to our session (a create whose reply was lost, or a session that survived a
@@ -37,9 +39,6 @@ log = logging.getLogger("election.states.attempter")
 
 # Each period is attempter-timeout x (1 - JITTER x u), u from the injected source in [0, 1).
 JITTER = 0.2
-# Positions in the queue (candidates ahead of us) from which a wake-up means "the leader may just
-# have left": the head (its leader-node watch fired) and the one right behind it.
-TAKE_OVER_POSITIONS = (0, 1)
 
 
 class Attempter:
@@ -51,7 +50,8 @@ class Attempter:
             ctx.coordinator.enter_queue()
         except CoordinationError as exc:
             return Transition(StateName.FAILOVER, f"cannot join the queue of candidates: {exc}")
-        position: int | None = None  # candidates ahead of us when we last read the queue
+        ctx.coordinator.take_over_signal()  # forget deletions seen before we (re)joined
+        position: int | None = None  # candidates ahead of us when we last read the queue (at most)
         next_attempt = ctx.now()
         woken = False
         while True:
@@ -65,13 +65,7 @@ class Attempter:
                 if state is not ConnectionState.CONNECTED:
                     return Transition(StateName.FAILOVER, f"ZooKeeper connection {state.value}")
                 try:
-                    if woken and position in TAKE_OVER_POSITIONS:
-                        outcome = _take_over(ctx)
-                        position = None  # a failed take-over: the queue moved, read it
-                    else:
-                        outcome = None
-                    if outcome is None:
-                        outcome, position = _look(ctx, position, woken=woken, periodic=periodic)
+                    outcome, position = _attempt(ctx, position, woken=woken, periodic=periodic)
                 except CoordinationError as exc:
                     return Transition(StateName.FAILOVER, f"leadership attempt failed: {exc}")
                 if outcome is not None:
@@ -87,25 +81,31 @@ class Attempter:
         return ctx.settings.attempter_timeout * (1.0 - JITTER * fraction)
 
 
-def _take_over(ctx: Context) -> Transition | None:
-    """Create the leader node without looking first; None if it exists (then look)."""
-    sent = ctx.now()
-    created = ctx.coordinator.create_leader(_node_data(ctx))
-    if created is None:
-        return None
-    return _lead(ctx, created, sent, "took over the leader node")
-
-
-def _look(
+def _attempt(
     ctx: Context, position: int | None, *, woken: bool, periodic: bool
-) -> tuple[Transition | None, int]:
-    """Read the queue (if a wake-up says it may have moved) and the leader node; create the node if
-    it is free and we may try: at the head, or on a periodic look. Returns (where to go, position)."""
+) -> tuple[Transition | None, int | None]:
+    """One attempt; returns (where to go, the queue position now known)."""
     coordinator = ctx.coordinator
-    if woken or position is None:
+    if woken and coordinator.take_over_signal() and position is not None:
+        # The candidate ahead of us (or, at the head, the leader node) was deleted. Positions only
+        # shrink, so from 0 or 1 we are the head now; from further back, read the queue to know.
+        position = 0 if position <= 1 else coordinator.queue_position()
+        if position == 0:
+            sent = ctx.now()
+            created = coordinator.create_leader(_node_data(ctx))
+            if created is not None:
+                return _lead(ctx, created, sent, "took over the leader node"), position
+            return _look(ctx, position)  # taken: by whom (perhaps by us, after a lost reply)?
+    elif woken or position is None:
         position = coordinator.queue_position()  # not the head: now watching the one ahead
     if position > 0 and not periodic:
-        return None, position  # woken because the queue moved, and still not first
+        return None, position  # the queue moved and we are not first, or a reconnection
+    return _look(ctx, position)
+
+
+def _look(ctx: Context, position: int) -> tuple[Transition | None, int]:
+    """Read the leader node (watching it at the head) and create it if it is free."""
+    coordinator = ctx.coordinator
     head = position == 0
     sent = ctx.now()
     node = coordinator.leader(watch=head)

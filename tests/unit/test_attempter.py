@@ -209,7 +209,34 @@ def test_a_failed_take_over_costs_one_create_then_looks(make_harness) -> None:  
     assert writes[1] == writes[0] + 1  # one failed create
     assert h.replica.ctx.observed_leader is not None
     assert h.replica.ctx.observed_leader.identity == "outsider"
-    assert h.coordinator.calls.count("queue_position") == 2  # at entry, and after the failed create
+    # second in the queue, so the head's leaving made us first without a read; the failed create
+    # is followed by a look at the node (with a watch: we are the head now), not at the queue
+    calls = h.coordinator.calls
+    assert calls.count("queue_position") == 1  # at entry only
+    assert calls[-3:-1] == ["create_leader", "leader"]  # ... before the close at the stop
+
+
+def test_from_further_back_one_read_of_the_queue_comes_before_the_create(make_harness) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    first = queued_leader(server, "first")
+    second = waiting_candidate(server)
+    h = make_harness(server=server)  # third: watches the second, not told when the first leaves
+    calls: list[str] = []
+    h.coordinator.on_call = lambda name: calls.append(name) if h.clock.elapsed >= 2.0 else None
+    h.storage.on_write = lambda: calls.append("write")
+
+    def second_takes_over() -> None:
+        first.close()
+        assert second.queue_position() == 0
+        assert second.create_leader({"identity": "second"}) is not None
+
+    h.at(2.0, second_takes_over)
+    h.at(3.5, second.close)
+    h.stop_at(5.0)
+    h.run()
+    assert h.write_times == [3.5]
+    # we still counted two ahead: one read of the queue says we are first, then the create
+    assert calls[: calls.index("write") + 1] == ["queue_position", "create_leader", "write"]
 
 
 def test_a_candidate_further_back_is_not_woken_by_the_leader_leaving(make_harness) -> None:  # type: ignore[no-untyped-def]
