@@ -37,7 +37,8 @@ from app.states import all_states
 
 log = logging.getLogger("election.wiring")
 
-# /healthz fails when the machine has not looked at the world for this long (it does every second).
+# /healthz fails when the machine has not looked at the world for this long (it does every 5 s
+# at least: HEARTBEAT_SECONDS).
 LIVENESS_STALL_SECONDS = 30.0
 EXIT_SHUTDOWN_TIMEOUT = 1
 # /status reads the leader node from ZooKeeper at most this often.
