@@ -173,9 +173,9 @@ class FakeCoordinator:
     def leader(self, *, watch: bool) -> LeaderNode | None:
         self._check("leader")
         self.server.reads += 1
-        if watch:
-            self.server.watchers.add(self._on_leader_event)
         node = self.server.leader
+        if watch and node is not None:  # like the adapter: a free node sets no watch
+            self.server.watchers.add(self._on_leader_event)
         return None if node is None else _as_leader(node)
 
     def create_leader(self, data: dict[str, Any]) -> LeaderNode | None:

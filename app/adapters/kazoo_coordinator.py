@@ -135,6 +135,7 @@ class KazooCoordinator:
         self._started = False
         self._member_session: int | None = None
         self._vacancy = False  # set by a watch reporting a deletion; read once by take_over_signal
+        self._predecessor: str | None = None  # the candidate node we watch, if any
         self._subscribers: list[Callable[[], None]] = []
 
     # -- connection -------------------------------------------------------------------------
@@ -208,9 +209,11 @@ class KazooCoordinator:
 
     def _on_watch(self, event: WatchedEvent) -> None:
         # Runs on kazoo's thread. Our watches are on the leader node (head and leader) and on the
-        # candidate just ahead: the deletion of either may have freed the node for us.
-        if event.type == EventType.DELETED:
-            self._vacancy = True
+        # candidate just ahead: the deletion of either may have freed the node for us. (A watch
+        # left on an earlier predecessor wakes us, but signals nothing.)
+        if event.type == EventType.DELETED and event.path in (self.leader_path, self._predecessor):
+            with self._lock:
+                self._vacancy = True
         self._notify()
 
     def _notify(self) -> None:
@@ -267,8 +270,9 @@ class KazooCoordinator:
         mine = candidate[1]
 
         def look() -> int:
-            ahead: list[str] = []
-            for _ in range(_LOOK_ATTEMPTS):
+            # Candidates ahead of us only ever leave (new ones queue behind), so this loop ends:
+            # each turn either sets the watch, finds us first, or finds one fewer ahead.
+            while True:
                 children = self._client.get_children_async(self.candidates_path).get(
                     timeout=self.operation_timeout
                 )
@@ -278,19 +282,21 @@ class KazooCoordinator:
                 # Queue order is the sequence ZooKeeper appended to each name.
                 ahead = [child for child in children if _sequence(child) < _sequence(mine)]
                 if not ahead:
+                    self._predecessor = None
                     return 0
                 predecessor = f"{self.candidates_path}/{max(ahead, key=_sequence)}"
+                self._predecessor = predecessor
                 if self._client.exists_async(predecessor, watch=self._on_watch).get(
                     timeout=self.operation_timeout
                 ):
                     return len(ahead)
                 # It left between the two reads: look again.
-            return len(ahead)
 
         return self._call(look)
 
     def take_over_signal(self) -> bool:
-        signalled, self._vacancy = self._vacancy, False
+        with self._lock:
+            signalled, self._vacancy = self._vacancy, False
         return signalled
 
     def leave_queue(self) -> None:
@@ -318,14 +324,13 @@ class KazooCoordinator:
                     )
                     break
                 except NoNodeError:
-                    # getData sets no watch on a missing node; exists does, and catches a racing create.
-                    stat = self._client.exists_async(self.leader_path, watch=callback).get(
-                        timeout=self.operation_timeout
-                    )
+                    # A free node: no watch on its creation (whoever looks at a free node creates
+                    # it at once; our own create would only wake us). exists catches a racing create.
+                    stat = self._client.exists_async(self.leader_path).get(timeout=self.operation_timeout)
                     if stat is None:
                         return None
-                    # Created between the two reads (every hand-over races so): read its data again,
-                    # or the leader would show as "" until the next look.
+                    # Created between the two reads (every hand-over races so): read its data again
+                    # (with the watch), or the leader would show as "" until the next look.
             content = _decode(data)
             return LeaderNode(
                 owner=int(stat.ephemeralOwner),

@@ -105,7 +105,7 @@ class Coordinator(Protocol):
     def take_over_signal(self) -> bool:
         """True, once, when a watch has reported a deletion since the last call: the candidate just
         ahead of us left, or the leader node we watched went. The node may be free for us now. A
-        hint only (the create decides); local, never blocks."""
+        hint only (the create decides); connection changes never set it; local, never blocks."""
         ...
 
     def leave_queue(self) -> None:
@@ -113,8 +113,9 @@ class Coordinator(Protocol):
         ...
 
     def leader(self, *, watch: bool) -> LeaderNode | None:
-        """Look at the leader node (a read, no write); with ``watch``, be told (through the
-        :meth:`subscribe` callback) when it is created, changed or deleted."""
+        """Look at the leader node (a read, no write); with ``watch`` and a node found, be told
+        (through the :meth:`subscribe` callback) when it is changed or deleted. A free node sets no
+        watch: whoever finds it free creates it at once."""
         ...
 
     def create_leader(self, data: dict[str, Any]) -> LeaderNode | None:

@@ -11,9 +11,9 @@ How it tries:
   node at once, without reading the node first; the create's reply is the confirmation its first
   write needs (Leader). Whether it makes us the head is known without a read when we were first or
   second in the queue (positions only shrink); from further back it takes one read of the queue,
-  as in kazoo's lock recipe. Connection changes never trigger such a create, so a ZooKeeper restart
-  causes no burst of failed creates. The leader node, not the queue, decides who leads: a create
-  out of turn is never unsafe, only wasted (one failed create, then a look).
+  as in kazoo's lock recipe. A reconnection alone never triggers such a create. The leader node,
+  not the queue, decides who leads: a create out of turn is never unsafe, only wasted (one failed
+  create, then a look).
 * A look: read the queue (setting the watch on the one ahead), and, at the head, read the leader
   node with a watch and create it (ephemeral, with our identity) only when it is absent. A node
   that already belongs to our session (a create whose reply was lost, or a session that survived a
@@ -86,7 +86,10 @@ def _attempt(
 ) -> tuple[Transition | None, int | None]:
     """One attempt; returns (where to go, the queue position now known)."""
     coordinator = ctx.coordinator
-    if woken and coordinator.take_over_signal() and position is not None:
+    # Read the signal on every attempt, woken or not: a deletion reported just as a wait timed out
+    # (its wake-up cleared with the periodic one) must still count.
+    signalled = coordinator.take_over_signal()
+    if signalled and position is not None:
         # The candidate ahead of us (or, at the head, the leader node) was deleted. Positions only
         # shrink, so from 0 or 1 we are the head now; from further back, read the queue to know.
         position = 0 if position <= 1 else coordinator.queue_position()

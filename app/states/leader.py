@@ -117,12 +117,18 @@ class Leader:
                     if ctx.stop_reason is not None:
                         continue
                 confirmed_at = ctx.now()
+                woken = False
                 ctx.clear_wakeup()
                 verdict = self._confirm(ctx, term)
                 if verdict is not None:
                     return verdict
                 watching = True
                 lead.observe(ctx.now() - confirmed_at)
+            if slot - confirmed_at >= lease:
+                # Too old by the slot (the read that set our watch, early in a long period):
+                # confirm again ahead of the slot instead of late at it.
+                confirmed_at = None
+                continue
             woken = ctx.wait_until(slot)
             if woken or ctx.now() - confirmed_at >= lease:
                 # Something changed since the read, or the read is too old to act on: look again.

@@ -208,14 +208,22 @@ def test_watch_reports_the_leader_node_deleted_when_its_owner_closes(shared: Cal
     assert watcher.coordinator.leader(watch=False) is None
 
 
-def test_watch_on_a_free_node_reports_its_creation(shared: Callable[[], Recorder]) -> None:
-    watcher, other = shared(), shared()
+def test_a_look_at_a_free_node_sets_no_watch_on_its_creation(shared: Callable[[], Recorder]) -> None:
+    # whoever finds the node free creates it at once: a creation watch would only wake the creator
+    watcher, other, probe = shared(), shared(), shared()
     assert watcher.coordinator.leader(watch=True) is None
+    assert probe.coordinator.leader(watch=True) is None
     watcher.called.clear()
+    calls = watcher.calls
 
     claim(other, "r2")
-
-    wait_for(watcher.called.is_set, 5.0, message="the exists-watch to call the subscriber")
+    # a watch set after the creation, by a look that finds the node, is told of its deletion; by
+    # then the creation's event, had there been one, would have reached the first watcher too
+    assert probe.coordinator.leader(watch=True) is not None
+    probe.called.clear()
+    other.coordinator.close()
+    wait_for(probe.called.is_set, 5.0, message="the deletion to reach the probe's watch")
+    assert watcher.calls == calls, "a look at a free node set a watch on its creation"
 
 
 def test_a_look_that_races_a_create_returns_the_new_leaders_data(
@@ -435,6 +443,9 @@ def test_queue_positions_follow_join_order_and_only_the_next_is_told_when_the_he
     first.coordinator.close()
 
     wait_for(second.called.is_set, 5.0, message="the second candidate to be told the head left")
+    assert second.coordinator.take_over_signal() is True  # a deletion: the node may be free
+    assert second.coordinator.take_over_signal() is False  # once
+    assert third.coordinator.take_over_signal() is False
     assert second.coordinator.queue_position() == 0
     # the third watches the second only: nothing reached it (its own connection did not change)
     assert third.calls == third_calls

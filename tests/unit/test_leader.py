@@ -72,6 +72,7 @@ def test_file_records_carry_identity_epoch_sequence_and_time(harness: Harness) -
 def test_confirms_leadership_with_a_read_ahead_of_each_write(harness: Harness) -> None:
     calls: list[tuple[str, float]] = []
     harness.coordinator.on_call = lambda name: calls.append((name, round(harness.clock.elapsed, 6)))
+    harness.storage.on_write = lambda: calls.append(("write", round(harness.clock.elapsed, 6)))
     harness.stop_at(25.0)
     harness.run()
     assert harness.write_times == [0.0, 10.0, 20.0]
@@ -81,7 +82,9 @@ def test_confirms_leadership_with_a_read_ahead_of_each_write(harness: Harness) -
     # take no time) before each slot, so that the write starts at the slot itself.
     names = [name for name, _ in calls]
     first = names.index("enter_queue")
-    assert names[first : first + 5] == ["enter_queue", "queue_position", "leader", "create_leader", "leader"]
+    assert names[first : first + 6] == [
+        "enter_queue", "queue_position", "leader", "create_leader", "write", "leader"
+    ]  # fmt: skip
     assert reads == [0.0, 0.0, 9.995, 19.995]
     # while leading, ZooKeeper sees reads only: the one create is the one that made us leader
     assert harness.coordinator.calls.count("create_leader") == 1
@@ -102,6 +105,20 @@ def test_the_lead_of_the_confirming_read_follows_the_slowest_recent_read(harness
     # out twice the slowest recent round trip ahead (80 ms), and the writes are on the grid again
     assert reads == [9.995, 19.92, 29.92]
     assert harness.write_times == [0.0, pytest.approx(10.035), 20.0, 30.0]
+
+
+def test_a_period_longer_than_the_lease_still_confirms_ahead_of_the_slot(harness: Harness) -> None:
+    # period 10 s, lease 6 s; every read takes 40 ms. The read that sets the watch right after the
+    # first write would be 10 s old at the next slot: it must not push that write back by a read.
+    def slow_read(name: str) -> None:
+        if name == "leader":
+            harness.clock.advance(0.04)
+
+    harness.coordinator.on_call = slow_read
+    harness.stop_at(21.0)
+    harness.run()
+    # the look took 40 ms, so the grid starts at 0.04 s; every write is on it
+    assert harness.write_times == pytest.approx([0.04, 10.04, 20.04])
 
 
 def test_a_change_between_the_confirming_read_and_the_slot_voids_the_read(harness: Harness) -> None:

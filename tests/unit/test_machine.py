@@ -7,7 +7,6 @@ import logging
 import pytest
 
 from app.machine import HEARTBEAT_SECONDS, Context, StateMachine, StateName, Transition
-from app.wiring import LIVENESS_STALL_SECONDS
 from tests.fakes import FakeZooKeeper
 from tests.unit.conftest import Harness
 
@@ -131,7 +130,6 @@ def test_wait_until_returns_at_once_on_a_pending_wakeup(harness: Harness) -> Non
     # it slept in heartbeat-sized slices, so /healthz stays fresh during long waits
     assert [timeout for _when, timeout in harness.clock.waits] == [HEARTBEAT_SECONDS] * 2 + [2.0]
     assert ctx.heartbeat == ctx.now()
-    assert HEARTBEAT_SECONDS * 3 < LIVENESS_STALL_SECONDS  # a few missed beats before a restart
 
 
 def test_request_stop_keeps_the_first_reason(harness: Harness) -> None:
