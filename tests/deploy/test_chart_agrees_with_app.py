@@ -178,6 +178,7 @@ def test_the_alerts_and_the_dashboard_have_what_the_issue_asks() -> None:
         "ElectionLeadershipFlapping",
         "ElectionReplicaStuckInFailover",
         "ElectionWriteErrors",
+        "ElectionFencedWrites",
     }
     titles = {p["title"] for p in dashboard()["panels"]}
     assert {

@@ -151,6 +151,30 @@ CASES: dict[str, list[dict[str, Any]]] = {
             "alert_rule_test": [_quiet("5m", "ElectionWriteErrors"), _quiet("10m", "ElectionWriteErrors")],
         },
     ],
+    "ElectionFencedWrites": [
+        {  # fires: a frozen leader woke up, tried to write, was fenced, resigned
+            "input_series": [
+                _series("election_fenced_writes_total", "0 0 0 1 1 1 1", pod="election-2"),
+                _series("election_fenced_writes_total", "0x6", pod="election-0"),
+            ],
+            "alert_rule_test": [
+                _fires(
+                    "5m",
+                    "ElectionFencedWrites",
+                    {"pod": "election-2", "severity": "warning"},
+                    **{"$labels.pod": "election-2"},
+                )
+            ],
+        },
+        {  # quiet: never fenced
+            "input_series": [_series("election_fenced_writes_total", "0x30", pod="election-0")],
+            "alert_rule_test": [_quiet("5m", "ElectionFencedWrites"), _quiet("30m", "ElectionFencedWrites")],
+        },
+        {  # quiet again once the fenced write is older than the window (15m)
+            "input_series": [_series("election_fenced_writes_total", "0 1+0x30", pod="election-1")],
+            "alert_rule_test": [_quiet("30m", "ElectionFencedWrites")],
+        },
+    ],
 }
 
 
@@ -164,7 +188,7 @@ def rules_file(tmp_path: Path) -> Path:
 def test_promtool_check_rules_accepts_the_rendered_rules(rules_file: Path) -> None:
     proc = run([debian_tool("promtool"), "check", "rules", str(rules_file)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 5 rules found" in proc.stdout
+    assert "SUCCESS: 6 rules found" in proc.stdout
 
 
 def test_every_alert_has_a_unit_test() -> None:
