@@ -83,7 +83,7 @@ class Attempter:
 
 def _attempt(
     ctx: Context, position: int | None, *, woken: bool, periodic: bool
-) -> tuple[Transition | None, int | None]:
+) -> tuple[Transition | None, int]:
     """One attempt; returns (where to go, the queue position now known)."""
     coordinator = ctx.coordinator
     # Read the signal on every attempt, woken or not: a deletion reported just as a wait timed out
@@ -94,10 +94,9 @@ def _attempt(
         # shrink, so from 0 or 1 we are the head now; from further back, read the queue to know.
         position = 0 if position <= 1 else coordinator.queue_position()
         if position == 0:
-            sent = ctx.now()
-            created = coordinator.create_leader(_node_data(ctx))
-            if created is not None:
-                return _lead(ctx, created, sent, "took over the leader node"), position
+            outcome = _create(ctx, "took over the leader node")
+            if outcome is not None:
+                return outcome, position
             return _look(ctx, position)  # taken: by whom (perhaps by us, after a lost reply)?
     elif woken or position is None:
         position = coordinator.queue_position()  # not the head: now watching the one ahead
@@ -113,10 +112,9 @@ def _look(ctx: Context, position: int) -> tuple[Transition | None, int]:
     sent = ctx.now()
     node = coordinator.leader(watch=head)
     if node is None:
-        sent = ctx.now()
-        created = coordinator.create_leader(_node_data(ctx))
-        if created is not None:
-            return _lead(ctx, created, sent, "created the leader node"), position
+        outcome = _create(ctx, "created the leader node")
+        if outcome is not None:
+            return outcome, position
         # The node exists after all: somebody's create came first, or a lost reply made it ours.
         sent = ctx.now()
         node = coordinator.leader(watch=head)
@@ -135,11 +133,12 @@ def _look(ctx: Context, position: int) -> tuple[Transition | None, int]:
     return None, position
 
 
-def _node_data(ctx: Context) -> dict[str, str]:
-    return {
-        "identity": ctx.settings.identity,
-        "acquired_at": ctx.clock.wall().isoformat(timespec="microseconds"),
-    }
+def _create(ctx: Context, how: str) -> Transition | None:
+    """Create the leader node: to Leader if this create made it, None if the node exists."""
+    acquired_at = ctx.clock.wall().isoformat(timespec="microseconds")
+    sent = ctx.now()
+    created = ctx.coordinator.create_leader({"identity": ctx.settings.identity, "acquired_at": acquired_at})
+    return None if created is None else _lead(ctx, created, sent, how)
 
 
 def _lead(ctx: Context, node: LeaderNode, confirmed_at: float, how: str) -> Transition:
