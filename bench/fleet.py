@@ -132,10 +132,11 @@ def _app_command(group: Group, identity: str) -> list[str]:
     return [sys.executable, "-m", "app", "run", *(f"--{k}={v}" for k, v in settings.items())]
 
 
-def _kazoo_command(group: Group, identity: str) -> list[str]:
+def _baseline_command(group: Group, identity: str, script: str, *extra: str) -> list[str]:
+    """A baseline contender (bench/baselines/_contender.py): the options they all take, then its own."""
     return [
         sys.executable,
-        str(BASELINES / "kazoo_election.py"),
+        str(BASELINES / script),
         "--zk",
         group.zk_address,
         "--path",
@@ -146,26 +147,16 @@ def _kazoo_command(group: Group, identity: str) -> list[str]:
         str(group.file_dir),
         "--session-timeout",
         f"{group.session_timeout:g}",
+        *extra,
     ]
+
+
+def _kazoo_command(group: Group, identity: str) -> list[str]:
+    return _baseline_command(group, identity, "kazoo_election.py")
 
 
 def _poller_command(group: Group, identity: str) -> list[str]:
-    return [
-        sys.executable,
-        str(BASELINES / "naive_poller.py"),
-        "--zk",
-        group.zk_address,
-        "--path",
-        group.path,
-        "--identity",
-        identity,
-        "--file-dir",
-        str(group.file_dir),
-        "--session-timeout",
-        f"{group.session_timeout:g}",
-        "--period",
-        group.extra.get("period", "1.0"),
-    ]
+    return _baseline_command(group, identity, "naive_poller.py", "--period", group.extra.get("period", "1.0"))
 
 
 def _traced_app_command(group: Group, identity: str) -> list[str]:

@@ -14,32 +14,16 @@ successor) and exits 0: the same way out as ``election run``.
 
 from __future__ import annotations
 
-import argparse
-import os
-import signal
 import threading
 import time
-from pathlib import Path
 
+from _contender import connect, leave, parser
 from _leaderfile import write_leader_file
-from kazoo.client import KazooClient
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--zk", required=True)
-    parser.add_argument("--path", required=True)
-    parser.add_argument("--identity", required=True)
-    parser.add_argument("--file-dir", type=Path, required=True)
-    parser.add_argument("--session-timeout", type=float, default=4.0)
-    args = parser.parse_args()
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-
-    client = KazooClient(hosts=args.zk, timeout=args.session_timeout)
-    client.start(timeout=30)
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    client, stop = connect(args)
     election = client.Election(args.path, args.identity)
 
     def lead() -> None:
@@ -52,10 +36,7 @@ def main() -> None:
         threading.Event().wait()
 
     threading.Thread(target=election.run, args=(lead,), name="election", daemon=True).start()
-    stop.wait()
-    client.stop()
-    client.close()
-    os._exit(0)
+    leave(client, stop)
 
 
 if __name__ == "__main__":

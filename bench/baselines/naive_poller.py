@@ -13,34 +13,18 @@ SIGTERM/SIGINT closes the session and exits 0.
 
 from __future__ import annotations
 
-import argparse
-import os
-import signal
-import threading
 import time
-from pathlib import Path
 
+from _contender import connect, leave, parser
 from _leaderfile import write_leader_file
-from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--zk", required=True)
-    parser.add_argument("--path", required=True)
-    parser.add_argument("--identity", required=True)
-    parser.add_argument("--file-dir", type=Path, required=True)
-    parser.add_argument("--period", type=float, default=1.0)
-    parser.add_argument("--session-timeout", type=float, default=4.0)
-    args = parser.parse_args()
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-
-    client = KazooClient(hosts=args.zk, timeout=args.session_timeout)
-    client.start(timeout=30)
+    options = parser(__doc__.splitlines()[0])
+    options.add_argument("--period", type=float, default=1.0)
+    args = options.parse_args()
+    client, stop = connect(args)
     client.ensure_path(f"{args.path}/members")
     client.create(f"{args.path}/members/m-{args.identity}-", b"", ephemeral=True, sequence=True)
 
@@ -57,10 +41,7 @@ def main() -> None:
             continue
         write_leader_file(args.file_dir, stat.czxid, 0, args.identity, time.time())
         break
-    stop.wait()
-    client.stop()
-    client.close()
-    os._exit(0)
+    leave(client, stop)
 
 
 if __name__ == "__main__":
