@@ -82,8 +82,8 @@ class Context:
         self.exit_code = 0
         # The term we hold, set by Attempter just before it hands over to Leader.
         self.term: LeaderNode | None = None
-        # When (monotonic) the request that showed us holding ``term`` was sent (the create that made
-        # the node, or the read that found it ours): the confirmation Leader's first write relies on.
+        # When (monotonic) the create that made ``term`` was sent: the confirmation Leader's first
+        # write relies on. None: Leader confirms with a fresh read before its first write.
         self.term_confirmed_at: float | None = None
         # The next file sequence of the last term we led: a term resumed with the same node (the
         # session survived a short disconnection) continues its numbering instead of reusing names.

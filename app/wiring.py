@@ -86,11 +86,16 @@ class Replica:
         self.coordinator.subscribe(self._on_coordination_change)
         self._http: HttpServer | None = None
         self._leader_cache: tuple[float, LeaderNode | None] | None = None
+        self._granted_session_timeout: float | None = None  # the last one the server granted
         self._signals = 0
 
     # -- what the endpoints show ------------------------------------------------------------
     def _on_coordination_change(self) -> None:
         self.metrics.connection_state(self.coordinator.state().value)
+        granted = self.coordinator.granted_session_timeout()
+        if granted is not None:
+            self._granted_session_timeout = granted
+        self.metrics.zk_session_timeout(granted)
         self.ctx.wake()
 
     def status(self) -> dict[str, Any]:
@@ -117,6 +122,10 @@ class Replica:
                 "state": zk_state.value,
                 "session_id": None if session is None else f"0x{session:x}",
                 "servers": self.settings.zk_connect_string,
+                # What the server granted on the last connection (leases count it), not what we
+                # asked for; null before the first connection.
+                "session_timeout_seconds": self._granted_session_timeout,
+                "requested_session_timeout_seconds": self.settings.zk_session_timeout,
             },
             "election_path": self.settings.election_path,
             "version": __version__,

@@ -133,9 +133,21 @@ class FakeZooKeeper:
 class FakeCoordinator:
     """One replica's client of a :class:`FakeZooKeeper`."""
 
-    def __init__(self, server: FakeZooKeeper | None = None, session_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        server: FakeZooKeeper | None = None,
+        session_timeout: float = 10.0,
+        *,
+        granted: float | None = None,
+    ) -> None:
         self.server = server or FakeZooKeeper()
-        self.session_timeout = session_timeout
+        self.requested_session_timeout = session_timeout
+        # What the server grants on each connection (None: the request as asked). Set
+        # ``grant_unknown`` to model a client that could not learn it.
+        self.granted = granted
+        self.grant_unknown = False
+        self.fresh_reads = 0  # leader(fresh=True) calls: the sync + read a leader confirms with
+        self.plain_reads = 0
         self._state = ConnectionState.CLOSED
         self._session: int | None = None
         self._subscribers: list[Callable[[], None]] = []
@@ -157,6 +169,11 @@ class FakeCoordinator:
     def state(self) -> ConnectionState:
         return self._state
 
+    def granted_session_timeout(self) -> float | None:
+        if self._state is not ConnectionState.CONNECTED or self.grant_unknown:
+            return None
+        return self.requested_session_timeout if self.granted is None else self.granted
+
     def session_id(self) -> int | None:
         return self._session if self._state is ConnectionState.CONNECTED else None
 
@@ -170,9 +187,13 @@ class FakeCoordinator:
             self.server.writes += 1
             self.server.members[self._session] = dict(info)
 
-    def leader(self, *, watch: bool) -> LeaderNode | None:
+    def leader(self, *, watch: bool, fresh: bool = False) -> LeaderNode | None:
         self._check("leader")
         self.server.reads += 1
+        if fresh:
+            self.fresh_reads += 1
+        else:
+            self.plain_reads += 1
         node = self.server.leader
         if watch and node is not None:  # like the adapter: a free node sets no watch
             self.server.watchers.add(self._on_leader_event)

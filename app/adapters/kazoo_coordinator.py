@@ -19,6 +19,16 @@ Translation rules:
 * kazoo's exceptions become :class:`CoordinationError`; nothing else escapes.
 * Listener and watch callbacks run on kazoo's thread: they only record the state and call the
   subscribers, which must not block either.
+* The session timeout the server granted: ZooKeeper clamps the requested timeout to its
+  ``[minSessionTimeout, maxSessionTimeout]``; kazoo reads the granted value from the Connect reply
+  in ``ConnectionHandler._connect`` and keeps it in a local variable. We record it from that reply
+  (:func:`_record_connect_replies` wraps the handler's ``_invoke``, through which the Connect
+  request goes) before kazoo reports CONNECTED, so it is known the moment the state is; a kazoo
+  that no longer routes the Connect request there fails loudly at construction, and
+  ``tests/integration/test_kazoo_coordinator.py`` checks the value on a real server.
+* Fresh reads (``leader(fresh=True)``) send ``sync`` and then the read, pipelined: the server
+  answers our requests in order, and holds the read until the sync has gone through the quorum
+  leader, so an answer proves that the server was in touch with the quorum after we asked.
 """
 
 from __future__ import annotations
@@ -30,9 +40,11 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import kazoo
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.protocol.serialization import Connect
 from kazoo.protocol.states import EventType, WatchedEvent
 from kazoo.retry import KazooRetry
 from kazoo.security import OPEN_ACL_UNSAFE, make_acl, make_digest_acl
@@ -65,6 +77,33 @@ def _decode(data: bytes | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _record_connect_replies(client: KazooClient, record: Callable[[float], None]) -> None:
+    """Call ``record`` with the session timeout (seconds) of every Connect reply ``client`` gets.
+
+    kazoo sends the Connect request through ``ConnectionHandler._invoke`` and reports CONNECTED
+    only after it returns, on the same thread: so ``record`` runs before the state listeners hear
+    of the connection. Raises CoordinationError if this kazoo has no such method to wrap.
+    """
+    connection = getattr(client, "_connection", None)
+    invoke = getattr(connection, "_invoke", None)
+    if connection is None or not callable(invoke):
+        raise CoordinationError(
+            f"kazoo {getattr(kazoo, '__version__', '?')}: cannot learn the session timeout the server "
+            "grants (kazoo.protocol.connection.ConnectionHandler._invoke is gone)"
+        )
+
+    def recording_invoke(timeout: float, request: Any, xid: int | None = None) -> Any:
+        result = invoke(timeout, request, xid)
+        if isinstance(request, Connect) and isinstance(result, tuple):
+            reply = result[0]
+            granted = getattr(reply, "time_out", None)
+            if isinstance(granted, int) and granted > 0:
+                record(granted / 1000.0)
+        return result
+
+    connection._invoke = recording_invoke
 
 
 def _auth_options(auth: str | None) -> dict[str, Any]:
@@ -111,9 +150,13 @@ class KazooCoordinator:
         auth: str | None = None,
         tls: TlsSettings | None = None,
     ) -> None:
-        self.session_timeout = session_timeout
-        # A read must come back well within the leader's lease (2/3 of the session timeout).
-        self.operation_timeout = operation_timeout or max(session_timeout / 3.0, 0.1)
+        self.requested_session_timeout = session_timeout
+        self._operation_timeout = operation_timeout
+        # Granted by the server on the current connection (None while not connected), and the last
+        # value a Connect reply carried (recorded on kazoo's thread just before CONNECTED).
+        self._granted: float | None = None
+        self._reply_granted: float | None = None
+        self._warned_granted: float | None = None
         self.leader_path = f"{election_path}/leader"
         self.members_path = f"{election_path}/members"
         self.candidates_path = f"{election_path}/candidates"
@@ -129,6 +172,7 @@ class KazooCoordinator:
             **_auth_options(auth),
             **_tls_options(tls),
         )
+        _record_connect_replies(self._client, self._on_connect_reply)
         self._client.add_listener(self._on_connection_change)
         self._lock = threading.Lock()
         self._state = ConnectionState.CLOSED
@@ -175,6 +219,18 @@ class KazooCoordinator:
     def state(self) -> ConnectionState:
         return self._state
 
+    def granted_session_timeout(self) -> float | None:
+        return self._granted if self._state is ConnectionState.CONNECTED else None
+
+    @property
+    def operation_timeout(self) -> float:
+        """How long one server call may take: a third of the granted session timeout (the
+        requested one before the first connection), so that a read comes back well within the
+        leader's lease (2/3 of it); never less than 0.1 s."""
+        if self._operation_timeout is not None:
+            return self._operation_timeout
+        return max((self._granted or self.requested_session_timeout) / 3.0, 0.1)
+
     def session_id(self) -> int | None:
         if self._state is not ConnectionState.CONNECTED:
             return None
@@ -194,18 +250,51 @@ class KazooCoordinator:
         self._state = ConnectionState.CLOSED
         self._notify()
 
+    def _on_connect_reply(self, granted: float) -> None:
+        # Runs on kazoo's thread, inside its connect, before it reports CONNECTED.
+        self._reply_granted = granted
+
     def _on_connection_change(self, kazoo_state: str) -> None:
         # Runs on kazoo's thread: record and notify only.
         with self._lock:
             if not self._started:
                 return
-            self._state = _KAZOO_STATES.get(kazoo_state, ConnectionState.LOST)
+            state = _KAZOO_STATES.get(kazoo_state, ConnectionState.LOST)
+            if state is ConnectionState.CONNECTED:
+                # Taken (and cleared) once per connection: a reply of an earlier connection must
+                # never stand in for this one's.
+                self._granted, self._reply_granted = self._reply_granted, None
+            self._state = state
+        granted = self._granted if state is ConnectionState.CONNECTED else None
         log.info(
             "ZooKeeper connection %s",
-            self._state.value,
-            extra={"event": "zk_connection", "zk_state": self._state.value},
+            state.value,
+            extra={"event": "zk_connection", "zk_state": state.value, "session_timeout_seconds": granted},
         )
+        if state is ConnectionState.CONNECTED:
+            self._check_granted(granted)
         self._notify()
+
+    def _check_granted(self, granted: float | None) -> None:
+        if granted is None:
+            log.error(
+                "connected, but the session timeout the server granted is unknown: not leading",
+                extra={"event": "zk_session_timeout_unknown"},
+            )
+        elif granted not in (self.requested_session_timeout, self._warned_granted):
+            self._warned_granted = granted  # once per value, not on every reconnection
+            log.warning(
+                "ZooKeeper granted a session timeout of %gs instead of the %gs asked for (the server "
+                "clamps it to its min/maxSessionTimeout, by default 2-20 x tickTime); leases use %gs",
+                granted,
+                self.requested_session_timeout,
+                granted,
+                extra={
+                    "event": "zk_session_timeout_granted",
+                    "granted_seconds": granted,
+                    "requested_seconds": self.requested_session_timeout,
+                },
+            )
 
     def _on_watch(self, event: WatchedEvent) -> None:
         # Runs on kazoo's thread. Our watches are on the leader node (head and leader) and on the
@@ -312,11 +401,15 @@ class KazooCoordinator:
         with contextlib.suppress(CoordinationError):  # best effort: the session's end removes it too
             self._call(delete)
 
-    def leader(self, *, watch: bool) -> LeaderNode | None:
+    def leader(self, *, watch: bool, fresh: bool = False) -> LeaderNode | None:
         callback = self._on_watch if watch else None
 
         def look() -> LeaderNode | None:
             data = b""
+            # Sent before the read and not waited for on its own: the read's answer comes after the
+            # sync's, and only once the sync went through the quorum leader. Its reply is checked
+            # too (an error, or none within the timeout, fails the look).
+            synced = self._client.sync_async(self.leader_path) if fresh else None
             for _ in range(_LOOK_ATTEMPTS):
                 try:
                     data, stat = self._client.get_async(self.leader_path, watch=callback).get(
@@ -331,6 +424,8 @@ class KazooCoordinator:
                         return None
                     # Created between the two reads (every hand-over races so): read its data again
                     # (with the watch), or the leader would show as "" until the next look.
+            if synced is not None:
+                synced.get(timeout=self.operation_timeout)
             content = _decode(data)
             return LeaderNode(
                 owner=int(stat.ephemeralOwner),

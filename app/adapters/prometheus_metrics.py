@@ -17,6 +17,7 @@ name                                           type     meaning
 ``election_write_errors_total``                counter  failed writes or deletions
 ``election_fenced_writes_total``               counter  writes refused: a newer term had written
 ``election_zk_connection_state{state}``        gauge    1 for the current ZooKeeper connection state
+``election_zk_session_timeout_seconds``        gauge    session timeout the server granted (0 before)
 ``election_build_info{version,python}``        gauge    always 1
 =============================================  =======  ============================================
 """
@@ -82,6 +83,11 @@ class PrometheusMetrics:
         )
         for conn in ConnectionState:
             self.connection.labels(conn.value).set(1 if conn is ConnectionState.CLOSED else 0)
+        self.session_timeout = Gauge(
+            "election_zk_session_timeout_seconds",
+            "Session timeout the ZooKeeper server granted on the last connection (leases count it)",
+            registry=registry,
+        )
         build = Gauge(
             "election_build_info", "Build information; always 1", ["version", "python"], registry=registry
         )
@@ -122,3 +128,7 @@ class PrometheusMetrics:
 
     def write_fenced(self) -> None:
         self.fenced.inc()
+
+    def zk_session_timeout(self, seconds: float | None) -> None:
+        if seconds is not None:
+            self.session_timeout.set(seconds)

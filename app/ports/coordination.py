@@ -67,8 +67,17 @@ class Member:
 class Coordinator(Protocol):
     """One ZooKeeper session used by one replica."""
 
-    session_timeout: float
-    """Seconds the server keeps our session alive without hearing from us (as requested)."""
+    requested_session_timeout: float
+    """Seconds of session timeout we ask the server for. The server may grant less (or more): it
+    clamps every request to its ``[minSessionTimeout, maxSessionTimeout]``, by default
+    ``[2, 20] x tickTime``. Never use this for a lease: use :meth:`granted_session_timeout`."""
+
+    def granted_session_timeout(self) -> float | None:
+        """Seconds the server granted on the current connection: how long it keeps our session
+        without hearing from us. Learned again on every (re)connection (another server may grant
+        another value). None while not connected, or if the client could not learn it: then no
+        lease can be computed and the replica must not lead. Local, never blocks."""
+        ...
 
     def start(self) -> None:
         """Begin connecting, without blocking. The client then keeps (re)connecting by itself, with
@@ -112,10 +121,15 @@ class Coordinator(Protocol):
         """Leave the queue (best effort): a resigning replica re-joins at the tail later."""
         ...
 
-    def leader(self, *, watch: bool) -> LeaderNode | None:
+    def leader(self, *, watch: bool, fresh: bool = False) -> LeaderNode | None:
         """Look at the leader node (a read, no write); with ``watch`` and a node found, be told
         (through the :meth:`subscribe` callback) when it is changed or deleted. A free node sets no
-        watch: whoever finds it free creates it at once."""
+        watch: whoever finds it free creates it at once.
+
+        With ``fresh``, the answer is one that only a server in touch with the quorum can give: a
+        server in an ensemble answers plain reads from its own copy, and a follower cut off from the
+        quorum leader goes on answering them (up to ``syncLimit x tickTime``) after the quorum may
+        have expired our session. A leader confirms with ``fresh`` reads only."""
         ...
 
     def create_leader(self, data: dict[str, Any]) -> LeaderNode | None:

@@ -27,3 +27,8 @@ class Metrics(Protocol):
     def write_fenced(self) -> None:
         """A write was refused because a newer term has written (we were a stale leader)."""
         ...
+
+    def zk_session_timeout(self, seconds: float | None) -> None:
+        """The session timeout the server granted on the current connection (None: not connected;
+        the last granted value stays shown)."""
+        ...

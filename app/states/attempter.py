@@ -109,18 +109,18 @@ def _look(ctx: Context, position: int) -> tuple[Transition | None, int]:
     """Read the leader node (watching it at the head) and create it if it is free."""
     coordinator = ctx.coordinator
     head = position == 0
-    sent = ctx.now()
     node = coordinator.leader(watch=head)
     if node is None:
         outcome = _create(ctx, "created the leader node")
         if outcome is not None:
             return outcome, position
         # The node exists after all: somebody's create came first, or a lost reply made it ours.
-        sent = ctx.now()
         node = coordinator.leader(watch=head)
     ctx.observed_leader = node
     if node is not None and node.owner == coordinator.session_id():
-        return _lead(ctx, node, sent, "the leader node already belongs to our session"), position
+        # That read was a plain one (a follower may answer it from its own copy): it proves nothing
+        # for a lease, so the first write waits for Leader's own fresh confirmation.
+        return _lead(ctx, node, None, "the leader node already belongs to our session"), position
     if node is not None:
         # A healthy standby behind a live leader: whatever failure streak led here is over.
         # (Not on becoming leader: a leader whose writes keep failing must not reset it.)
@@ -141,7 +141,7 @@ def _create(ctx: Context, how: str) -> Transition | None:
     return None if created is None else _lead(ctx, created, sent, how)
 
 
-def _lead(ctx: Context, node: LeaderNode, confirmed_at: float, how: str) -> Transition:
+def _lead(ctx: Context, node: LeaderNode, confirmed_at: float | None, how: str) -> Transition:
     ctx.term = node
     ctx.term_confirmed_at = confirmed_at
     ctx.observed_leader = node

@@ -5,13 +5,17 @@ Guarantees:
 * The first file is written on entry, then one per ``leader-timeout`` on a fixed grid measured from
   entry: a slow write does not push later ones back; missed ticks are skipped, not bunched.
 * Before each write it confirms that it still leads: the connection is CONNECTED, and a fresh read
-  shows the leader node owned by our session with our epoch. The write must start within a lease of
-  two thirds of the session timeout from the moment that read was sent: the server cannot have
-  expired our session before then, because the read reset its timer. One confirmation serves one
-  write, and nothing may have woken us between the two.
+  (``sync`` then read: only a server in touch with the quorum can answer it) shows the leader node
+  owned by our session with our epoch. The work must be done within a lease of two thirds of the
+  session timeout *the server granted* (not the one asked for: servers clamp it) from the moment
+  that request was sent: the server cannot have expired our session before then, because the
+  request reset its timer. One confirmation serves one write, and nothing may have woken us between
+  the two.
 * The read is sent a little before the slot (twice the recent reads' round trip, at least 5 ms), so
   the write starts at the slot itself. The first write of a term needs no read of its own: the
-  create (or look) that made us leader is its confirmation, under the same lease.
+  create that made us leader is its confirmation, under the same lease (a create is a write, so
+  only the quorum could answer it). A term resumed because a plain look found the node ours
+  confirms with a fresh read first.
 * Any wake-up (connection change, leader-node watch, stop request) triggers the same confirmation.
   Connection trouble or an unconfirmable read -> Failover; node deleted or held by another session
   -> Attempter; stop requested -> Stopping. Leader work stops at once in every case.
@@ -54,8 +58,15 @@ class _Lead:
     that a read that came back in time is still valid at the slot)."""
 
     def __init__(self, period: float, lease: float) -> None:
+        self._period = period
         self._cap = min(period, lease / 2.0)
         self._recent: deque[float] = deque(maxlen=LEAD_WINDOW)
+
+    def limit(self, lease: float) -> float:
+        """Cap the lead by ``lease`` (a reconnection may be granted another session timeout);
+        return ``lease``."""
+        self._cap = min(self._period, lease / 2.0)
+        return lease
 
     def observe(self, read_seconds: float) -> None:
         self._recent.append(read_seconds)
@@ -63,6 +74,14 @@ class _Lead:
     def seconds(self) -> float:
         slowest = max(self._recent, default=0.0)
         return min(self._cap, max(MIN_LEAD, 2.0 * slowest))
+
+
+def _lease(ctx: Context) -> float | None:
+    """How long a confirmation stays valid: LEASE_FRACTION of the session timeout the server
+    granted on the current connection (never the one we asked for: the server clamps it). None
+    when that is unknown: then nothing may be done as leader."""
+    granted = ctx.coordinator.granted_session_timeout()
+    return None if granted is None else granted * LEASE_FRACTION
 
 
 class Leader:
@@ -79,7 +98,11 @@ class Leader:
             extra={"event": "leadership_acquired", "epoch": term.epoch},
         )
         try:
-            outcome = self._lead(ctx, term)
+            lease = _lease(ctx)
+            if lease is None:
+                outcome = self._resign(ctx, term, "the session timeout the server granted is unknown")
+            else:
+                outcome = self._lead(ctx, term, lease)
         finally:
             ctx.term = None
             ctx.metrics.leadership_lost()
@@ -91,16 +114,15 @@ class Leader:
         )
         return outcome
 
-    def _lead(self, ctx: Context, term: LeaderNode) -> Transition:
+    def _lead(self, ctx: Context, term: LeaderNode, lease: float) -> Transition:
         ctx.storage.begin_term()
         period = ctx.settings.leader_timeout
-        lease = ctx.coordinator.session_timeout * LEASE_FRACTION
         start = ctx.now()
         tick = 0  # index of the next write on the grid start + k * period
         resumed = ctx.next_sequence
         sequence = resumed[1] if resumed is not None and resumed[0] == term.epoch else 0
         failures = 0  # consecutive failed writes
-        # The request that made us leader (Attempter's create or look) confirms the first write.
+        # The create that made us leader confirms the first write (None: confirm first).
         confirmed_at, ctx.term_confirmed_at = ctx.term_confirmed_at, None
         watching = False  # set by our first confirming read: the node's changes then wake us
         lead = _Lead(period, lease)
@@ -122,6 +144,9 @@ class Leader:
                 verdict = self._confirm(ctx, term)
                 if verdict is not None:
                     return verdict
+                # The server may grant another timeout on a reconnection (to another server):
+                # every confirmation counts with the timeout of the connection that answered it.
+                lease = lead.limit(_lease(ctx) or lease)  # known: _confirm checked
                 watching = True
                 lead.observe(ctx.now() - confirmed_at)
             if slot - confirmed_at >= lease:
@@ -164,7 +189,8 @@ class Leader:
         if state is not ConnectionState.CONNECTED:
             return Transition(StateName.FAILOVER, f"ZooKeeper connection {state.value}")
         try:
-            node = coordinator.leader(watch=True)
+            # fresh: a follower cut off from the quorum must not be able to confirm us.
+            node = coordinator.leader(watch=True, fresh=True)
         except CoordinationError as exc:
             return Transition(StateName.FAILOVER, f"cannot confirm leadership: {exc}")
         ctx.observed_leader = node
@@ -175,6 +201,8 @@ class Leader:
                 StateName.ATTEMPTER,
                 f"the leader node now belongs to {node.identity or 'another session'} (epoch {node.epoch})",
             )
+        if _lease(ctx) is None:
+            return Leader._resign(ctx, term, "the session timeout the server granted is unknown")
         return None
 
     @staticmethod

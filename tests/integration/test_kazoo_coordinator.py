@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from kazoo.client import KazooClient
@@ -21,7 +22,7 @@ from app.adapters.kazoo_coordinator import KazooCoordinator
 from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode
 from tests.waiting import wait_for
 from tests.zookeeper_fixture import ZooKeeperEndpoint
-from tools.localzk import LocalZooKeeper
+from tools.localzk import LocalEnsemble, LocalZooKeeper
 
 pytestmark = pytest.mark.integration
 
@@ -478,3 +479,91 @@ def test_a_candidate_node_deleted_by_hand_is_reported(
         raw.delete(f"{coordinator.candidates_path}/{child}")
     with pytest.raises(CoordinationError, match=r"candidate node .* is gone"):
         coordinator.queue_position()
+
+
+# -- the session the server granted, and fresh reads (issue 9, items 1 and 3) ------------------
+
+
+def test_the_granted_session_timeout_is_the_servers_not_the_requested_one(
+    zk_local: LocalZooKeeper, make_coordinator: MakeRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # tickTime 200: the server grants at most 20 ticks = 4 s, whatever is asked for.
+    recorder = make_coordinator(zk_local.address, 10.0, reconnect_backoff_max=0.2)
+    coordinator = recorder.coordinator
+    assert coordinator.granted_session_timeout() is None  # not connected yet
+    with caplog.at_level("WARNING", logger="election.zookeeper"):
+        recorder.start()
+        assert coordinator.granted_session_timeout() == zk_local.max_session_timeout == 4.0
+        assert coordinator.requested_session_timeout == 10.0
+        # operations are bounded by a third of what was granted, not of what was asked for
+        assert coordinator.operation_timeout == pytest.approx(4.0 / 3.0)
+        # on every reconnection too; the warning is logged once, not at each
+        zk_local.restart()
+        wait_for(recorder.connected, 4.0, message="reconnection within the granted session")
+        assert coordinator.granted_session_timeout() == 4.0
+    warnings = [r for r in caplog.records if getattr(r, "event", "") == "zk_session_timeout_granted"]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "granted a session timeout of 4s instead of the 10s" in warnings[0].getMessage()
+
+
+def test_a_granted_timeout_as_requested_is_not_warned_about(
+    zk_local: LocalZooKeeper, make_coordinator: MakeRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="election.zookeeper"):
+        recorder = make_coordinator(zk_local.address, 2.0).start()
+    assert recorder.coordinator.granted_session_timeout() == 2.0
+    assert not [r for r in caplog.records if getattr(r, "event", "") == "zk_session_timeout_granted"]
+
+
+def test_kazoo_still_routes_the_connect_request_where_we_read_the_granted_timeout() -> None:
+    # If a kazoo upgrade moves ConnectionHandler._invoke, this (and every coordinator) fails loudly
+    # instead of silently leasing on the requested timeout.
+    from kazoo.protocol.connection import ConnectionHandler  # noqa: PLC0415
+
+    from app.adapters.kazoo_coordinator import _record_connect_replies  # noqa: PLC0415
+
+    assert callable(getattr(ConnectionHandler, "_invoke", None))
+
+    class NoConnection:
+        pass
+
+    with pytest.raises(CoordinationError, match="cannot learn the session timeout"):
+        _record_connect_replies(NoConnection(), lambda _granted: None)  # type: ignore[arg-type]
+
+
+def _ensemble_with_a_long_sync_limit(workdir: Path, sync_limit: int) -> LocalEnsemble:
+    """A 3-node ensemble (tick 200 ms) whose followers keep serving for sync_limit ticks after
+    losing the quorum leader: the window in which a cut-off follower answers plain reads."""
+    ensemble = LocalEnsemble(workdir, size=3, tick_ms=200)
+    for member in ensemble.members:
+        base = member._config
+
+        def config(base: Callable[[], dict[str, str]] = base) -> dict[str, str]:
+            return {**base(), "syncLimit": str(sync_limit)}
+
+        member._config = config  # type: ignore[method-assign]
+    return ensemble
+
+
+def test_a_follower_cut_off_from_the_quorum_answers_plain_reads_but_not_fresh_ones(
+    tmp_path: Path, make_coordinator: MakeRecorder
+) -> None:
+    # Our client talks to one follower only; the quorum leader freezes (SIGSTOP). For syncLimit x
+    # tickTime (here 10 s) the follower goes on serving reads from its own copy, while the quorum
+    # (once it re-forms) may expire our session: a plain read is no proof of leadership. A fresh
+    # read (sync, then read) needs the quorum leader, so it fails within the operation timeout.
+    with _ensemble_with_a_long_sync_limit(tmp_path / "ensemble", sync_limit=50) as ensemble:
+        leader = ensemble.leader()
+        follower = next(m for m in ensemble.members if m is not leader)
+        recorder = make_coordinator(follower.address, 4.0).start()
+        coordinator = recorder.coordinator
+        node = claim(recorder, "r1")
+        assert coordinator.leader(watch=False, fresh=True) == node  # with the quorum: fine
+        leader.freeze()
+        try:
+            plain = coordinator.leader(watch=False)
+            assert plain is not None and plain.epoch == node.epoch  # the hole: the follower answers
+            elapsed, error = timed_failure(lambda: coordinator.leader(watch=True, fresh=True))
+            assert elapsed < coordinator.operation_timeout + SLACK, f"took {elapsed:.2f}s: {error}"
+        finally:
+            leader.thaw()

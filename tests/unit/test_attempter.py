@@ -93,6 +93,9 @@ def test_a_node_already_owned_by_our_session_counts_as_success(harness: Harness)
     harness.stop_at(1.0)
     harness.run()
     assert [r.epoch for _t, r in harness.storage.written] == [created.epoch]
+    # The look that found it ours was a plain read, which a follower cut off from the quorum could
+    # still answer: the first write waited for a fresh one.
+    assert harness.coordinator.fresh_reads == 1
 
 
 def test_losing_the_create_race_keeps_attempting(make_harness) -> None:  # type: ignore[no-untyped-def]

@@ -177,6 +177,7 @@ def test_status_before_start_shows_init_and_a_closed_connection(harness: Harness
     assert status["state_since"] == "2026-01-01T00:00:00.000000Z"
     assert status["leader"] is None
     assert status["zookeeper"]["state"] == "closed"
+    assert status["zookeeper"]["session_timeout_seconds"] is None  # nothing granted yet
 
 
 def test_status_of_an_attempter_names_the_other_leader(harness: Harness) -> None:
@@ -305,3 +306,18 @@ def test_replica_endpoints_serve_its_status_over_http(served: Served, harness: H
     assert json.loads(body)["identity"] == "me"
     assert get(served.url + "/healthz")[0] == 200
     assert get(served.url + "/readyz")[0] == 503  # never connected
+
+
+def test_status_and_metrics_show_the_session_timeout_the_server_granted(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness(zk_session_timeout=10.0)
+    h.coordinator.granted = 4.0
+    seen: list[dict[str, Any]] = []
+    h.at(1.0, lambda: seen.append(h.replica.status()))
+    h.at(2.0, h.coordinator.suspend)
+    h.at(2.5, lambda: seen.append(h.replica.status()))
+    h.stop_at(3.0)
+    h.run()
+    assert seen[0]["zookeeper"]["session_timeout_seconds"] == 4.0
+    assert seen[0]["zookeeper"]["requested_session_timeout_seconds"] == 10.0
+    assert seen[1]["zookeeper"]["session_timeout_seconds"] == 4.0  # the last one granted, while away
+    assert h.metric("election_zk_session_timeout_seconds") == 4.0

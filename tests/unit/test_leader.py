@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from app.machine import StateName
+from app.ports.coordination import LeaderNode
 from app.ports.storage import FencedError, StorageError
+from tests.fakes import _Node
 from tests.unit.conftest import Harness, other_leader
 
 
@@ -288,3 +290,51 @@ def test_a_success_resets_the_failure_count(make_harness) -> None:  # type: igno
     h.run()
     assert "resign" not in h.coordinator.calls
     assert h.metric("election_write_errors_total") == 3
+
+
+def test_the_lease_counts_the_session_the_server_granted_not_the_one_asked_for(harness: Harness) -> None:
+    # Asked for 9 s (a lease of 6 s), granted 3 s (a lease of 2 s). The reply to the read sent at
+    # 9.995 (ours) takes 2.5 s to arrive; meanwhile, at 12.0, the server has expired our session and
+    # another replica holds the node, and we hear nothing of it (cut off). With the requested
+    # timeout the 2.5 s old read would still look valid and we would write at 12.495, while another
+    # leads; with the granted one it is too old: confirm again, and step down.
+    harness.coordinator.granted = 3.0
+    original = harness.coordinator.leader
+    slow = {"armed": False}
+
+    def leader(*, watch: bool, fresh: bool = False) -> LeaderNode | None:
+        node = original(watch=watch, fresh=fresh)
+        if slow["armed"]:
+            slow["armed"] = False
+            harness.clock.advance(2.5)  # the reply is in flight
+        return node
+
+    def taken_silently() -> None:
+        harness.server.leader = _Node(owner=0xBEEF, epoch=harness.server.next_zxid(), data={"identity": "r2"})
+
+    harness.coordinator.leader = leader  # type: ignore[method-assign]
+    harness.at(5.0, lambda: slow.update(armed=True))
+    harness.at(12.0, taken_silently)
+    harness.stop_at(14.0)
+    harness.run()
+    assert harness.write_times == [0.0]
+    assert harness.metric("election_state_transitions_total", **{"from": "Leader", "to": "Attempter"}) == 1
+
+
+def test_every_confirmation_of_a_leader_is_a_fresh_read(harness: Harness) -> None:
+    harness.stop_at(35.0)
+    harness.run()
+    assert harness.write_times == [0.0, 10.0, 20.0, 30.0]
+    # The only plain read is Attempter's look that found the node free; every read as leader (the
+    # one that sets the watch after the first write, then one ahead of each slot) is fresh.
+    assert harness.coordinator.plain_reads == 1
+    assert harness.coordinator.fresh_reads == 4
+
+
+def test_a_leader_that_cannot_learn_the_granted_timeout_resigns_without_writing(harness: Harness) -> None:
+    harness.coordinator.grant_unknown = True
+    harness.stop_at(5.0)
+    harness.run()
+    assert harness.storage.written == []
+    assert harness.server.leader is None  # resigned: another replica may lead
+    assert harness.metric("election_state_transitions_total", **{"from": "Leader", "to": "Failover"}) >= 1
