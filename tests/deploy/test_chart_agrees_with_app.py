@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from app.config import TlsSettings, tls_settings
 from app.durations import parse_duration
 from app.http import Endpoints
+from app.states.leader import LEASE_FRACTION
 from tests.deploy.chart import (
     FULLNAME,
     MONITORING,
@@ -46,6 +47,7 @@ from tests.deploy.chart import (
     run_options,
     state_names,
     template_variable_queries,
+    zookeeper_container as zookeeper_container_of,
 )
 
 pytestmark = pytest.mark.deploy
@@ -223,3 +225,25 @@ def test_every_dashboard_query_selects_the_release_by_namespace_and_job() -> Non
     for name, rule in alert_rules(render(MONITORING)).items():
         for selector in re.findall(r"election_[a-z_]+\{([^}]*)\}", rule["expr"]):
             assert f'job="{FULLNAME}-metrics"' in selector and 'namespace="election"' in selector, name
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_a_cut_off_follower_drops_its_clients_well_inside_the_apps_lease(scenario: str) -> None:
+    # A ZooKeeper follower that loses the quorum leader serves reads from its own copy for up to
+    # syncLimit x tickTime before it closes its clients' connections. The app confirms with sync +
+    # read (which such a follower cannot answer), and this is the second wall: the follower must
+    # drop the leader's connection well inside the lease, 2/3 of the session the servers grant
+    # (they clamp the requested one to [2, 20] x tickTime).
+    docs = render(SCENARIOS[scenario])
+    if not any(d.get("kind") == "StatefulSet" and "zookeeper" in d["metadata"]["name"] for d in docs):
+        pytest.skip("an external ZooKeeper: its settings are not the chart's")
+    zk = env_of(zookeeper_container_of(docs))
+    tick = int(zk["ZOO_TICK_TIME"]) / 1000.0
+    sync_window = int(zk["ZOO_SYNC_LIMIT"]) * tick
+    requested = parse_duration(find(docs, "ConfigMap", FULLNAME)["data"]["ELECTION_ZK_SESSION_TIMEOUT"])
+    granted = min(max(requested, 2 * tick), 20 * tick)
+    lease = granted * LEASE_FRACTION
+    assert sync_window <= lease / 2, (
+        f"syncLimit x tickTime = {sync_window:g}s; lease = {LEASE_FRACTION:.3g} x {granted:g}s = {lease:.3g}s"
+    )
+    assert granted == requested, f"the servers would grant {granted:g}s of the {requested:g}s asked for"
