@@ -14,6 +14,9 @@ from app.audit import audit_directory
 from app.ports.storage import Record
 
 
+LATER = float("inf")  # a lease that never runs out
+
+
 def put(directory: Path, epoch: int, sequence: int, written_at: str, identity: str = "r1") -> str:
     name = file_name(epoch, sequence)
     body = {"identity": identity, "epoch": epoch, "sequence": sequence, "written_at": written_at}
@@ -35,8 +38,8 @@ def test_a_directory_written_by_the_service_passes(tmp_path: Path) -> None:
     for epoch in (5, 9):
         store.begin_term()
         for sequence in range(4):
-            store.write(Record("r", epoch, sequence, t(epoch + sequence)))
-            store.retain(5)
+            store.write(Record("r", epoch, sequence, t(epoch + sequence)), valid_until=LATER)
+            store.retain(5, epoch=epoch, valid_until=LATER)
     (tmp_path / "notes.txt").write_text("not ours")
     report = audit_directory(tmp_path, 5)
     assert report.ok, report.to_text()

@@ -14,6 +14,9 @@ from app.adapters.fs_storage import DirectoryStorage, file_name
 from app.ports.storage import FencedError, Record, StorageError
 
 
+LATER = float("inf")  # a lease that never runs out
+
+
 def record(epoch: int, sequence: int = 0) -> Record:
     return Record("me", epoch, sequence, "2026-01-01T00:00:00.000000Z")
 
@@ -27,10 +30,10 @@ def store(directory: Path) -> DirectoryStorage:
 
 def test_a_stale_term_writes_nothing_once_a_newer_term_has_written(tmp_path: Path) -> None:
     old, new = store(tmp_path), store(tmp_path)
-    old.write(record(epoch=5, sequence=0))
-    new.write(record(epoch=9, sequence=0))
+    old.write(record(epoch=5, sequence=0), valid_until=LATER)
+    new.write(record(epoch=9, sequence=0), valid_until=LATER)
     with pytest.raises(FencedError) as refused:
-        old.write(record(epoch=5, sequence=1))
+        old.write(record(epoch=5, sequence=1), valid_until=LATER)
     assert (refused.value.ours, refused.value.newer) == (5, 9)
     assert not (tmp_path / file_name(5, 1)).exists()
     assert sorted(p.name for p in tmp_path.glob("*.tmp")) == []
@@ -42,17 +45,17 @@ def test_a_fenced_error_is_a_storage_error(tmp_path: Path) -> None:
 
 def test_the_fence_holds_the_newest_epoch_and_is_advanced_before_the_file(tmp_path: Path) -> None:
     s = store(tmp_path)
-    s.write(record(epoch=5))
-    assert json.loads((tmp_path / FENCE_NAME).read_text()) == {"epoch": 5}
-    s.write(record(epoch=5, sequence=1))
-    s.write(record(epoch=12))
-    assert json.loads((tmp_path / FENCE_NAME).read_text()) == {"epoch": 12}
+    s.write(record(epoch=5), valid_until=LATER)
+    assert json.loads((tmp_path / FENCE_NAME).read_text()) == {"epoch": 5, "published": 1}
+    s.write(record(epoch=5, sequence=1), valid_until=LATER)
+    s.write(record(epoch=12), valid_until=LATER)
+    assert json.loads((tmp_path / FENCE_NAME).read_text()) == {"epoch": 12, "published": 3}
 
 
 def test_the_same_term_keeps_writing(tmp_path: Path) -> None:
     s = store(tmp_path)
     for sequence in range(5):
-        s.write(record(epoch=7, sequence=sequence))
+        s.write(record(epoch=7, sequence=sequence), valid_until=LATER)
     assert len(list(tmp_path.glob("leader-*.json"))) == 5
 
 
@@ -60,7 +63,7 @@ def test_a_corrupt_fence_refuses_writes_loudly(tmp_path: Path) -> None:
     s = store(tmp_path)
     (tmp_path / FENCE_NAME).write_text("{not json")
     with pytest.raises(StorageError, match="corrupt"):
-        s.write(record(epoch=7))
+        s.write(record(epoch=7), valid_until=LATER)
     assert list(tmp_path.glob("leader-*.json")) == []
 
 
@@ -72,7 +75,7 @@ def test_a_fence_that_is_a_symlink_is_not_followed(tmp_path: Path) -> None:
     (data / FENCE_NAME).symlink_to(outside)
     s = store(data)
     with pytest.raises(StorageError):
-        s.write(record(epoch=7))
+        s.write(record(epoch=7), valid_until=LATER)
     assert outside.read_text() == '{"epoch": 1}'
 
 
@@ -89,13 +92,13 @@ def test_a_lock_held_by_another_process_makes_the_write_fail_not_hang(tmp_path: 
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(StorageError, match="held by another writer"):
-            s.write(record(epoch=7))
+            s.write(record(epoch=7), valid_until=LATER)
         assert list(tmp_path.glob("leader-*.json")) == []
     finally:
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait(timeout=10)
-    s.write(record(epoch=7))  # released: writes again
+    s.write(record(epoch=7), valid_until=LATER)  # released: writes again
     assert len(list(tmp_path.glob("leader-*.json"))) == 1
 
 
