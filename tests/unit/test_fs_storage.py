@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from app.adapters.fs_storage import DirectoryStorage, file_name
-from app.ports.storage import Record, StorageError
+from app.ports.storage import FencedError, LeaseExpiredError, Record, StorageError
 
 WHEN = "2026-01-01T00:00:00.000000Z"
 LATER = float("inf")  # a lease that never runs out
@@ -391,3 +391,125 @@ def test_a_crash_mid_write_is_cleaned_at_next_prepare_and_the_write_can_be_redon
     name = store.write(record(epoch=7, sequence=0), valid_until=LATER).name
     assert names(directory) == [name]
     assert json.loads((directory / name).read_text())["sequence"] == 0
+
+
+# -- the lease -------------------------------------------------------------------------------
+
+
+class Jumps:
+    """An injected monotonic clock that jumps forward when asked (a slow fsync, a long lock wait)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_write_whose_fsync_outlasts_the_lease_publishes_nothing(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Jumps()
+    store = DirectoryStorage(directory, monotonic=clock)
+    store.prepare()
+    store.begin_term()
+    store.write(record(sequence=0), valid_until=clock.now + 6.0)
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        clock.now += 7.0  # the temporary file's fsync takes longer than the whole lease
+        real_fsync(fd)
+
+    valid_until = clock.now + 6.0
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    with pytest.raises(LeaseExpiredError):
+        store.write(record(sequence=1), valid_until=valid_until)
+    monkeypatch.undo()
+    assert names(directory) == [file_name(7, 0)]  # not published, no temporary left
+    assert json.loads((directory / ".election-fence").read_text()) == {"epoch": 7, "published": 1}
+    assert store.write(record(sequence=1), valid_until=clock.now + 6.0).order == 2  # retried: fine
+
+
+def test_a_write_within_its_lease_publishes(directory: Path) -> None:
+    clock = Jumps()
+    store = DirectoryStorage(directory, monotonic=clock)
+    store.begin_term()
+    assert store.write(record(), valid_until=clock.now + 0.001).name == file_name(7, 0)
+
+
+def test_a_lease_expired_error_is_a_storage_error() -> None:
+    assert issubclass(LeaseExpiredError, StorageError)
+
+
+def test_retention_past_the_lease_deletes_nothing(directory: Path) -> None:
+    clock = Jumps()
+    store = DirectoryStorage(directory, monotonic=clock)
+    store.begin_term()
+    written = [store.write(record(sequence=s), valid_until=LATER).name for s in range(3)]
+    with pytest.raises(LeaseExpiredError):
+        store.retain(1, epoch=7, valid_until=clock.now)
+    assert names(directory) == written
+    assert store.retain(1, epoch=7, valid_until=clock.now + 1) == written[:2]  # next tick
+
+
+def test_retention_by_a_stale_term_deletes_nothing(directory: Path) -> None:
+    old, new = DirectoryStorage(directory), DirectoryStorage(directory)
+    old.begin_term()
+    mine = [old.write(record(epoch=5, sequence=s), valid_until=LATER).name for s in range(3)]
+    new.begin_term()
+    theirs = new.write(record(epoch=9, sequence=0), valid_until=LATER).name
+    with pytest.raises(FencedError) as refused:
+        old.retain(1, epoch=5, valid_until=LATER)
+    assert refused.value.newer == 9
+    assert names(directory) == [*mine, theirs]
+
+
+# -- published, then a failure ---------------------------------------------------------------
+
+
+def test_a_failed_directory_fsync_after_the_link_is_a_written_file(
+    storage: DirectoryStorage, directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(_self: DirectoryStorage) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(DirectoryStorage, "_fsync_directory", broken)
+    written = storage.write(record(sequence=0), valid_until=LATER)
+    assert (written.name, written.synced) == (file_name(7, 0), False)
+    assert names(directory) == [written.name]
+    monkeypatch.undo()
+    again = storage.write(record(sequence=1), valid_until=LATER)  # the next sequence: no EEXIST
+    assert again.synced
+    assert storage.retain(1, epoch=7, valid_until=LATER) == [written.name]  # indexed as ours
+
+
+# -- publish order ---------------------------------------------------------------------------
+
+
+def test_every_publish_advances_the_directory_counter_and_the_file_carries_it(directory: Path) -> None:
+    a, b = DirectoryStorage(directory), DirectoryStorage(directory)
+    assert a.progress() is None
+    a.begin_term()
+    orders = [a.write(record(epoch=5, sequence=s), valid_until=LATER).order for s in range(2)]
+    b.begin_term()
+    orders += [b.write(record(epoch=9, sequence=s), valid_until=LATER).order for s in range(2)]
+    assert orders == [1, 2, 3, 4]
+    contents = [json.loads((directory / n).read_text()) for n in names(directory)]
+    assert [c["order"] for c in contents] == [1, 2, 3, 4]
+    assert a.progress() == b.progress() == 4
+
+
+def test_a_wrong_prediction_of_the_counter_is_rewritten_under_the_lock(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = DirectoryStorage(directory), DirectoryStorage(directory)
+    b.begin_term()
+    b.write(record(epoch=5, sequence=0), valid_until=LATER)
+    a.begin_term()
+    a.write(record(epoch=9, sequence=0), valid_until=LATER)
+    # b publishes again in a's term (a hand-made interleaving) ... then a predicts "mine + 1"
+    (directory / ".election-fence").write_text('{"epoch": 9, "published": 7}')
+    written = a.write(record(epoch=9, sequence=1), valid_until=LATER)
+    assert written.order == 8
+    assert json.loads((directory / written.name).read_text())["order"] == 8
+    assert [n for n in os.listdir(directory) if n.endswith(".tmp")] == []

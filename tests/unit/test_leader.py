@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.machine import StateName
-from app.ports.storage import FencedError, StorageError
+from app.ports.storage import FencedError, LeaseExpiredError, StorageError
 from tests.unit.conftest import Harness, other_leader
 
 
@@ -290,3 +290,104 @@ def test_a_success_resets_the_failure_count(make_harness) -> None:  # type: igno
     h.run()
     assert "resign" not in h.coordinator.calls
     assert h.metric("election_write_errors_total", reason="storage") == 3
+
+
+# -- the storage's answers: lease, fsync, retention ------------------------------------------
+
+
+def test_a_write_that_outlives_its_lease_publishes_nothing_and_is_retried_at_once(harness: Harness) -> None:
+    # session 9 s -> lease 6 s. The write for the 10 s slot is confirmed at 9.995 and takes 7 s.
+    calls: list[tuple[str, float]] = []
+    harness.coordinator.on_call = lambda name: calls.append((name, round(harness.clock.elapsed, 6)))
+
+    def slow_once() -> None:
+        harness.storage.write_duration = 7.0 if harness.clock.elapsed == pytest.approx(10.0) else 0.0
+
+    harness.storage.on_write = slow_once
+    harness.stop_at(25.0)
+    harness.run()
+    # nothing published at 17 by the expired write; a fresh read at 17, then the retry at once
+    assert harness.write_times == [0.0, pytest.approx(17.0), 20.0]
+    assert [r.sequence for _t, r in harness.storage.written] == [0, 1, 2]
+    assert ("leader", 17.0) in calls
+    assert harness.metric("election_write_errors_total", reason="lease_expired") == 1
+    assert "resign" not in harness.coordinator.calls
+
+
+def test_lease_expired_writes_count_toward_max_write_failures(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness(max_write_failures=3)
+    h.storage.write_duration = 7.0  # longer than the 6 s lease: never published
+    h.stop_at(30.0)
+    h.run()
+    assert h.storage.written == []
+    assert h.metric("election_write_errors_total", reason="lease_expired") >= 3
+    assert "resign" in h.coordinator.calls
+
+
+def test_writes_and_retention_carry_the_confirmation_they_rest_on(harness: Harness) -> None:
+    seen: list[tuple[str, float, int | None]] = []
+    write, retain = harness.storage.write, harness.storage.retain
+
+    def spy_write(record, *, valid_until):  # type: ignore[no-untyped-def]
+        seen.append(("write", valid_until, None))
+        return write(record, valid_until=valid_until)
+
+    def spy_retain(capacity, *, epoch, valid_until):  # type: ignore[no-untyped-def]
+        seen.append(("retain", valid_until, epoch))
+        return retain(capacity, epoch=epoch, valid_until=valid_until)
+
+    harness.storage.write = spy_write  # type: ignore[method-assign]
+    harness.storage.retain = spy_retain  # type: ignore[method-assign]
+    harness.stop_at(15.0)
+    harness.run()
+    start = 1000.0  # the fake clock's origin: valid_until is on the monotonic clock
+    # first write: the create at 0 s; second: the read at 9.995 s; each + the 6 s lease
+    assert seen == [
+        ("write", start + 6.0, None),
+        ("retain", start + 6.0, 101),
+        ("write", pytest.approx(start + 15.995), None),
+        ("retain", pytest.approx(start + 15.995), 101),
+    ]
+
+
+def test_a_file_published_without_its_directory_fsync_counts_as_written(harness: Harness) -> None:
+    harness.storage.unsynced_writes = 1
+    harness.stop_at(25.0)
+    harness.run()
+    assert harness.write_times == [0.0, 10.0, 20.0]
+    assert [r.sequence for _t, r in harness.storage.written] == [0, 1, 2]
+    assert harness.metric("election_files_written_total") == 3
+    assert harness.metric("election_write_errors_total", reason="directory_fsync") == 1
+    assert harness.metric("election_write_errors_total", reason="storage") == 0
+
+
+def test_retention_refused_by_the_fence_steps_down(harness: Harness) -> None:
+    def fenced(capacity, *, epoch, valid_until):  # type: ignore[no-untyped-def]
+        raise FencedError(epoch, epoch + 50)
+
+    harness.storage.retain = fenced  # type: ignore[method-assign]
+    harness.stop_at(5.0)
+    harness.run()
+    assert len(harness.storage.written) >= 1
+    assert harness.metric("election_fenced_writes_total") >= 1
+    assert "resign" in harness.coordinator.calls
+
+
+def test_retention_past_its_lease_is_counted_and_retried_next_tick(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness(storage_capacity=1)
+    retain = h.storage.retain
+    expired = {"left": 1}
+
+    def retain_once_late(capacity, *, epoch, valid_until):  # type: ignore[no-untyped-def]
+        if h.storage.files[1:] and expired["left"]:
+            expired["left"] -= 1
+            raise LeaseExpiredError("the lease ran out before retention")
+        return retain(capacity, epoch=epoch, valid_until=valid_until)
+
+    h.storage.retain = retain_once_late  # type: ignore[method-assign]
+    h.stop_at(25.0)
+    h.run()
+    assert h.metric("election_write_errors_total", reason="lease_expired") == 1
+    assert h.write_times == [0.0, 10.0, 20.0]  # not a write failure: the cadence goes on
+    assert [name for name, _ in h.storage.files] == ["leader-00000000000000000101-000000000002.json"]
+    assert "resign" not in h.coordinator.calls
