@@ -430,17 +430,6 @@ def test_a_write_whose_fsync_outlasts_the_lease_publishes_nothing(
     assert store.write(record(sequence=1), valid_until=clock.now + 6.0).order == 2  # retried: fine
 
 
-def test_a_write_within_its_lease_publishes(directory: Path) -> None:
-    clock = Jumps()
-    store = DirectoryStorage(directory, monotonic=clock)
-    store.begin_term()
-    assert store.write(record(), valid_until=clock.now + 0.001).name == file_name(7, 0)
-
-
-def test_a_lease_expired_error_is_a_storage_error() -> None:
-    assert issubclass(LeaseExpiredError, StorageError)
-
-
 def test_retention_past_the_lease_deletes_nothing(directory: Path) -> None:
     clock = Jumps()
     store = DirectoryStorage(directory, monotonic=clock)
