@@ -3,17 +3,23 @@
 Rules (each violation names its rule):
 
 * ``unparsable``: a leader file is not a JSON object with ``identity`` (text), ``epoch`` and
-  ``sequence`` (integers) and ``written_at`` (RFC 3339).
+  ``sequence`` (integers), ``written_at`` (RFC 3339) and, if present, ``order`` (a positive integer).
 * ``name_mismatch``: the epoch or sequence in the file's name differs from its content.
-* ``epoch_decreased``: in write order (``written_at``), a file's epoch is lower than an earlier
-  file's: a stale leader wrote after a newer one, or two terms interleaved.
-* ``sequence_not_increasing``: within one epoch, in write order, sequences do not strictly increase.
+* ``epoch_decreased``: in publish order, a file's epoch is lower than an earlier file's: a stale
+  leader published after a newer one, or two terms interleaved.
+* ``sequence_not_increasing``: within one epoch, in publish order, sequences do not strictly increase.
+* ``order_repeated``: two files carry the same publish counter (the fence lock did not exclude:
+  an NFS mount with ``nolock``, say).
 * ``leftover``: a temporary file of an interrupted write (removed by the next start) is present.
 * ``over_capacity``: more leader files than ``--storage-capacity`` (only when given).
-* ``fence_behind``: the fence records a lower epoch than a file's.
+* ``fence_behind``: the fence records a lower epoch than a file's, or a lower publish counter.
 
-Write order comes from ``written_at``, the writers' wall clocks: replicas on different hosts need
-synchronised clocks (NTP) for the ordering rules to be meaningful.
+Publish order is the ``order`` each file carries: the directory's publish counter, advanced under
+the fence lock with every publish (``app.adapters.fs_storage``). It is the order in which the files
+became visible, whatever the writers' clocks say; ``written_at`` is only shown. Files written before
+the counter existed have no ``order``: they are counted in ``legacy_files`` (a note, not a
+violation), taken to precede every file that has one (they were published before the upgrade), and
+ordered among themselves by ``written_at``, which needs synchronised clocks (NTP) to mean anything.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.adapters.fs_fence import FENCE_NAME, FENCE_TEMP_NAME
+from app.adapters.fs_fence import FENCE_NAME, FENCE_TEMP_NAME, parse_record
 from app.adapters.fs_storage import FILE_RE, TEMP_RE
 
 
@@ -53,6 +59,8 @@ class AuditReport:
     files: int = 0
     foreign: int = 0
     fence: int | None = None
+    fence_published: int | None = None
+    legacy_files: int = 0  # files without ``order`` (written before the publish counter existed)
     terms: list[Term] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
 
@@ -68,6 +76,11 @@ class AuditReport:
             f"file-dir {self.directory}: {self.files} leader file(s) in {len(self.terms)} term(s), "
             f"{self.foreign} other file(s) ignored, fence {self.fence if self.fence is not None else 'none'}"
         ]
+        if self.legacy_files:
+            lines.append(
+                f"  note: {self.legacy_files} file(s) without a publish counter (written before it existed): "
+                "taken to precede the others and ordered among themselves by written_at (needs NTP)"
+            )
         for term in self.terms:
             lines.append(
                 f"  epoch {term.epoch}  {term.identity or '?'}  {term.files} file(s), sequence "
@@ -90,6 +103,7 @@ class _Entry:
     sequence: int
     written_at: str
     when: datetime
+    order: int | None
 
 
 def _parse(directory: Path, name: str, report: AuditReport) -> _Entry | None:
@@ -116,6 +130,10 @@ def _parse(directory: Path, name: str, report: AuditReport) -> _Entry | None:
     if when.tzinfo is None:
         report.violations.append(Violation("unparsable", name, "written_at has no time zone"))
         return None
+    order = content.get("order")
+    if order is not None and (not isinstance(order, int) or isinstance(order, bool) or order < 1):
+        report.violations.append(Violation("unparsable", name, f"order {order!r}"))
+        return None
     match = FILE_RE.fullmatch(name)
     assert match is not None  # only called for our names
     if (int(match.group(1)), int(match.group(2))) != (content["epoch"], content["sequence"]):
@@ -125,7 +143,7 @@ def _parse(directory: Path, name: str, report: AuditReport) -> _Entry | None:
             )
         )
     return _Entry(
-        name, content["identity"], content["epoch"], content["sequence"], content["written_at"], when
+        name, content["identity"], content["epoch"], content["sequence"], content["written_at"], when, order
     )
 
 
@@ -147,10 +165,7 @@ def audit_directory(directory: Path, capacity: int | None = None) -> AuditReport
         elif TEMP_RE.fullmatch(name) or name == FENCE_TEMP_NAME:
             report.violations.append(Violation("leftover", name, "temporary file of an interrupted write"))
         elif name == FENCE_NAME:
-            try:
-                report.fence = int(json.loads((directory / name).read_text())["epoch"])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                report.violations.append(Violation("unparsable", name, f"fence: {exc}"))
+            _read_fence(directory / name, report)
         elif not name.startswith(".election-fence"):
             report.foreign += 1
 
@@ -159,27 +174,36 @@ def audit_directory(directory: Path, capacity: int | None = None) -> AuditReport
             Violation("over_capacity", None, f"{report.files} leader files, capacity {capacity}")
         )
     _check_order(entries, report)
-    if entries and report.fence is not None:
-        newest = max(e.epoch for e in entries)
-        if report.fence < newest:
-            report.violations.append(
-                Violation("fence_behind", FENCE_NAME, f"fence {report.fence} < epoch {newest}")
-            )
+    _check_fence(entries, report)
     return report
 
 
+def _publish_order(entry: _Entry) -> tuple[int, int, datetime, int, int]:
+    """Files with ``order`` by it; before them the legacy ones, by ``written_at``."""
+    if entry.order is None:
+        return (0, 0, entry.when, entry.epoch, entry.sequence)
+    return (1, entry.order, entry.when, entry.epoch, entry.sequence)
+
+
 def _check_order(entries: list[_Entry], report: AuditReport) -> None:
-    by_time = sorted(entries, key=lambda e: (e.when, e.epoch, e.sequence))
+    by_time = sorted(entries, key=_publish_order)
+    report.legacy_files = sum(1 for e in entries if e.order is None)
     highest: _Entry | None = None
     last_in_epoch: dict[int, _Entry] = {}
+    previous_entry: _Entry | None = None
     for entry in by_time:
+        if previous_entry is not None and entry.order is not None and entry.order == previous_entry.order:
+            report.violations.append(
+                Violation("order_repeated", entry.name, f"order {entry.order} also in {previous_entry.name}")
+            )
+        previous_entry = entry
         if highest is not None and entry.epoch < highest.epoch:
             report.violations.append(
                 Violation(
                     "epoch_decreased",
                     entry.name,
-                    f"epoch {entry.epoch} written at {entry.written_at}, after {highest.name} of epoch "
-                    f"{highest.epoch} ({highest.written_at})",
+                    f"epoch {entry.epoch} published ({_where(entry)}) after {highest.name} of epoch "
+                    f"{highest.epoch} ({_where(highest)})",
                 )
             )
         elif highest is None or entry.epoch > highest.epoch:
@@ -190,7 +214,7 @@ def _check_order(entries: list[_Entry], report: AuditReport) -> None:
                 Violation(
                     "sequence_not_increasing",
                     entry.name,
-                    f"sequence {entry.sequence} written after sequence {previous.sequence} of the same epoch",
+                    f"sequence {entry.sequence} published after {previous.sequence} of the same epoch",
                 )
             )
         last_in_epoch[entry.epoch] = entry
@@ -209,3 +233,36 @@ def _check_order(entries: list[_Entry], report: AuditReport) -> None:
         )
         for epoch, group in sorted(terms.items())
     ]
+
+
+def _where(entry: _Entry) -> str:
+    place = f"order {entry.order}" if entry.order is not None else "no order"
+    return f"{place}, written_at {entry.written_at}"
+
+
+def _read_fence(path: Path, report: AuditReport) -> None:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        report.violations.append(Violation("unparsable", path.name, f"fence: {exc}"))
+        return
+    state = parse_record(raw)
+    if state is None:
+        report.violations.append(Violation("unparsable", path.name, f"fence: {raw[:80]!r}"))
+    else:
+        report.fence, report.fence_published = state.epoch, state.published
+
+
+def _check_fence(entries: list[_Entry], report: AuditReport) -> None:
+    if not entries or report.fence is None:
+        return
+    newest = max(e.epoch for e in entries)
+    if report.fence < newest:
+        report.violations.append(
+            Violation("fence_behind", FENCE_NAME, f"fence {report.fence} < epoch {newest}")
+        )
+    last = max((e.order for e in entries if e.order is not None), default=None)
+    if last is not None and (report.fence_published or 0) < last:
+        report.violations.append(
+            Violation("fence_behind", FENCE_NAME, f"fence published {report.fence_published} < order {last}")
+        )

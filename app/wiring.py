@@ -77,7 +77,8 @@ class Replica:
         self.ctx = Context(
             settings,
             self.coordinator,
-            storage or DirectoryStorage(settings.file_dir),
+            # The same clock as the leases: valid_until is a time on it.
+            storage or DirectoryStorage(settings.file_dir, monotonic=self.clock.monotonic),
             self.clock,
             self.metrics,
             jitter or random.random,

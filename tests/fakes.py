@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode, Member
-from app.ports.storage import Record, StorageError
+from app.ports.storage import FencedError, LeaseExpiredError, Record, StorageError, Written
 
 START = 1000.0
 WALL_START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -317,7 +317,12 @@ def _as_leader(node: _Node) -> LeaderNode:
 
 
 class FakeStorage:
-    """In-memory storage that remembers the virtual time of every write."""
+    """In-memory storage that remembers the virtual time of every write.
+
+    Like the real one, it honours ``valid_until`` on the fake clock: a write that ends (after its
+    ``write_duration`` of virtual time) at or past it publishes nothing and raises
+    LeaseExpiredError; so does a retention that has something to delete.
+    """
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
@@ -326,8 +331,12 @@ class FakeStorage:
         self.deleted: list[str] = []
         self.prepared = 0
         self.terms = 0
+        self.published = 0  # the publish counter: the last file's ``order``
         self.fail_prepare: str | None = None
         self.fail_writes = 0  # the next N writes fail
+        self.unsynced_writes = 0  # the next N writes are published but their directory fsync fails
+        self.fail_retains = 0  # the next N retentions fail
+        self.newer_epoch: int | None = None  # a newer term has written: lower epochs are fenced
         self.write_duration = 0.0  # virtual seconds a write takes
         self.on_write: Callable[[], None] | None = None  # called as each write begins
 
@@ -340,7 +349,14 @@ class FakeStorage:
     def begin_term(self) -> None:
         self.terms += 1
 
-    def write(self, record: Record) -> str:
+    def progress(self) -> int | None:
+        return self.published or None
+
+    def _fence(self, epoch: int) -> None:
+        if self.newer_epoch is not None and self.newer_epoch > epoch:
+            raise FencedError(epoch, self.newer_epoch)
+
+    def write(self, record: Record, *, valid_until: float) -> Written:
         if self.on_write is not None:
             self.on_write()
         if self.fail_writes:
@@ -348,13 +364,27 @@ class FakeStorage:
             raise StorageError("injected: No space left on device")
         if self.write_duration:
             self.clock.advance(self.write_duration)
+        self._fence(record.epoch)
+        if self.clock.monotonic() >= valid_until:
+            raise LeaseExpiredError("injected: the lease ran out before the file was published")
         name = f"leader-{record.epoch:020d}-{record.sequence:012d}.json"
+        self.published += 1
         self.files.append((name, record))
         self.written.append((self.clock.elapsed, record))
-        return name
+        synced = not self.unsynced_writes
+        self.unsynced_writes = max(self.unsynced_writes - 1, 0)
+        return Written(name, self.published, synced)
 
-    def retain(self, capacity: int) -> list[str]:
+    def retain(self, capacity: int, *, epoch: int, valid_until: float) -> list[str]:
         excess = max(len(self.files) - capacity, 0)
+        if not excess:
+            return []
+        self._fence(epoch)
+        if self.clock.monotonic() >= valid_until:
+            raise LeaseExpiredError("injected: the lease ran out before retention")
+        if self.fail_retains:
+            self.fail_retains -= 1
+            raise StorageError("injected: Permission denied")
         gone = [name for name, _ in self.files[:excess]]
         del self.files[:excess]
         self.deleted.extend(gone)

@@ -3,13 +3,20 @@
 Ephemeral nodes alone do not make a single writer: a leader frozen past its session (a long GC
 pause, a stalled VM) can wake up and write after another replica took over. The fence closes that
 hole for our own writes. Every write takes the lock, reads the fence, refuses if a newer epoch has
-written, advances the fence to its own epoch *before* publishing its file, and releases the lock.
-So, ordered by write time, the epochs of the files never decrease and two terms never interleave.
+written, records its own epoch and the next publish counter *before* publishing its file, and
+releases the lock. So, in publish order, the epochs of the files never decrease and two terms never
+interleave; and the publish counter numbers the files in the order they became visible, whatever
+the writers' clocks say.
 
 Files, both in the data directory (hidden, so they are never mistaken for leader files):
 
-* ``.election-fence``: ``{"epoch": N}``, replaced atomically (temporary file, fsync, rename);
+* ``.election-fence``: ``{"epoch": N, "published": K}`` (K: how many files have been published
+  here, the last one carrying ``"order": K``), replaced atomically (temporary file, fsync, rename).
+  A record written before the counter existed is ``{"epoch": N}``: its counter is unknown;
 * ``.election-fence.lock``: empty; holds the POSIX record lock (``fcntl.lockf``).
+
+This module only reads and writes the record; what a missing or corrupt record means (the floor
+comes from the leader files then) is decided by ``app.adapters.fs_storage``.
 
 On NFS: ``lockf`` locks go through the NFS lock manager (NLM on v3, built into v4), and the Linux
 client revalidates its cache when it takes a lock (close-to-open consistency), so a reader under the
@@ -26,6 +33,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from app.ports.storage import StorageError
@@ -35,6 +43,42 @@ LOCK_NAME = ".election-fence.lock"
 FENCE_TEMP_NAME = ".election-fence.tmp"
 # Every file the service creates in file-dir (leader files, temporaries, the fence): owner and group.
 FILE_MODE = 0o640
+
+
+@dataclass(frozen=True)
+class FenceState:
+    """What the record says: the highest epoch that has written, and the publish counter (None when
+    the record predates the counter)."""
+
+    epoch: int
+    published: int | None
+
+
+class CorruptFenceError(StorageError):
+    """The record exists but does not parse; ``raw`` is the start of its content."""
+
+    def __init__(self, path: Path, raw: bytes) -> None:
+        super().__init__(f"{path} is corrupt: {raw[:80]!r}")
+        self.raw = raw
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def parse_record(raw: bytes) -> FenceState | None:
+    """The record's content as a FenceState; None if it does not parse."""
+    try:
+        content = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(content, dict):
+        return None
+    epoch = _count(content.get("epoch"))
+    published = _count(content.get("published"))
+    if epoch is None or ("published" in content and published is None):
+        return None
+    return FenceState(epoch, published)
 
 
 class FileFence:
@@ -81,32 +125,51 @@ class FileFence:
         finally:
             os.close(fd)  # closing releases the lock
 
-    def epoch(self) -> int:
-        """The highest epoch that has written here (0 if none); call while holding the lock."""
+    def _raw(self) -> bytes | None:
         try:
             fd = os.open(self.directory / FENCE_NAME, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
-            return 0
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read(4096)
+
+    def read(self) -> FenceState | None:
+        """The record (None if there is none); call while holding the lock.
+
+        Raises :class:`CorruptFenceError` if it does not parse, StorageError if it cannot be read
+        (a symlink in its place is not followed: that is an error too, not a record).
+        """
+        try:
+            raw = self._raw()
         except OSError as exc:
             raise StorageError(f"cannot read the fence: {exc.strerror or exc}") from exc
-        with os.fdopen(fd, "rb") as handle:
-            raw = handle.read(4096)
-        try:
-            value = json.loads(raw)["epoch"]
-        except (ValueError, KeyError, TypeError):
-            value = None
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise StorageError(f"{self.directory / FENCE_NAME} is corrupt: {raw[:80]!r}")
-        return value
+        if raw is None:
+            return None
+        state = parse_record(raw)
+        if state is None:
+            raise CorruptFenceError(self.directory / FENCE_NAME, raw)
+        return state
 
-    def advance(self, epoch: int) -> None:
-        """Record ``epoch`` as the highest; call while holding the lock, before the write it covers."""
+    def peek(self) -> FenceState | None:
+        """The record read *without* the lock, as a hint; None if missing, unreadable or corrupt."""
+        try:
+            raw = self._raw()
+        except OSError:
+            return None
+        return None if raw is None else parse_record(raw)
+
+    def store(self, state: FenceState) -> None:
+        """Replace the record atomically (temporary file, fsync, rename); call while holding the
+        lock, before the publish it covers."""
+        content: dict[str, int] = {"epoch": state.epoch}
+        if state.published is not None:
+            content["published"] = state.published
         temp = self.directory / FENCE_TEMP_NAME
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(temp, flags, FILE_MODE)
             try:
-                os.write(fd, json.dumps({"epoch": epoch}).encode() + b"\n")
+                os.write(fd, json.dumps(content).encode() + b"\n")
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -114,4 +177,4 @@ class FileFence:
         except OSError as exc:
             with contextlib.suppress(OSError):  # else Init's prepare() removes it
                 temp.unlink(missing_ok=True)
-            raise StorageError(f"cannot advance the fence: {exc.strerror or exc}") from exc
+            raise StorageError(f"cannot record the fence: {exc.strerror or exc}") from exc

@@ -14,7 +14,7 @@ name                                           type     meaning
 ``election_leadership_lost_total``             counter  terms ended (any reason)
 ``election_files_written_total``               counter  leader files written
 ``election_files_deleted_total``               counter  leader files deleted by retention
-``election_write_errors_total``                counter  failed writes or deletions
+``election_write_errors_total{reason}``        counter  failed writes or deletions, by reason
 ``election_fenced_writes_total``               counter  writes refused: a newer term had written
 ``election_zk_connection_state{state}``        gauge    1 for the current ZooKeeper connection state
 ``election_zk_session_timeout_seconds``        gauge    session timeout the server granted (0 before)
@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from app import __version__
 from app.ports.coordination import ConnectionState
+from app.ports.metrics import WRITE_ERROR_REASONS
 
 
 class PrometheusMetrics:
@@ -70,8 +71,13 @@ class PrometheusMetrics:
             "election_files_deleted", "Leader files deleted by retention", registry=registry
         )
         self.write_errors = Counter(
-            "election_write_errors", "Failed leader file writes or deletions", registry=registry
+            "election_write_errors",
+            "Failed leader file writes or deletions, by reason",
+            ["reason"],
+            registry=registry,
         )
+        for reason in WRITE_ERROR_REASONS:
+            self.write_errors.labels(reason)
         self.fenced = Counter(
             "election_fenced_writes", "Writes refused because a newer term had written", registry=registry
         )
@@ -123,8 +129,10 @@ class PrometheusMetrics:
     def files_deleted(self, count: int) -> None:
         self.deleted.inc(count)
 
-    def write_failed(self) -> None:
-        self.write_errors.inc()
+    def write_failed(self, reason: str) -> None:
+        if reason not in WRITE_ERROR_REASONS:
+            raise ValueError(f"unknown write error reason {reason!r}")
+        self.write_errors.labels(reason).inc()
 
     def write_fenced(self) -> None:
         self.fenced.inc()

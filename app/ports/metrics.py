@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
+# Why a write or a deletion failed (the ``reason`` label of ``election_write_errors_total``):
+# ``storage``: an I/O failure of a write (nothing published); ``lease_expired``: the lease ran out
+# before the file was published or the old files deleted (nothing published or deleted);
+# ``directory_fsync``: the file was published but the directory fsync after it failed;
+# ``retention``: deleting an old file failed.
+WRITE_ERROR_REASONS = ("storage", "lease_expired", "directory_fsync", "retention")
+
 
 class Metrics(Protocol):
     def state_entered(self, state: str, previous: str | None, since: float) -> None:
@@ -22,7 +29,9 @@ class Metrics(Protocol):
 
     def files_deleted(self, count: int) -> None: ...
 
-    def write_failed(self) -> None: ...
+    def write_failed(self, reason: str) -> None:
+        """A write or a deletion failed; ``reason`` is one of :data:`WRITE_ERROR_REASONS`."""
+        ...
 
     def write_fenced(self) -> None:
         """A write was refused because a newer term has written (we were a stale leader)."""

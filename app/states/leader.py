@@ -19,27 +19,39 @@ Guarantees:
 * Any wake-up (connection change, leader-node watch, stop request) triggers the same confirmation.
   Connection trouble or an unconfirmable read -> Failover; node deleted or held by another session
   -> Attempter; stop requested -> Stopping. Leader work stops at once in every case.
-* After each write, retention keeps the newest ``storage-capacity`` of our own files.
-* A failed write is logged and counted; the next tick tries again. After ``max-write-failures``
-  consecutive failures the leader resigns (deletes its node) and goes to Failover, so that a replica
-  with healthier storage can lead.
-* A write refused by the directory's fence (a newer term has written: we are a stale leader that was
-  frozen or cut off) writes nothing, is counted, and the leader resigns and goes to Failover. (If
-  ZooKeeper's data was wiped, epochs restart low and every leader is fenced: Failover's bound then
-  makes the replicas exit loudly; delete ``.election-fence`` after resetting ZooKeeper.)
+* The lease holds until the file is published, not only until the write starts: the storage
+  publishes nothing once ``confirmed_at + lease`` has passed (checked under the fence lock, just
+  before the file becomes visible). Such a write is counted (``reason="lease_expired"``), does not
+  advance the sequence, and is retried at once after a fresh confirmation, without waiting for the
+  next slot. It counts toward ``max-write-failures`` like any failed write.
+* After each write, retention keeps the newest ``storage-capacity`` of our own files, under the same
+  confirmation as the write: past its lease it deletes nothing (counted, retried at the next tick).
+  A failed deletion is counted (``reason="retention"``) but is not a failed write.
+* A failed write is logged and counted (``reason="storage"``); the next tick tries again. After
+  ``max-write-failures`` consecutive failures the leader resigns (deletes its node) and goes to
+  Failover, so that a replica with healthier storage can lead.
+* A file that was published but whose directory fsync failed is written: the sequence advances, it
+  counts as a file written and as ``reason="directory_fsync"`` (its durability across a crash of the
+  file server is in doubt), and it resets the failure count like any written file.
+* A write or a retention refused by the directory's fence (a newer term has written: we are a stale
+  leader that was frozen or cut off) writes or deletes nothing, is counted, and the leader resigns
+  and goes to Failover. (If ZooKeeper's data was wiped, epochs restart low and every leader is
+  fenced: Failover's bound then makes the replicas exit loudly; delete ``.election-fence`` and the
+  old leader files after resetting ZooKeeper: the fence's floor also counts the files' epochs.)
 * Sequence numbers count within a term. A term resumed with the same node (our session survived a
   short disconnection, so Attempter found the node still ours) continues its numbering.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 from collections import deque
 
 from app.machine import Context, StateName, Transition
 from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode
-from app.ports.storage import FencedError, Record, StorageError
+from app.ports.storage import FencedError, LeaseExpiredError, Record, StorageError
 
 log = logging.getLogger("election.states.leader")
 
@@ -50,6 +62,14 @@ LEASE_FRACTION = 2.0 / 3.0
 # the slowest of this many recent reads.
 MIN_LEAD = 0.005
 LEAD_WINDOW = 16
+
+
+class _Done(enum.Enum):
+    """What became of one write."""
+
+    WRITTEN = "written"  # published (its directory fsync may have failed: counted, still written)
+    FAILED = "failed"  # nothing published; the next slot tries again
+    LEASE_EXPIRED = "lease_expired"  # nothing published; confirm again and retry at once
 
 
 class _Lead:
@@ -159,27 +179,22 @@ class Leader:
                 # Something changed since the read, or the read is too old to act on: look again.
                 confirmed_at = None
                 continue
-            try:
-                self._write(ctx, term, sequence)
-            except FencedError as exc:
-                ctx.metrics.write_fenced()
-                log.error(
-                    "fenced: %s; wrote nothing, stepping down",
-                    exc,
-                    extra={"event": "fenced", "epoch": term.epoch, "newer_epoch": exc.newer},
-                )
-                return self._resign(ctx, term, f"fenced: a newer term ({exc.newer}) has written")
-            except StorageError:
-                failures += 1
-                if failures >= ctx.settings.max_write_failures:
-                    return self._resign(ctx, term, f"{failures} consecutive write failures")
-            else:
+            done = self._work(ctx, term, sequence, valid_until=confirmed_at + lease)
+            if isinstance(done, Transition):
+                return done  # fenced
+            if done is _Done.WRITTEN:
                 failures = 0
                 ctx.work_done()
                 sequence += 1
                 ctx.next_sequence = (term.epoch, sequence)
+            else:
+                failures += 1
+                if failures >= ctx.settings.max_write_failures:
+                    return self._resign(ctx, term, f"{failures} consecutive write failures")
             confirmed_at = None  # one confirmation, one write
-            tick = math.floor((ctx.now() - start) / period) + 1
+            # A write whose lease ran out published nothing: retry its slot at once, freshly confirmed.
+            retry = done is _Done.LEASE_EXPIRED
+            tick = tick if retry else math.floor((ctx.now() - start) / period) + 1
 
     @staticmethod
     def _confirm(ctx: Context, term: LeaderNode) -> Transition | None:
@@ -216,9 +231,29 @@ class Leader:
             return Transition(StateName.FAILOVER, f"{reason}; could not resign: {exc}")
         return Transition(StateName.FAILOVER, f"{reason}; resigned leadership")
 
-    @staticmethod
-    def _write(ctx: Context, term: LeaderNode, sequence: int) -> None:
-        """Write one file and apply retention; raise StorageError (FencedError) after counting it."""
+    @classmethod
+    def _fenced(cls, ctx: Context, term: LeaderNode, exc: FencedError) -> Transition:
+        ctx.metrics.write_fenced()
+        log.error(
+            "fenced: %s; stepping down without writing or deleting anything more",
+            exc,
+            extra={"event": "fenced", "epoch": term.epoch, "newer_epoch": exc.newer},
+        )
+        return cls._resign(ctx, term, f"fenced: a newer term ({exc.newer}) has written")
+
+    @classmethod
+    def _work(cls, ctx: Context, term: LeaderNode, sequence: int, valid_until: float) -> _Done | Transition:
+        """One tick's work under one confirmation: the file, then retention if it was written."""
+        done = cls._write(ctx, term, sequence, valid_until)
+        if done is _Done.WRITTEN:
+            return cls._retain(ctx, term, valid_until) or done
+        return done
+
+    @classmethod
+    def _write(cls, ctx: Context, term: LeaderNode, sequence: int, valid_until: float) -> _Done | Transition:
+        """Write one file, published only before ``valid_until``; count and log what became of it.
+        Fenced: the way out (resigned). A file published without its directory fsync is written
+        (and counted as a ``directory_fsync`` error too)."""
         record = Record(
             identity=ctx.settings.identity,
             epoch=term.epoch,
@@ -226,22 +261,64 @@ class Leader:
             written_at=ctx.clock.wall().isoformat(timespec="microseconds").replace("+00:00", "Z"),
         )
         try:
-            name = ctx.storage.write(record)
-        except FencedError:
-            raise
+            written = ctx.storage.write(record, valid_until=valid_until)
+        except FencedError as exc:
+            return cls._fenced(ctx, term, exc)
+        except LeaseExpiredError as exc:
+            ctx.metrics.write_failed("lease_expired")
+            log.warning(
+                "write not published: %s; confirming leadership again",
+                exc,
+                extra={"event": "write_error", "reason": "lease_expired", "sequence": sequence},
+            )
+            return _Done.LEASE_EXPIRED
         except StorageError as exc:
-            ctx.metrics.write_failed()
-            log.error("write failed: %s", exc, extra={"event": "write_error", "sequence": sequence})
-            raise
+            ctx.metrics.write_failed("storage")
+            log.error(
+                "write failed: %s",
+                exc,
+                extra={"event": "write_error", "reason": "storage", "sequence": sequence},
+            )
+            return _Done.FAILED
         ctx.metrics.file_written()
-        log.info("wrote %s", name, extra={"event": "file_written", "file": name, "sequence": sequence})
+        log.info(
+            "wrote %s",
+            written.name,
+            extra={
+                "event": "file_written",
+                "file": written.name,
+                "sequence": sequence,
+                "order": written.order,
+            },
+        )
+        if not written.synced:
+            ctx.metrics.write_failed("directory_fsync")
+            log.error(
+                "wrote %s, but the directory fsync after it failed: a crash of the file server may lose it",
+                written.name,
+                extra={"event": "write_error", "reason": "directory_fsync", "file": written.name},
+            )
+        return _Done.WRITTEN
+
+    @classmethod
+    def _retain(cls, ctx: Context, term: LeaderNode, valid_until: float) -> Transition | None:
+        """Apply retention under the write's confirmation. Fenced: the way out (resigned). Anything
+        else is counted and logged; the next tick retries (a failed deletion is not a failed write)."""
+        capacity = ctx.settings.storage_capacity
         try:
-            deleted = ctx.storage.retain(ctx.settings.storage_capacity)
+            deleted = ctx.storage.retain(capacity, epoch=term.epoch, valid_until=valid_until)
+        except FencedError as exc:
+            return cls._fenced(ctx, term, exc)
+        except LeaseExpiredError as exc:
+            ctx.metrics.write_failed("lease_expired")
+            log.warning(
+                "retention skipped: %s", exc, extra={"event": "write_error", "reason": "lease_expired"}
+            )
+            return None
         except StorageError as exc:
-            # The file is written; a failed deletion is retried at the next tick, not a write failure.
-            ctx.metrics.write_failed()
-            log.error("retention failed: %s", exc, extra={"event": "write_error"})
-            return
+            ctx.metrics.write_failed("retention")
+            log.error("retention failed: %s", exc, extra={"event": "write_error", "reason": "retention"})
+            return None
         if deleted:
             ctx.metrics.files_deleted(len(deleted))
             log.info(
@@ -249,3 +326,4 @@ class Leader:
                 len(deleted),
                 extra={"event": "files_deleted", "files": deleted},
             )
+        return None

@@ -11,6 +11,7 @@ add up tick after tick (drift), where the app keeps a fixed grid. No ZooKeeper r
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,8 +34,9 @@ def main() -> None:
     storage.begin_term()
     for sequence in range(args.ticks):
         written_at = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-        storage.write(Record("naive-sleeper", args.epoch, sequence, written_at))
-        storage.retain(args.capacity)
+        # no lease: this baseline is the leader that never checks it
+        storage.write(Record("naive-sleeper", args.epoch, sequence, written_at), valid_until=math.inf)
+        storage.retain(args.capacity, epoch=args.epoch, valid_until=math.inf)
         time.sleep(args.period)
 
 

@@ -13,6 +13,7 @@ in both and dominates on a slow disk, so ``retain`` is also reported alone.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -74,9 +75,12 @@ def _measure(ctx: RunContext, capacity: int, ticks: int, kind: str) -> dict[str,
         if seq == 0:
             # A term starts: the app indexes the directory here (begin_term) or at its first write.
             storage.begin_term()
-        storage.write(record)
+        storage.write(record, valid_until=math.inf)  # no lease to keep here: storage cost only
         t1 = time.perf_counter()
-        deleted = storage.retain(capacity) if kind == "app" else _rescan_retain(directory, capacity)
+        if kind == "app":
+            deleted = storage.retain(capacity, epoch=2, valid_until=math.inf)
+        else:
+            deleted = _rescan_retain(directory, capacity)
         t2 = time.perf_counter()
         assert len(deleted) == 1, f"{kind}: deleted {len(deleted)} at tick {seq}"
         if seq == 0:

@@ -13,10 +13,27 @@ from app.adapters.fs_storage import DirectoryStorage, file_name
 from app.audit import audit_directory
 from app.ports.storage import Record
 
+LATER = float("inf")  # a lease that never runs out
 
-def put(directory: Path, epoch: int, sequence: int, written_at: str, identity: str = "r1") -> str:
+
+def put(
+    directory: Path,
+    epoch: int,
+    sequence: int,
+    written_at: str,
+    identity: str = "r1",
+    order: int | None = None,
+) -> str:
+    """A leader file; without ``order``, as written before the publish counter existed."""
     name = file_name(epoch, sequence)
-    body = {"identity": identity, "epoch": epoch, "sequence": sequence, "written_at": written_at}
+    body: dict[str, object] = {
+        "identity": identity,
+        "epoch": epoch,
+        "sequence": sequence,
+        "written_at": written_at,
+    }
+    if order is not None:
+        body["order"] = order
     (directory / name).write_text(json.dumps(body))
     return name
 
@@ -35,8 +52,8 @@ def test_a_directory_written_by_the_service_passes(tmp_path: Path) -> None:
     for epoch in (5, 9):
         store.begin_term()
         for sequence in range(4):
-            store.write(Record("r", epoch, sequence, t(epoch + sequence)))
-            store.retain(5)
+            store.write(Record("r", epoch, sequence, t(epoch + sequence)), valid_until=LATER)
+            store.retain(5, epoch=epoch, valid_until=LATER)
     (tmp_path / "notes.txt").write_text("not ours")
     report = audit_directory(tmp_path, 5)
     assert report.ok, report.to_text()
@@ -138,3 +155,69 @@ def test_a_missing_directory_is_a_one_line_usage_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "--file-dir" in proc.stderr
+
+
+# -- publish order ---------------------------------------------------------------------------
+
+
+def test_a_clean_hand_over_between_skewed_clocks_passes(tmp_path: Path) -> None:
+    # The new leader's wall clock is 2 s behind the old one's: by written_at its first files look
+    # older than the old term's last ones. The publish counter says what really happened.
+    for sequence in range(3):
+        put(tmp_path, 5, sequence, t(10 + sequence), "r1", order=1 + sequence)
+    for sequence in range(3):
+        put(tmp_path, 9, sequence, t(11 + sequence - 2), "r2", order=4 + sequence)
+    (tmp_path / ".election-fence").write_text('{"epoch": 9, "published": 6}')
+    report = audit_directory(tmp_path)
+    assert report.ok, report.to_text()
+    assert report.legacy_files == 0
+
+
+def test_a_stale_file_published_after_a_newer_term_is_found_whatever_its_clock_says(tmp_path: Path) -> None:
+    put(tmp_path, 5, 0, t(1), order=1)
+    put(tmp_path, 9, 0, t(2), order=2)
+    put(tmp_path, 5, 1, t(1), order=3)  # stamped before the newer term's file, published after it
+    assert rules(tmp_path) == ["epoch_decreased"]
+
+
+def test_interleaved_terms_are_found_in_publish_order(tmp_path: Path) -> None:
+    put(tmp_path, 5, 0, t(1), order=1)
+    put(tmp_path, 9, 0, t(4), order=2)
+    put(tmp_path, 5, 1, t(2), order=3)
+    put(tmp_path, 9, 1, t(3), order=4)
+    assert rules(tmp_path) == ["epoch_decreased"]
+
+
+def test_sequences_must_increase_in_publish_order(tmp_path: Path) -> None:
+    put(tmp_path, 5, 1, t(1), order=1)
+    put(tmp_path, 5, 0, t(2), order=2)
+    assert rules(tmp_path) == ["sequence_not_increasing"]
+
+
+def test_a_repeated_publish_counter_is_reported(tmp_path: Path) -> None:
+    put(tmp_path, 5, 0, t(1), order=1)
+    put(tmp_path, 5, 1, t(2), order=1)
+    assert rules(tmp_path) == ["order_repeated"]
+
+
+def test_a_fence_whose_counter_is_behind_the_files_is_reported(tmp_path: Path) -> None:
+    put(tmp_path, 5, 0, t(1), order=3)
+    (tmp_path / ".election-fence").write_text('{"epoch": 5, "published": 2}')
+    assert rules(tmp_path) == ["fence_behind"]
+
+
+def test_files_from_before_the_counter_are_noted_and_taken_to_precede_the_others(tmp_path: Path) -> None:
+    put(tmp_path, 5, 0, t(1))  # written by the previous version: no order
+    put(tmp_path, 5, 1, t(2))
+    put(tmp_path, 9, 0, t(0), order=1)  # after the upgrade, whatever its clock says
+    report = audit_directory(tmp_path)
+    assert report.ok, report.to_text()
+    assert report.legacy_files == 2
+    assert "2 file(s) without a publish counter" in report.to_text()
+    put(tmp_path, 3, 0, t(5), order=2)  # a stale term after the upgrade
+    assert rules(tmp_path) == ["epoch_decreased"]
+
+
+def test_a_mistyped_order_is_unparsable(tmp_path: Path) -> None:
+    put(tmp_path, 5, 0, t(1), order=0)
+    assert rules(tmp_path) == ["unparsable"]

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from app.adapters.fs_storage import DirectoryStorage, file_name
-from app.ports.storage import Record, StorageError
+from app.ports.storage import FencedError, LeaseExpiredError, Record, StorageError
 
 WHEN = "2026-01-01T00:00:00.000000Z"
+LATER = float("inf")  # a lease that never runs out
 
 
 def record(epoch: int = 7, sequence: int = 0, identity: str = "me") -> Record:
@@ -131,33 +132,33 @@ def test_prepare_raises_storage_error_when_the_probe_cannot_be_written(
 
 
 def test_write_uses_the_epoch_and_sequence_in_the_name(storage: DirectoryStorage, directory: Path) -> None:
-    name = storage.write(record(epoch=4294967311, sequence=12))
+    name = storage.write(record(epoch=4294967311, sequence=12), valid_until=LATER).name
     assert name == "leader-00000000004294967311-000000000012.json"
     assert names(directory) == [name]
 
 
 def test_written_file_holds_the_record_as_json(storage: DirectoryStorage, directory: Path) -> None:
-    name = storage.write(record(epoch=9, sequence=3, identity="replica-2"))
+    name = storage.write(record(epoch=9, sequence=3, identity="replica-2"), valid_until=LATER).name
     content = json.loads((directory / name).read_text())
-    assert content == {"identity": "replica-2", "epoch": 9, "sequence": 3, "written_at": WHEN}
+    assert content == {"identity": "replica-2", "epoch": 9, "sequence": 3, "written_at": WHEN, "order": 1}
 
 
 def test_write_leaves_no_temporary_file(storage: DirectoryStorage, directory: Path) -> None:
-    storage.write(record())
+    storage.write(record(), valid_until=LATER)
     assert [n for n in names(directory) if n.startswith(".")] == []
 
 
 def test_write_never_overwrites_an_existing_file(storage: DirectoryStorage, directory: Path) -> None:
-    name = storage.write(record(identity="first"))
+    name = storage.write(record(identity="first"), valid_until=LATER).name
     with pytest.raises(StorageError, match=name):
-        storage.write(record(identity="second"))
+        storage.write(record(identity="second"), valid_until=LATER)
     assert json.loads((directory / name).read_text())["identity"] == "first"
 
 
 def test_a_refused_write_leaves_no_temporary_file(storage: DirectoryStorage, directory: Path) -> None:
-    name = storage.write(record())
+    name = storage.write(record(), valid_until=LATER).name
     with pytest.raises(StorageError):
-        storage.write(record())
+        storage.write(record(), valid_until=LATER)
     assert names(directory) == [name]
 
 
@@ -165,7 +166,7 @@ def test_write_replaces_a_stale_temporary_file_of_the_same_name(
     storage: DirectoryStorage, directory: Path
 ) -> None:
     (directory / f".{file_name(7, 0)}.tmp").write_text("half")
-    name = storage.write(record())
+    name = storage.write(record(), valid_until=LATER).name
     assert names(directory) == [name]
     assert json.loads((directory / name).read_text())["epoch"] == 7
 
@@ -176,7 +177,7 @@ def test_write_does_not_follow_a_symlink_at_its_temporary_name(
     outside = tmp_path / "outside.txt"
     outside.write_text("precious")
     (directory / f".{file_name(7, 0)}.tmp").symlink_to(outside)
-    storage.write(record())
+    storage.write(record(), valid_until=LATER)
     assert outside.read_text() == "precious"
 
 
@@ -187,7 +188,7 @@ def test_write_refuses_a_symlink_at_its_final_name_and_leaves_its_target_alone(
     outside.write_text("precious")
     (directory / file_name(7, 0)).symlink_to(outside)
     with pytest.raises(StorageError):
-        storage.write(record())
+        storage.write(record(), valid_until=LATER)
     assert outside.read_text() == "precious"
 
 
@@ -199,7 +200,7 @@ def test_a_failing_disk_raises_storage_error_and_leaves_nothing(
 
     monkeypatch.setattr(os, "write", disk_full)
     with pytest.raises(StorageError, match="No space left on device"):
-        storage.write(record())
+        storage.write(record(), valid_until=LATER)
     assert names(directory) == []
 
 
@@ -208,12 +209,12 @@ def test_writing_into_a_removed_directory_raises_storage_error(
 ) -> None:
     shutil.rmtree(directory)  # with the fence lock file that prepare() made
     with pytest.raises(StorageError):
-        storage.write(record())
+        storage.write(record(), valid_until=LATER)
 
 
 def test_names_sort_in_write_order_across_epochs(storage: DirectoryStorage, directory: Path) -> None:
     order = [(5, 9), (5, 10), (5, 11), (12, 0), (12, 1), (100, 0), (4294967311, 0)]
-    written = [storage.write(record(epoch=e, sequence=s)) for e, s in order]
+    written = [storage.write(record(epoch=e, sequence=s), valid_until=LATER).name for e, s in order]
     assert names(directory) == written
 
 
@@ -221,14 +222,14 @@ def test_names_sort_in_write_order_across_epochs(storage: DirectoryStorage, dire
 
 
 def test_retention_deletes_the_oldest_beyond_capacity(storage: DirectoryStorage, directory: Path) -> None:
-    written = [storage.write(record(sequence=s)) for s in range(5)]
-    assert storage.retain(3) == written[:2]
+    written = [storage.write(record(sequence=s), valid_until=LATER).name for s in range(5)]
+    assert storage.retain(3, epoch=7, valid_until=LATER) == written[:2]
     assert names(directory) == written[2:]
 
 
 def test_retention_at_capacity_deletes_nothing(storage: DirectoryStorage, directory: Path) -> None:
-    written = [storage.write(record(sequence=s)) for s in range(3)]
-    assert storage.retain(3) == []
+    written = [storage.write(record(sequence=s), valid_until=LATER).name for s in range(3)]
+    assert storage.retain(3, epoch=7, valid_until=LATER) == []
     assert names(directory) == written
 
 
@@ -237,8 +238,8 @@ def test_retention_after_each_write_keeps_exactly_capacity(
 ) -> None:
     deleted: list[str] = []
     for sequence in range(6):
-        storage.write(record(sequence=sequence))
-        deleted += storage.retain(2)
+        storage.write(record(sequence=sequence), valid_until=LATER)
+        deleted += storage.retain(2, epoch=7, valid_until=LATER)
     assert names(directory) == [file_name(7, 4), file_name(7, 5)]
     assert deleted == [file_name(7, s) for s in range(4)]
 
@@ -260,8 +261,8 @@ def test_retention_never_touches_foreign_files(directory: Path) -> None:
     store = DirectoryStorage(directory)
     store.prepare()
     store.begin_term()
-    written = [store.write(record(sequence=s)) for s in range(3)]
-    store.retain(1)
+    written = [store.write(record(sequence=s), valid_until=LATER).name for s in range(3)]
+    store.retain(1, epoch=7, valid_until=LATER)
     assert names(directory) == sorted([*FOREIGN, written[-1]])
 
 
@@ -270,8 +271,8 @@ def test_foreign_files_do_not_count_toward_capacity(directory: Path) -> None:
         (directory / name).write_text("not ours")
     store = DirectoryStorage(directory)
     store.begin_term()
-    store.write(record(sequence=0))
-    assert store.retain(1) == []
+    store.write(record(sequence=0), valid_until=LATER)
+    assert store.retain(1, epoch=7, valid_until=LATER) == []
 
 
 def test_retention_does_not_delete_through_a_symlink_named_like_ours(directory: Path, tmp_path: Path) -> None:
@@ -281,9 +282,9 @@ def test_retention_does_not_delete_through_a_symlink_named_like_ours(directory: 
     link.symlink_to(outside)
     store = DirectoryStorage(directory)
     store.begin_term()
-    store.write(record(epoch=7, sequence=0))
-    store.write(record(epoch=7, sequence=1))
-    assert store.retain(1) == [file_name(7, 0)]
+    store.write(record(epoch=7, sequence=0), valid_until=LATER)
+    store.write(record(epoch=7, sequence=1), valid_until=LATER)
+    assert store.retain(1, epoch=7, valid_until=LATER) == [file_name(7, 0)]
     assert link.is_symlink()
     assert outside.read_text() == "precious"
 
@@ -292,8 +293,8 @@ def test_retention_skips_a_directory_named_like_ours(directory: Path) -> None:
     (directory / file_name(1, 0)).mkdir()
     store = DirectoryStorage(directory)
     store.begin_term()
-    store.write(record(epoch=7, sequence=0))
-    assert store.retain(1) == []
+    store.write(record(epoch=7, sequence=0), valid_until=LATER)
+    assert store.retain(1, epoch=7, valid_until=LATER) == []
     assert (directory / file_name(1, 0)).is_dir()
 
 
@@ -301,8 +302,8 @@ def test_begin_term_counts_files_another_replica_wrote(directory: Path) -> None:
     theirs = [plant(directory, 3, s) for s in range(3)]
     store = DirectoryStorage(directory)
     store.begin_term()
-    mine = store.write(record(epoch=7, sequence=0))
-    assert store.retain(2) == theirs[:2]
+    mine = store.write(record(epoch=7, sequence=0), valid_until=LATER).name
+    assert store.retain(2, epoch=7, valid_until=LATER) == theirs[:2]
     assert names(directory) == [theirs[2], mine]
 
 
@@ -312,45 +313,45 @@ def test_files_published_between_begin_term_and_the_first_write_are_indexed(dire
     store = DirectoryStorage(directory)
     store.begin_term()
     late = plant(directory, 3, 0)
-    store.write(record(epoch=7, sequence=0))
-    assert store.retain(1) == [late]
+    store.write(record(epoch=7, sequence=0), valid_until=LATER)
+    assert store.retain(1, epoch=7, valid_until=LATER) == [late]
 
 
 def test_files_written_by_others_after_the_first_write_are_left_to_the_next_term(directory: Path) -> None:
     store = DirectoryStorage(directory)
     store.begin_term()
-    store.write(record(epoch=7, sequence=0))
+    store.write(record(epoch=7, sequence=0), valid_until=LATER)
     later = plant(directory, 3, 0)
-    store.write(record(epoch=7, sequence=1))
-    assert store.retain(2) == []
+    store.write(record(epoch=7, sequence=1), valid_until=LATER)
+    assert store.retain(2, epoch=7, valid_until=LATER) == []
     store.begin_term()
-    store.write(record(epoch=7, sequence=2))
-    assert store.retain(2) == [later, file_name(7, 0)]
+    store.write(record(epoch=7, sequence=2), valid_until=LATER)
+    assert store.retain(2, epoch=7, valid_until=LATER) == [later, file_name(7, 0)]
 
 
 def test_retention_does_not_count_a_file_somebody_else_removed(
     storage: DirectoryStorage, directory: Path
 ) -> None:
-    first = storage.write(record(sequence=0))
-    second = storage.write(record(sequence=1))
-    third = storage.write(record(sequence=2))
+    first = storage.write(record(sequence=0), valid_until=LATER).name
+    second = storage.write(record(sequence=1), valid_until=LATER).name
+    third = storage.write(record(sequence=2), valid_until=LATER).name
     (directory / first).unlink()
-    assert storage.retain(1) == [second]
+    assert storage.retain(1, epoch=7, valid_until=LATER) == [second]
     assert names(directory) == [third]
 
 
 def test_retention_raises_storage_error_when_a_delete_fails(
     storage: DirectoryStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    storage.write(record(sequence=0))
-    storage.write(record(sequence=1))
+    storage.write(record(sequence=0), valid_until=LATER)
+    storage.write(record(sequence=1), valid_until=LATER)
 
     def refuse(path: Any, *args: Any, **kw: Any) -> None:
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
     monkeypatch.setattr(os, "unlink", refuse)
     with pytest.raises(StorageError, match="Permission denied"):
-        storage.retain(1)
+        storage.retain(1, epoch=7, valid_until=LATER)
 
 
 def test_a_tick_does_not_rescan_the_directory(
@@ -359,15 +360,21 @@ def test_a_tick_does_not_rescan_the_directory(
     for sequence in range(3):
         plant(directory, 3, sequence)
     storage.begin_term()
-    first = storage.write(record(epoch=7, sequence=0))  # the term's one listing happens here
+    first = storage.write(
+        record(epoch=7, sequence=0), valid_until=LATER
+    ).name  # the term's one listing happens here
 
     def no_scan(*_args: Any) -> Any:
         raise AssertionError("the directory was listed during a tick")
 
     monkeypatch.setattr(os, "scandir", no_scan)
     monkeypatch.setattr(os, "listdir", no_scan)
-    second = storage.write(record(epoch=7, sequence=1))
-    assert storage.retain(2) == [file_name(3, 0), file_name(3, 1), file_name(3, 2)]
+    second = storage.write(record(epoch=7, sequence=1), valid_until=LATER).name
+    assert storage.retain(2, epoch=7, valid_until=LATER) == [
+        file_name(3, 0),
+        file_name(3, 1),
+        file_name(3, 2),
+    ]
     monkeypatch.undo()
     assert names(directory) == [first, second]
 
@@ -381,6 +388,117 @@ def test_a_crash_mid_write_is_cleaned_at_next_prepare_and_the_write_can_be_redon
     store = DirectoryStorage(directory)
     assert store.prepare() == 1
     store.begin_term()
-    name = store.write(record(epoch=7, sequence=0))
+    name = store.write(record(epoch=7, sequence=0), valid_until=LATER).name
     assert names(directory) == [name]
     assert json.loads((directory / name).read_text())["sequence"] == 0
+
+
+# -- the lease -------------------------------------------------------------------------------
+
+
+class Jumps:
+    """An injected monotonic clock that jumps forward when asked (a slow fsync, a long lock wait)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_write_whose_fsync_outlasts_the_lease_publishes_nothing(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Jumps()
+    store = DirectoryStorage(directory, monotonic=clock)
+    store.prepare()
+    store.begin_term()
+    store.write(record(sequence=0), valid_until=clock.now + 6.0)
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        clock.now += 7.0  # the temporary file's fsync takes longer than the whole lease
+        real_fsync(fd)
+
+    valid_until = clock.now + 6.0
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    with pytest.raises(LeaseExpiredError):
+        store.write(record(sequence=1), valid_until=valid_until)
+    monkeypatch.undo()
+    assert names(directory) == [file_name(7, 0)]  # not published, no temporary left
+    assert json.loads((directory / ".election-fence").read_text()) == {"epoch": 7, "published": 1}
+    assert store.write(record(sequence=1), valid_until=clock.now + 6.0).order == 2  # retried: fine
+
+
+def test_retention_past_the_lease_deletes_nothing(directory: Path) -> None:
+    clock = Jumps()
+    store = DirectoryStorage(directory, monotonic=clock)
+    store.begin_term()
+    written = [store.write(record(sequence=s), valid_until=LATER).name for s in range(3)]
+    with pytest.raises(LeaseExpiredError):
+        store.retain(1, epoch=7, valid_until=clock.now)
+    assert names(directory) == written
+    assert store.retain(1, epoch=7, valid_until=clock.now + 1) == written[:2]  # next tick
+
+
+def test_retention_by_a_stale_term_deletes_nothing(directory: Path) -> None:
+    old, new = DirectoryStorage(directory), DirectoryStorage(directory)
+    old.begin_term()
+    mine = [old.write(record(epoch=5, sequence=s), valid_until=LATER).name for s in range(3)]
+    new.begin_term()
+    theirs = new.write(record(epoch=9, sequence=0), valid_until=LATER).name
+    with pytest.raises(FencedError) as refused:
+        old.retain(1, epoch=5, valid_until=LATER)
+    assert refused.value.newer == 9
+    assert names(directory) == [*mine, theirs]
+
+
+# -- published, then a failure ---------------------------------------------------------------
+
+
+def test_a_failed_directory_fsync_after_the_link_is_a_written_file(
+    storage: DirectoryStorage, directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(_self: DirectoryStorage) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(DirectoryStorage, "_fsync_directory", broken)
+    written = storage.write(record(sequence=0), valid_until=LATER)
+    assert (written.name, written.synced) == (file_name(7, 0), False)
+    assert names(directory) == [written.name]
+    monkeypatch.undo()
+    again = storage.write(record(sequence=1), valid_until=LATER)  # the next sequence: no EEXIST
+    assert again.synced
+    assert storage.retain(1, epoch=7, valid_until=LATER) == [written.name]  # indexed as ours
+
+
+# -- publish order ---------------------------------------------------------------------------
+
+
+def test_every_publish_advances_the_directory_counter_and_the_file_carries_it(directory: Path) -> None:
+    a, b = DirectoryStorage(directory), DirectoryStorage(directory)
+    assert a.progress() is None
+    a.begin_term()
+    orders = [a.write(record(epoch=5, sequence=s), valid_until=LATER).order for s in range(2)]
+    b.begin_term()
+    orders += [b.write(record(epoch=9, sequence=s), valid_until=LATER).order for s in range(2)]
+    assert orders == [1, 2, 3, 4]
+    contents = [json.loads((directory / n).read_text()) for n in names(directory)]
+    assert [c["order"] for c in contents] == [1, 2, 3, 4]
+    assert a.progress() == b.progress() == 4
+
+
+def test_a_wrong_prediction_of_the_counter_is_rewritten_under_the_lock(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = DirectoryStorage(directory), DirectoryStorage(directory)
+    b.begin_term()
+    b.write(record(epoch=5, sequence=0), valid_until=LATER)
+    a.begin_term()
+    a.write(record(epoch=9, sequence=0), valid_until=LATER)
+    # b publishes again in a's term (a hand-made interleaving) ... then a predicts "mine + 1"
+    (directory / ".election-fence").write_text('{"epoch": 9, "published": 7}')
+    written = a.write(record(epoch=9, sequence=1), valid_until=LATER)
+    assert written.order == 8
+    assert json.loads((directory / written.name).read_text())["order"] == 8
+    assert [n for n in os.listdir(directory) if n.endswith(".tmp")] == []

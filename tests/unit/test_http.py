@@ -321,3 +321,18 @@ def test_status_and_metrics_show_the_session_timeout_the_server_granted(make_har
     assert seen[0]["zookeeper"]["requested_session_timeout_seconds"] == 10.0
     assert seen[1]["zookeeper"]["session_timeout_seconds"] == 4.0  # the last one granted, while away
     assert h.metric("election_zk_session_timeout_seconds") == 4.0
+
+
+def test_the_real_storage_checks_leases_on_the_replicas_own_clock(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # valid_until is a time on the replica's clock (CLOCK_BOOTTIME in production, virtual here):
+    # the storage must compare it on that same clock, or a lease could look longer than it is.
+    from app.adapters.fs_storage import DirectoryStorage  # noqa: PLC0415
+    from app.config import Settings  # noqa: PLC0415
+    from app.wiring import Replica  # noqa: PLC0415
+    from tests.fakes import FakeClock, FakeCoordinator  # noqa: PLC0415
+
+    clock = FakeClock(start=5.0)  # far from time.monotonic()
+    replica = Replica(Settings(file_dir=tmp_path, identity="me"), clock=clock, coordinator=FakeCoordinator())
+    storage = replica.ctx.storage
+    assert isinstance(storage, DirectoryStorage)
+    assert storage._monotonic() == 5.0

@@ -6,7 +6,7 @@ import pytest
 
 from app.machine import StateName
 from app.ports.coordination import LeaderNode
-from app.ports.storage import FencedError, StorageError
+from app.ports.storage import FencedError, LeaseExpiredError, StorageError
 from tests.fakes import _Node
 from tests.unit.conftest import Harness, other_leader
 
@@ -40,12 +40,14 @@ def test_slow_writes_do_not_push_the_schedule(harness: Harness) -> None:
     assert harness.write_times == [3.0, 13.0, 23.0, 33.0, 43.0]  # each began on the 10 s grid
 
 
-def test_a_write_longer_than_the_period_skips_missed_ticks(harness: Harness) -> None:
-    harness.storage.write_duration = 25.0
-    harness.stop_at(70.0)
-    harness.run()
-    # began at 0 (done 25), next grid point 30 (done 55), next 60 (done 85, after the stop was asked)
-    assert harness.write_times == [25.0, 55.0, 85.0]
+def test_a_write_longer_than_the_period_skips_missed_ticks(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness(leader_timeout=2.0)  # lease 6 s: a 3.5 s write still publishes within it
+    h.storage.write_duration = 3.5
+    h.stop_at(13.0)
+    h.run()
+    # began at 0 (done 3.5), next grid points 4 (done 7.5), 8 (11.5), 12 (15.5, after the stop was
+    # asked): the points 2, 6 and 10 were skipped, not bunched
+    assert h.write_times == [3.5, 7.5, 11.5, 15.5]
 
 
 def test_retention_keeps_the_newest_capacity_files(make_harness) -> None:  # type: ignore[no-untyped-def]
@@ -209,7 +211,7 @@ def test_write_failures_are_counted_and_retried_next_tick(harness: Harness) -> N
     harness.stop_at(35.0)
     harness.run()
     assert harness.write_times == [20.0, 30.0]
-    assert harness.metric("election_write_errors_total") == 2
+    assert harness.metric("election_write_errors_total", reason="storage") == 2
     assert harness.replica.machine.state is StateName.STOPPING
 
 
@@ -234,17 +236,17 @@ def test_a_fenced_write_writes_nothing_resigns_and_goes_to_failover(harness: Har
     original = harness.storage.write
     fenced = {"at": 15.0}
 
-    def write(record):  # type: ignore[no-untyped-def]
+    def write(record, **kw):  # type: ignore[no-untyped-def]
         if harness.clock.elapsed >= fenced["at"]:
             raise FencedError(record.epoch, record.epoch + 50)
-        return original(record)
+        return original(record, **kw)
 
     harness.storage.write = write  # type: ignore[method-assign]
     harness.stop_at(20.5)
     harness.run()
     assert harness.write_times == [0.0, 10.0]
     assert harness.metric("election_fenced_writes_total") >= 1
-    assert harness.metric("election_write_errors_total") == 0
+    assert harness.metric("election_write_errors_total", reason="storage") == 0
     assert harness.metric("election_state_transitions_total", **{"from": "Leader", "to": "Failover"}) >= 1
     assert "resign" in harness.coordinator.calls
 
@@ -254,7 +256,7 @@ def test_a_replica_fenced_again_and_again_gives_up_after_the_failover_timeout(ma
     # this replica wins is fenced. It must not spin; Failover's bound ends it with status 1.
     h = make_harness(failover_timeout=30.0)
 
-    def write(record):  # type: ignore[no-untyped-def]
+    def write(record, **_kw):  # type: ignore[no-untyped-def]
         raise FencedError(record.epoch, 10**12)
 
     h.storage.write = write  # type: ignore[method-assign]
@@ -269,7 +271,7 @@ def test_persistent_write_failures_resign_the_node_after_the_threshold(make_harn
     h.stop_at(20.1)
     h.run()
     # failures at 0, 10, 20 -> resigned at 20 s: the node is free for a healthier replica
-    assert h.metric("election_write_errors_total") == 3
+    assert h.metric("election_write_errors_total", reason="storage") == 3
     assert h.metric("election_state_transitions_total", **{"from": "Leader", "to": "Failover"}) == 1
     assert "resign" in h.coordinator.calls
     assert h.server.leader is None or h.server.leader.owner != h.coordinator.session_id()
@@ -280,16 +282,16 @@ def test_a_success_resets_the_failure_count(make_harness) -> None:  # type: igno
     outcomes = iter([True, False, True, False, True, False, True])
     original = h.storage.write
 
-    def write(record):  # type: ignore[no-untyped-def]
+    def write(record, **kw):  # type: ignore[no-untyped-def]
         if not next(outcomes):
             raise StorageError("flaky disk")
-        return original(record)
+        return original(record, **kw)
 
     h.storage.write = write  # type: ignore[method-assign]
     h.stop_at(65.0)
     h.run()
     assert "resign" not in h.coordinator.calls
-    assert h.metric("election_write_errors_total") == 3
+    assert h.metric("election_write_errors_total", reason="storage") == 3
 
 
 def test_the_lease_counts_the_session_the_server_granted_not_the_one_asked_for(harness: Harness) -> None:
@@ -338,3 +340,104 @@ def test_a_leader_that_cannot_learn_the_granted_timeout_resigns_without_writing(
     assert harness.storage.written == []
     assert harness.server.leader is None  # resigned: another replica may lead
     assert harness.metric("election_state_transitions_total", **{"from": "Leader", "to": "Failover"}) >= 1
+
+
+# -- the storage's answers: lease, fsync, retention ------------------------------------------
+
+
+def test_a_write_that_outlives_its_lease_publishes_nothing_and_is_retried_at_once(harness: Harness) -> None:
+    # session 9 s -> lease 6 s. The write for the 10 s slot is confirmed at 9.995 and takes 7 s.
+    calls: list[tuple[str, float]] = []
+    harness.coordinator.on_call = lambda name: calls.append((name, round(harness.clock.elapsed, 6)))
+
+    def slow_once() -> None:
+        harness.storage.write_duration = 7.0 if harness.clock.elapsed == pytest.approx(10.0) else 0.0
+
+    harness.storage.on_write = slow_once
+    harness.stop_at(25.0)
+    harness.run()
+    # nothing published at 17 by the expired write; a fresh read at 17, then the retry at once
+    assert harness.write_times == [0.0, pytest.approx(17.0), 20.0]
+    assert [r.sequence for _t, r in harness.storage.written] == [0, 1, 2]
+    assert ("leader", 17.0) in calls
+    assert harness.metric("election_write_errors_total", reason="lease_expired") == 1
+    assert "resign" not in harness.coordinator.calls
+
+
+def test_lease_expired_writes_count_toward_max_write_failures(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness(max_write_failures=3)
+    h.storage.write_duration = 7.0  # longer than the 6 s lease: never published
+    h.stop_at(30.0)
+    h.run()
+    assert h.storage.written == []
+    assert h.metric("election_write_errors_total", reason="lease_expired") >= 3
+    assert "resign" in h.coordinator.calls
+
+
+def test_writes_and_retention_carry_the_confirmation_they_rest_on(harness: Harness) -> None:
+    seen: list[tuple[str, float, int | None]] = []
+    write, retain = harness.storage.write, harness.storage.retain
+
+    def spy_write(record, *, valid_until):  # type: ignore[no-untyped-def]
+        seen.append(("write", valid_until, None))
+        return write(record, valid_until=valid_until)
+
+    def spy_retain(capacity, *, epoch, valid_until):  # type: ignore[no-untyped-def]
+        seen.append(("retain", valid_until, epoch))
+        return retain(capacity, epoch=epoch, valid_until=valid_until)
+
+    harness.storage.write = spy_write  # type: ignore[method-assign]
+    harness.storage.retain = spy_retain  # type: ignore[method-assign]
+    harness.stop_at(15.0)
+    harness.run()
+    start = 1000.0  # the fake clock's origin: valid_until is on the monotonic clock
+    # first write: the create at 0 s; second: the read at 9.995 s; each + the 6 s lease
+    assert seen == [
+        ("write", start + 6.0, None),
+        ("retain", start + 6.0, 101),
+        ("write", pytest.approx(start + 15.995), None),
+        ("retain", pytest.approx(start + 15.995), 101),
+    ]
+
+
+def test_a_file_published_without_its_directory_fsync_counts_as_written(harness: Harness) -> None:
+    harness.storage.unsynced_writes = 1
+    harness.stop_at(25.0)
+    harness.run()
+    assert harness.write_times == [0.0, 10.0, 20.0]
+    assert [r.sequence for _t, r in harness.storage.written] == [0, 1, 2]
+    assert harness.metric("election_files_written_total") == 3
+    assert harness.metric("election_write_errors_total", reason="directory_fsync") == 1
+    assert harness.metric("election_write_errors_total", reason="storage") == 0
+
+
+def test_retention_refused_by_the_fence_steps_down(harness: Harness) -> None:
+    def fenced(capacity, *, epoch, valid_until):  # type: ignore[no-untyped-def]
+        raise FencedError(epoch, epoch + 50)
+
+    harness.storage.retain = fenced  # type: ignore[method-assign]
+    harness.stop_at(5.0)
+    harness.run()
+    assert len(harness.storage.written) >= 1
+    assert harness.metric("election_fenced_writes_total") >= 1
+    assert "resign" in harness.coordinator.calls
+
+
+def test_retention_past_its_lease_is_counted_and_retried_next_tick(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness(storage_capacity=1)
+    retain = h.storage.retain
+    expired = {"left": 1}
+
+    def retain_once_late(capacity, *, epoch, valid_until):  # type: ignore[no-untyped-def]
+        if h.storage.files[1:] and expired["left"]:
+            expired["left"] -= 1
+            raise LeaseExpiredError("the lease ran out before retention")
+        return retain(capacity, epoch=epoch, valid_until=valid_until)
+
+    h.storage.retain = retain_once_late  # type: ignore[method-assign]
+    h.stop_at(25.0)
+    h.run()
+    assert h.metric("election_write_errors_total", reason="lease_expired") == 1
+    assert h.write_times == [0.0, 10.0, 20.0]  # not a write failure: the cadence goes on
+    assert [name for name, _ in h.storage.files] == ["leader-00000000000000000101-000000000002.json"]
+    assert "resign" not in h.coordinator.calls

@@ -180,10 +180,25 @@ def test_files_deleted_add_up_the_counts(metrics: PrometheusMetrics, registry: C
     assert value(registry, "election_files_deleted_total") == 5.0
 
 
-def test_write_errors_are_counted(metrics: PrometheusMetrics, registry: CollectorRegistry) -> None:
-    metrics.write_failed()
-    metrics.write_failed()
-    assert value(registry, "election_write_errors_total") == 2.0
+def test_write_errors_are_counted_by_reason(metrics: PrometheusMetrics, registry: CollectorRegistry) -> None:
+    metrics.write_failed("storage")
+    metrics.write_failed("storage")
+    metrics.write_failed("lease_expired")
+    assert value(registry, "election_write_errors_total", reason="storage") == 2.0
+    assert value(registry, "election_write_errors_total", reason="lease_expired") == 1.0
+
+
+def test_every_write_error_reason_is_exposed_at_zero_from_the_start(registry: CollectorRegistry) -> None:
+    PrometheusMetrics(registry, lambda: 0.0, ["Init"])
+    reasons = ("storage", "lease_expired", "directory_fsync", "retention")
+    assert {r: value(registry, "election_write_errors_total", reason=r) for r in reasons} == dict.fromkeys(
+        reasons, 0.0
+    )
+
+
+def test_an_unknown_write_error_reason_is_a_bug_not_a_new_series(metrics: PrometheusMetrics) -> None:
+    with pytest.raises(ValueError, match="unknown write error reason"):
+        metrics.write_failed("disk")
 
 
 # -- ZooKeeper connection, build info --------------------------------------------------------
@@ -239,7 +254,7 @@ def test_exposition_passes_promtool_check_metrics(
     metrics.leadership_acquired(42)
     metrics.file_written()
     metrics.files_deleted(1)
-    metrics.write_failed()
+    metrics.write_failed("storage")
     metrics.leadership_lost()
     metrics.state_entered("Failover", "Leader", clock.now + 3)
     exposition = generate_latest(registry)
