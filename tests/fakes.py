@@ -330,6 +330,7 @@ class FakeStorage:
         self.fail_writes = 0  # the next N writes fail
         self.write_duration = 0.0  # virtual seconds a write takes
         self.on_write: Callable[[], None] | None = None  # called as each write begins
+        self.published_by_others = 0  # files other replicas published (tests bump it)
 
     def prepare(self) -> int:
         if self.fail_prepare:
@@ -359,3 +360,7 @@ class FakeStorage:
         del self.files[:excess]
         self.deleted.extend(gone)
         return gone
+
+    def progress(self) -> int | None:
+        """The directory's publish counter: our files plus the others'; None before any."""
+        return (len(self.written) + self.published_by_others) or None

@@ -53,3 +53,8 @@ class Storage(Protocol):
     def retain(self, capacity: int) -> list[str]:
         """Delete our oldest files until at most ``capacity`` remain; return the deleted names."""
         ...
+
+    def progress(self) -> int | None:
+        """The directory's publish counter as last recorded by any writer, read without the lock
+        (a hint for standbys: has the cluster published anything lately?); None when unknown."""
+        ...

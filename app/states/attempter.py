@@ -34,6 +34,7 @@ import logging
 
 from app.machine import Context, StateName, Transition
 from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode
+from app.states import progress
 
 log = logging.getLogger("election.states.attempter")
 
@@ -122,9 +123,12 @@ def _look(ctx: Context, position: int) -> tuple[Transition | None, int]:
         # for a lease, so the first write waits for Leader's own fresh confirmation.
         return _lead(ctx, node, None, "the leader node already belongs to our session"), position
     if node is not None:
-        # A healthy standby behind a live leader: whatever failure streak led here is over.
-        # (Not on becoming leader: a leader whose writes keep failing must not reset it.)
-        ctx.work_done()
+        # A standby behind a live leader is healthy only if the leader's work shows (the
+        # directory's publish counter moves): a leader that holds the node and publishes nothing
+        # must not keep the standbys' failure streaks at bay forever (app.states.progress).
+        outcome = progress.judge_leader(ctx, node)
+        if outcome is not None:
+            return outcome, position
     log.debug(
         "leader is %s",
         node.identity if node is not None else "nobody",

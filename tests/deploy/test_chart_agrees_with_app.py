@@ -181,6 +181,7 @@ def test_the_alerts_and_the_dashboard_have_what_the_issue_asks() -> None:
         "ElectionReplicaStuckInFailover",
         "ElectionWriteErrors",
         "ElectionFencedWrites",
+        "ElectionNoWorkPublished",
     }
     titles = {p["title"] for p in dashboard()["panels"]}
     assert {
