@@ -23,7 +23,7 @@ from typing import Any
 from app import cli, machine
 from app.adapters import fs_storage, kazoo_coordinator
 
-_LOCAL = ("state", "session_id", "subscribe", "session_timeout")
+_LOCAL = ("state", "session_id", "subscribe", "session_timeout", "granted_session_timeout")
 _lock = threading.Lock()
 _out: Any = None
 
