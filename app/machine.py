@@ -124,6 +124,15 @@ class Context:
         self.progress_at = self.clock.monotonic()
         self.unhealthy = None
 
+    def work_failed(self, why: str) -> None:
+        """Leader work was tried and failed (a write refused, fenced, past its lease): unless a
+        failure streak is already running, one starts, counted from the last useful work done or
+        seen, so that a cluster that cannot work gives up within failover-timeout of its last
+        file however long each failing term lasts; /readyz says why until work is done again."""
+        if self.failing_since is None:
+            self.failing_since = self.progress_at
+        self.unhealthy = why
+
     def clear_wakeup(self) -> None:
         """Forget pending wake-ups: call right before looking at the world, since that look sees
         everything they announced (clearing after the look could lose a change made during it)."""

@@ -55,11 +55,16 @@ class Attempter:
         position: int | None = None  # candidates ahead of us when we last read the queue (at most)
         next_attempt = ctx.now()
         woken = False
+        judged: float | None = None  # the verdict deadline (progress.due) we last looked for
         while True:
             if ctx.stop_reason is not None:
                 return Transition(StateName.STOPPING, ctx.stop_reason)
             now = ctx.now()
-            periodic = now >= next_attempt
+            due = progress.due(ctx)
+            verdict = due is not None and due <= now and due != judged
+            if verdict:
+                judged = due
+            periodic = now >= next_attempt or verdict
             if woken or periodic:
                 ctx.clear_wakeup()
                 state = ctx.coordinator.state()
@@ -73,7 +78,8 @@ class Attempter:
                     return outcome
             while next_attempt <= now:
                 next_attempt += self.period(ctx)
-            woken = ctx.wait_until(next_attempt)
+            due = progress.due(ctx)
+            woken = ctx.wait_until(next_attempt if due is None or due <= now else min(next_attempt, due))
 
     @staticmethod
     def period(ctx: Context) -> float:

@@ -209,6 +209,7 @@ class Leader:
     def _resign(ctx: Context, term: LeaderNode, reason: str) -> Transition:
         """Give the node up, so that another replica can lead, and heal through Failover (whose
         backoff keeps this replica from grabbing the node straight back)."""
+        ctx.work_failed(f"resigned leadership: {reason}")
         try:
             ctx.coordinator.resign(term)
             ctx.coordinator.leave_queue()  # re-join at the tail: the others go first
@@ -231,6 +232,7 @@ class Leader:
             raise
         except StorageError as exc:
             ctx.metrics.write_failed()
+            ctx.work_failed(f"leader write failed: {exc}")
             log.error("write failed: %s", exc, extra={"event": "write_error", "sequence": sequence})
             raise
         ctx.metrics.file_written()

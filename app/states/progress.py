@@ -16,9 +16,11 @@ publish advances, whoever publishes:
   like a Failover that cannot heal, so that the orchestrator's restarts (CrashLoopBackOff) are the
   alarm.
 
-So a cluster that cannot work ends loud: every replica exits within
-``max(failover-timeout, stall grace) + attempter-timeout`` of the last file published, either from
-Failover (a leader that resigned) or from here (a standby behind a leader that does nothing).
+A leader's failed write starts the same streak, also counted from the last useful work it did or
+saw (:meth:`app.machine.Context.work_failed`). So a cluster that cannot work ends loud: a standby
+exits ``max(failover-timeout, stall grace)`` after the last progress it saw (it wakes for it, between
+its periodic looks), a leader once it has resigned after ``max-write-failures`` failed writes (in
+Failover, whose bound counts from that same last progress).
 """
 
 from __future__ import annotations
@@ -51,14 +53,14 @@ def judge_leader(ctx: Context, leader: LeaderNode) -> Transition | None:
         return None
     who = f"{leader.identity or 'another session'} (epoch {leader.epoch})"
     if ctx.failing_since is None:
-        ctx.failing_since = ctx.progress_at
-        ctx.unhealthy = f"no file published for {stalled:.3g}s although {who} leads"
+        ctx.work_failed(f"no file published for {stalled:.3g}s although {who} leads")
         log.warning(
             "%s: the cluster may not be able to work",
             ctx.unhealthy,
             extra={"event": "no_progress", "stalled_seconds": round(stalled, 3), "leader": leader.identity},
         )
-    if now >= ctx.failing_since + ctx.settings.failover_timeout:
+    failing_since = ctx.progress_at if ctx.failing_since is None else ctx.failing_since
+    if now >= failing_since + ctx.settings.failover_timeout:
         ctx.exit_code = EXIT_GAVE_UP
         return Transition(
             StateName.STOPPING,
@@ -66,3 +68,12 @@ def judge_leader(ctx: Context, leader: LeaderNode) -> Transition | None:
             f"(failover-timeout {ctx.settings.failover_timeout:g}s)",
         )
     return None
+
+
+def due(ctx: Context) -> float | None:
+    """When a standby's verdict may next change (it looks then, even between its periodic looks):
+    the end of the grace, or, once failing, the moment it would give up. None: nothing pending."""
+    grace_ends = ctx.progress_at + stall_grace(ctx)
+    if ctx.failing_since is None:
+        return grace_ends
+    return max(grace_ends, ctx.failing_since + ctx.settings.failover_timeout)

@@ -109,3 +109,26 @@ def test_a_standby_that_sees_the_counter_move_again_heals(harness: Harness) -> N
     assert harness.run() == 0
     assert seen[0][0] is False
     assert seen[1] == (True, "connected to ZooKeeper")
+
+
+def test_a_leader_whose_writes_fail_is_not_ready_and_says_why(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness(max_write_failures=5)
+    h.storage.fail_writes = 2
+    seen: list[tuple[bool, str]] = []
+    h.at(15.0, lambda: seen.append(h.replica.ready()))  # after two failed writes (0 and 10 s)
+    h.at(25.0, lambda: seen.append(h.replica.ready()))  # after the write at 20 s succeeded
+    h.stop_at(26.0)
+    h.run()
+    assert seen[0][0] is False
+    assert seen[0][1] == "leader write failed: injected: No space left on device"
+    assert seen[1] == (True, "connected to ZooKeeper")
+
+
+def test_a_standby_gives_up_on_time_between_its_periodic_looks(make_harness) -> None:  # type: ignore[no-untyped-def]
+    # looks every 25 s; grace 2 x 1 + 25 = 27 s; failover-timeout 40 s after the start: it wakes for
+    # the deadline instead of waiting for the look at 50 s
+    h = make_harness(leader_timeout=1.0, attempter_timeout=25.0, failover_timeout=40.0)
+    other_leader(h.server, "idle")
+    h.stop_at(500.0)
+    assert h.run() == 1
+    assert h.clock.elapsed == pytest.approx(40.0)
