@@ -91,9 +91,16 @@ class Context:
         # The leader as last seen by a look at ZooKeeper (for /status).
         self.observed_leader: LeaderNode | None = None
         # When the current run of failures began, and how many Failover visits it has had. The run
-        # ends with useful work: a file written, or a live leader seen from Attempter.
+        # ends with useful work: a file written as leader, or, as a standby, the directory's
+        # publish counter seen to move (app.states.progress).
         self.failing_since: float | None = None
         self.failover_streak = 0
+        # When useful work was last done or seen (process start until then), the publish counter
+        # a standby last saw, and why this replica is not healthy now (None: it is), for /readyz.
+        self.progress_at = clock.monotonic()
+        self.progress_seen: int | None = None
+        self.unhealthy: str | None = None
+        self.entered_because = ""  # the reason of the last transition (the machine sets it)
         self.heartbeat = clock.monotonic()
         self._stop_reason: str | None = None
 
@@ -110,9 +117,21 @@ class Context:
 
     # -- called by states -------------------------------------------------------------------
     def work_done(self) -> None:
-        """Useful work happened (a file written, a live leader seen): any failure streak is over."""
+        """Useful work happened (a file published by us, or seen published by the leader): any
+        failure streak is over."""
         self.failing_since = None
         self.failover_streak = 0
+        self.progress_at = self.clock.monotonic()
+        self.unhealthy = None
+
+    def work_failed(self, why: str) -> None:
+        """Leader work was tried and failed (a write refused, fenced, past its lease): unless a
+        failure streak is already running, one starts, counted from the last useful work done or
+        seen, so that a cluster that cannot work gives up within failover-timeout of its last
+        file however long each failing term lasts; /readyz says why until work is done again."""
+        if self.failing_since is None:
+            self.failing_since = self.progress_at
+        self.unhealthy = why
 
     def clear_wakeup(self) -> None:
         """Forget pending wake-ups: call right before looking at the world, since that look sees
@@ -210,5 +229,6 @@ class StateMachine:
             log.info("entering %s: %s", to, reason, extra={"event": "start", "to": str(to), "reason": reason})
         self.state = to
         self.state_since = now
+        self.ctx.entered_because = reason
         self.ctx.heartbeat = now
         self.ctx.metrics.state_entered(str(to), str(previous) if previous is not None else None, now)

@@ -161,6 +161,11 @@ class Replica:
         zk_state = self.coordinator.state()
         if zk_state is not ConnectionState.CONNECTED:
             return False, f"ZooKeeper connection {zk_state.value}"
+        unhealthy = self.ctx.unhealthy
+        if unhealthy is not None:
+            # Failing since the last useful work (Failover, or a leader that publishes nothing):
+            # the replica will exit 1 at failover-timeout unless it heals first.
+            return False, unhealthy
         return True, "connected to ZooKeeper"
 
     # -- running ----------------------------------------------------------------------------

@@ -339,6 +339,7 @@ class FakeStorage:
         self.newer_epoch: int | None = None  # a newer term has written: lower epochs are fenced
         self.write_duration = 0.0  # virtual seconds a write takes
         self.on_write: Callable[[], None] | None = None  # called as each write begins
+        self.published_by_others = 0  # files other replicas published (tests bump it)
 
     def prepare(self) -> int:
         if self.fail_prepare:
@@ -350,7 +351,8 @@ class FakeStorage:
         self.terms += 1
 
     def progress(self) -> int | None:
-        return self.published or None
+        """The directory's publish counter: our files plus the others'; None before any."""
+        return (self.published + self.published_by_others) or None
 
     def _fence(self, epoch: int) -> None:
         if self.newer_epoch is not None and self.newer_epoch > epoch:

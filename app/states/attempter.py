@@ -34,6 +34,7 @@ import logging
 
 from app.machine import Context, StateName, Transition
 from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode
+from app.states import progress
 
 log = logging.getLogger("election.states.attempter")
 
@@ -54,11 +55,16 @@ class Attempter:
         position: int | None = None  # candidates ahead of us when we last read the queue (at most)
         next_attempt = ctx.now()
         woken = False
+        judged: float | None = None  # the verdict deadline (progress.due) we last looked for
         while True:
             if ctx.stop_reason is not None:
                 return Transition(StateName.STOPPING, ctx.stop_reason)
             now = ctx.now()
-            periodic = now >= next_attempt
+            due = progress.due(ctx)
+            verdict = due is not None and due <= now and due != judged
+            if verdict:
+                judged = due
+            periodic = now >= next_attempt or verdict
             if woken or periodic:
                 ctx.clear_wakeup()
                 state = ctx.coordinator.state()
@@ -72,7 +78,8 @@ class Attempter:
                     return outcome
             while next_attempt <= now:
                 next_attempt += self.period(ctx)
-            woken = ctx.wait_until(next_attempt)
+            due = progress.due(ctx)
+            woken = ctx.wait_until(next_attempt if due is None or due <= now else min(next_attempt, due))
 
     @staticmethod
     def period(ctx: Context) -> float:
@@ -122,9 +129,12 @@ def _look(ctx: Context, position: int) -> tuple[Transition | None, int]:
         # for a lease, so the first write waits for Leader's own fresh confirmation.
         return _lead(ctx, node, None, "the leader node already belongs to our session"), position
     if node is not None:
-        # A healthy standby behind a live leader: whatever failure streak led here is over.
-        # (Not on becoming leader: a leader whose writes keep failing must not reset it.)
-        ctx.work_done()
+        # A standby behind a live leader is healthy only if the leader's work shows (the
+        # directory's publish counter moves): a leader that holds the node and publishes nothing
+        # must not keep the standbys' failure streaks at bay forever (app.states.progress).
+        outcome = progress.judge_leader(ctx, node)
+        if outcome is not None:
+            return outcome, position
     log.debug(
         "leader is %s",
         node.identity if node is not None else "nobody",

@@ -12,9 +12,11 @@ How it heals:
 * Init re-checks everything, so leadership is only ever regained through Attempter, with a live
   session.
 
-Bounded: if the replica has done no useful work (written a file as leader, or seen a live leader
-from Attempter) within ``failover-timeout`` of the first failure, it goes to Stopping with exit
-status 1, so that the orchestrator restarts it loudly.
+Bounded: if the replica has done no useful work (published a file as leader, or, as a standby,
+seen the directory's publish counter move: ``app.states.progress``) within ``failover-timeout`` of
+the first failure, it goes to Stopping with exit status 1, so that the orchestrator restarts it
+loudly. A replica that keeps failing comes back here with a backoff that doubles each time, so it
+begins at most :func:`max_terms` terms before it gives up: leadership does not spin.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Failover:
         now = ctx.now()
         if ctx.failing_since is None:
             ctx.failing_since = now
+        ctx.unhealthy = f"healing since {now - ctx.failing_since:.3g}s: {ctx.entered_because}"
         ctx.failover_streak += 1
         backoff = self.backoff(ctx.failover_streak, settings.failover_backoff_max)
         retry_at = now + backoff
@@ -80,3 +83,21 @@ class Failover:
     def backoff(streak: int, cap: float) -> float:
         """Delay before the ``streak``-th consecutive retry: 0.25 s doubling, capped."""
         return float(min(cap, BACKOFF_INITIAL * 2 ** max(streak - 1, 0)))
+
+
+def max_terms(failover_timeout: float, cap: float) -> int:
+    """The most terms one replica can begin during one run of failures before it gives up.
+
+    Each term that fails ends in Failover (a resignation, a lost confirmation), and the next
+    begins only after that visit's backoff (0.25 s, doubling, capped at ``cap``); the run ends,
+    with exit status 1, once ``failover_timeout`` has passed since it began. So the terms are at
+    most one plus the number of backoffs that fit in ``failover_timeout``: with the defaults
+    (60 s, 5 s) 16; with 8 s and 5 s, 6. A cluster of N replicas begins at most N times that.
+    """
+    terms, elapsed, streak = 1, 0.0, 1
+    while True:
+        elapsed += Failover.backoff(streak, cap)
+        if elapsed >= failover_timeout:
+            return terms
+        terms += 1
+        streak += 1

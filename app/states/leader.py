@@ -224,6 +224,7 @@ class Leader:
     def _resign(ctx: Context, term: LeaderNode, reason: str) -> Transition:
         """Give the node up, so that another replica can lead, and heal through Failover (whose
         backoff keeps this replica from grabbing the node straight back)."""
+        ctx.work_failed(f"resigned leadership: {reason}")
         try:
             ctx.coordinator.resign(term)
             ctx.coordinator.leave_queue()  # re-join at the tail: the others go first
@@ -266,6 +267,7 @@ class Leader:
             return cls._fenced(ctx, term, exc)
         except LeaseExpiredError as exc:
             ctx.metrics.write_failed("lease_expired")
+            ctx.work_failed(f"leader write not published within its lease: {exc}")
             log.warning(
                 "write not published: %s; confirming leadership again",
                 exc,
@@ -274,6 +276,7 @@ class Leader:
             return _Done.LEASE_EXPIRED
         except StorageError as exc:
             ctx.metrics.write_failed("storage")
+            ctx.work_failed(f"leader write failed: {exc}")
             log.error(
                 "write failed: %s",
                 exc,

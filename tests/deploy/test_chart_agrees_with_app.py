@@ -47,7 +47,7 @@ from tests.deploy.chart import (
     run_options,
     state_names,
     template_variable_queries,
-    zookeeper_container as zookeeper_container_of,
+    zookeeper_container,
 )
 
 pytestmark = pytest.mark.deploy
@@ -181,6 +181,7 @@ def test_the_alerts_and_the_dashboard_have_what_the_issue_asks() -> None:
         "ElectionReplicaStuckInFailover",
         "ElectionWriteErrors",
         "ElectionFencedWrites",
+        "ElectionNoWorkPublished",
     }
     titles = {p["title"] for p in dashboard()["panels"]}
     assert {
@@ -237,7 +238,7 @@ def test_a_cut_off_follower_drops_its_clients_well_inside_the_apps_lease(scenari
     docs = render(SCENARIOS[scenario])
     if not any(d.get("kind") == "StatefulSet" and "zookeeper" in d["metadata"]["name"] for d in docs):
         pytest.skip("an external ZooKeeper: its settings are not the chart's")
-    zk = env_of(zookeeper_container_of(docs))
+    zk = env_of(zookeeper_container(docs))
     tick = int(zk["ZOO_TICK_TIME"]) / 1000.0
     sync_window = int(zk["ZOO_SYNC_LIMIT"]) * tick
     requested = parse_duration(find(docs, "ConfigMap", FULLNAME)["data"]["ELECTION_ZK_SESSION_TIMEOUT"])

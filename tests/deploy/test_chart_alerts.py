@@ -175,6 +175,28 @@ CASES: dict[str, list[dict[str, Any]]] = {
             "alert_rule_test": [_quiet("30m", "ElectionFencedWrites")],
         },
     ],
+    "ElectionNoWorkPublished": [
+        {  # fires: two replicas up, a leader among them, and no file for ten minutes
+            "input_series": [
+                _series("election_files_written_total", "40+0x12", pod="election-0"),
+                _series("election_files_written_total", "3+0x12", pod="election-1"),
+                _series("election_build_info", "1x12", pod="election-0", version="0", python="3"),
+                _series("election_build_info", "1x12", pod="election-1", version="0", python="3"),
+            ],
+            "alert_rule_test": [_fires("10m", "ElectionNoWorkPublished", {"severity": "critical"})],
+        },
+        {  # quiet: the leader publishes a file every minute
+            "input_series": [
+                _series("election_files_written_total", "0+1x12", pod="election-0"),
+                _series("election_build_info", "1x12", pod="election-0", version="0", python="3"),
+            ],
+            "alert_rule_test": [_quiet("10m", "ElectionNoWorkPublished")],
+        },
+        {  # quiet: nothing scraped at all (ElectionNoLeader covers that)
+            "input_series": [{"series": 'up{job="something-else"}', "values": "1x12"}],
+            "alert_rule_test": [_quiet("10m", "ElectionNoWorkPublished")],
+        },
+    ],
 }
 
 
@@ -188,7 +210,7 @@ def rules_file(tmp_path: Path) -> Path:
 def test_promtool_check_rules_accepts_the_rendered_rules(rules_file: Path) -> None:
     proc = run([debian_tool("promtool"), "check", "rules", str(rules_file)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 6 rules found" in proc.stdout
+    assert "SUCCESS: 7 rules found" in proc.stdout
 
 
 def test_every_alert_has_a_unit_test() -> None:

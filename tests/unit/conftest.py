@@ -87,3 +87,14 @@ def other_leader(server: FakeZooKeeper, name: str = "other") -> FakeCoordinator:
     node = other.create_leader({"identity": name, "acquired_at": "then"})
     assert node is not None
     return other
+
+
+def keep_publishing(harness: Harness, every: float = 10.0) -> None:
+    """Another leader that works: a file appears in the shared directory every ``every`` seconds
+    (the directory's publish counter moves), as a standby sees through ``storage.progress()``."""
+
+    def publish() -> None:
+        harness.storage.published_by_others += 1
+        harness.clock.call_later(every, publish)
+
+    harness.clock.call_later(0.0, publish)

@@ -9,7 +9,7 @@ import pytest
 
 from app.machine import StateName
 from tests.fakes import FakeCoordinator, FakeZooKeeper
-from tests.unit.conftest import Harness, other_leader
+from tests.unit.conftest import Harness, keep_publishing, other_leader
 
 
 def _look_times(h: Harness) -> list[float]:
@@ -55,6 +55,7 @@ def test_a_periodic_attempt_costs_zookeeper_no_write_while_another_leads(make_ha
     other_leader(server)
     writes_before = server.writes
     h = make_harness(server=server, attempter_timeout=1.0)
+    keep_publishing(h)
     h.stop_at(100.0)
     h.run()
     assert "create_leader" not in h.coordinator.calls

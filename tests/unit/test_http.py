@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from app.http import Endpoints, HttpServer
 from app.wiring import LIVENESS_STALL_SECONDS
-from tests.unit.conftest import Harness, other_leader
+from tests.unit.conftest import Harness, keep_publishing, other_leader
 
 RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 
@@ -278,6 +278,7 @@ def test_live_at_start(harness: Harness) -> None:
 
 def test_live_while_the_machine_waits_for_a_long_time(harness: Harness) -> None:
     other_leader(harness.server, "other")
+    keep_publishing(harness)
     seen: list[tuple[bool, str]] = []
     harness.at(10 * LIVENESS_STALL_SECONDS, lambda: seen.append(harness.replica.live()))
     harness.stop_at(10 * LIVENESS_STALL_SECONDS + 1)
