@@ -19,6 +19,8 @@ command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
 # The chaos suite: strace holds a leader inside its write; iptables cuts one replica's connection.
 command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
+# libfaketime runs one replica with its wall clock behind the others' (audit under clock skew).
+compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || need_apt+=(faketime)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=(); elif command -v sudo >/dev/null; then SUDO=(sudo); else

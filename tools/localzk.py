@@ -201,11 +201,21 @@ class LocalZooKeeper:
     #: Values of the ``Mode:`` line of ``srvr`` that count as "serving".
     ready_modes: frozenset[str] | None = None  # None: any Mode line
 
-    def __init__(self, workdir: Path, tick_ms: int = 200, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        tick_ms: int = 200,
+        port: int | None = None,
+        *,
+        client_address: str = HOST,
+    ) -> None:
         if tick_ms <= 0:
             raise ValueError(f"tick_ms must be positive, got {tick_ms}")
         self.workdir = Path(workdir)
         self.tick_ms = tick_ms
+        # clientPortAddress. "0.0.0.0" serves every loopback address (127.0.0.0/8), so that each
+        # client can be given an address of its own (see address_for) and be cut off alone.
+        self.client_address = client_address
         self._auto_port = port is None
         self.port: int = _free_ports(1)[0] if port is None else port
         self._proc: subprocess.Popen[bytes] | None = None
@@ -231,6 +241,14 @@ class LocalZooKeeper:
     def address(self) -> str:
         return f"{HOST}:{self.port}"
 
+    def address_for(self, host: str) -> str:
+        """``host:port`` of this server as reached through ``host`` (e.g. ``127.0.0.12``): a client
+        given an address of its own has a TCP path a firewall rule can cut without touching others.
+        Needs ``client_address="0.0.0.0"`` (or ``host`` itself)."""
+        if self.client_address not in ("0.0.0.0", host):
+            raise ValueError(f"this server listens on {self.client_address} only, not on {host}")
+        return f"{host}:{self.port}"
+
     @property
     def min_session_timeout(self) -> float:
         """Smallest session timeout (seconds) the server grants: 2 ticks."""
@@ -246,7 +264,7 @@ class LocalZooKeeper:
             "tickTime": str(self.tick_ms),
             "dataDir": str(self.data_dir),
             "clientPort": str(self.port),
-            "clientPortAddress": HOST,
+            "clientPortAddress": self.client_address,
             "admin.enableServer": "false",
             "4lw.commands.whitelist": FOUR_LETTER_WHITELIST,
             "maxClientCnxns": "0",
@@ -293,6 +311,29 @@ class LocalZooKeeper:
     def four_letter(self, cmd: str, timeout: float = 2.0) -> str:
         """Send a four-letter command (e.g. ``srvr``, ``mntr``) and return the reply."""
         return four_letter_word(self.address, cmd, timeout)
+
+    def connections(self, timeout: float = 2.0) -> list[dict[str, str]]:
+        """The client connections ``cons`` reports, one dict each: the fields of its parenthesis
+        (``sid`` without ``0x``, ``to``: the session timeout granted in ms, ``lresp``...) and
+        ``peer`` (the client's ``host:port``). Empty if the server does not answer."""
+        try:
+            reply = self.four_letter("cons", timeout)
+        except OSError:
+            return []
+        found = []
+        for raw in reply.splitlines():
+            peer, _, rest = raw.strip().partition("[")
+            if not rest or "(" not in rest:
+                continue
+            fields = dict(
+                item.split("=", 1) for item in rest.partition("(")[2].rstrip(")").split(",") if "=" in item
+            )
+            if "sid" not in fields:
+                continue  # the connection asking `cons` itself has no session
+            fields["sid"] = fields["sid"].removeprefix("0x")
+            fields["peer"] = peer.lstrip("/")
+            found.append(fields)
+        return found
 
     def mode(self, timeout: float = 1.0) -> str | None:
         """``Mode:`` reported by ``srvr`` (standalone/leader/follower), None if not serving."""
@@ -449,19 +490,34 @@ class EnsembleMember(LocalZooKeeper):
         servers: Mapping[int, tuple[int, int]],
         tick_ms: int,
         port: int,
+        *,
+        client_address: str = HOST,
+        sync_limit: int = 5,
     ) -> None:
-        super().__init__(workdir, tick_ms=tick_ms, port=port)
+        super().__init__(workdir, tick_ms=tick_ms, port=port, client_address=client_address)
         self.myid = myid
         self._servers = dict(servers)
+        self.sync_limit = sync_limit
         # A 1-node "ensemble" runs in standalone mode.
         self.ready_modes = frozenset({"standalone"} if len(servers) == 1 else {"leader", "follower"})
 
     def _config(self) -> dict[str, str]:
         config = super()._config()
-        config.update({"initLimit": "10", "syncLimit": "5"})
+        # initLimit must cover syncLimit: a follower's first sync is allowed initLimit ticks.
+        config.update({"initLimit": str(max(10, self.sync_limit)), "syncLimit": str(self.sync_limit)})
         for sid, (quorum, election) in sorted(self._servers.items()):
             config[f"server.{sid}"] = f"{HOST}:{quorum}:{election}"
         return config
+
+    @property
+    def quorum_port(self) -> int:
+        """The port this member listens on for followers (used while it is ZooKeeper's leader)."""
+        return self._servers[self.myid][0]
+
+    @property
+    def election_port(self) -> int:
+        """The port this member listens on for leader-election connections of other members."""
+        return self._servers[self.myid][1]
 
     def _write_config(self) -> None:
         super()._write_config()
@@ -476,7 +532,18 @@ class LocalEnsemble:
     (stop/start/restart/freeze/thaw/address/four_letter/log_tail).
     """
 
-    def __init__(self, workdir: Path, size: int = 3, tick_ms: int = 200) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        size: int = 3,
+        tick_ms: int = 200,
+        *,
+        client_address: str = HOST,
+        sync_limit: int = 5,
+    ) -> None:
+        """``sync_limit`` (ticks): how long a follower may be out of touch with ZooKeeper's leader
+        before either gives up on the other; meanwhile the follower goes on serving its clients.
+        ``client_address`` as for :class:`LocalZooKeeper`."""
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
         self.workdir = Path(workdir)
@@ -485,7 +552,15 @@ class LocalEnsemble:
         client_ports = {sid: next(ports) for sid in range(1, size + 1)}
         peer_ports = {sid: (next(ports), next(ports)) for sid in range(1, size + 1)}
         self.members: list[EnsembleMember] = [
-            EnsembleMember(self.workdir / f"zk{sid}", sid, peer_ports, tick_ms, client_ports[sid])
+            EnsembleMember(
+                self.workdir / f"zk{sid}",
+                sid,
+                peer_ports,
+                tick_ms,
+                client_ports[sid],
+                client_address=client_address,
+                sync_limit=sync_limit,
+            )
             for sid in range(1, size + 1)
         ]
 

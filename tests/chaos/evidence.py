@@ -4,6 +4,9 @@ Write order is judged two ways, because a file's name only says which term it be
 appeared: by ``written_at`` (taken by the writer just before it writes) and by the inode's change
 time (``st_ctime_ns``: set when the file is linked to its final name, i.e. published). A stale leader
 that publishes after a newer term began shows as an older epoch after a newer one in either order.
+When every file carries ``order`` (the directory's publish counter, issue 9), that replaces
+``written_at``: the writers' wall clocks may disagree (a replica on a skewed clock), the counter and
+the kernel's change times do not.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Written:
     identity: str
     written_at: float  # seconds since the epoch, from the file
     published_ns: int  # st_ctime_ns of the final name
+    order: int | None = None  # the publish counter the fence gave the file (None: not recorded)
 
     @property
     def published(self) -> float:
@@ -64,6 +68,7 @@ def read_file(path: Path) -> Written | None:
             identity=str(content["identity"]),
             written_at=parse_time(content["written_at"]),
             published_ns=published_ns,
+            order=int(content["order"]) if "order" in content else None,
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path.name} does not parse: {exc!r}") from exc
@@ -126,12 +131,30 @@ def analyse(files: list[Written]) -> Analysis:
     epochs = sorted(terms)
     overlap = 0.0
     stale = 0
+    by_order = bool(files) and all(f.order is not None for f in files)
+    if by_order:
+        orders = sorted(f.order or 0 for f in files)
+        if len(set(orders)) != len(orders):
+            problems.append("two files carry the same order")
     for index, older in enumerate(epochs):
         newer = epochs[index + 1 :]
         if not newer:
             break
-        first_written = min(f.written_at for e in newer for f in terms[e])
         first_published = min(f.published_ns for e in newer for f in terms[e])
+        if by_order:
+            first_order = min(f.order or 0 for e in newer for f in terms[e])
+            late = [
+                f for f in terms[older] if (f.order or 0) > first_order or f.published_ns > first_published
+            ]
+            overlap = max(overlap, (max(f.published_ns for f in terms[older]) - first_published) / 1e9)
+            if late:
+                stale += len(late)
+                problems.append(
+                    f"epoch {older} ({terms[older][0].identity}) published {len(late)} file(s) after a "
+                    f"newer term began: {', '.join(f.name for f in late[:3])}"
+                )
+            continue
+        first_written = min(f.written_at for e in newer for f in terms[e])
         late = [f for f in terms[older] if f.written_at > first_written or f.published_ns > first_published]
         if late:
             stale += len(late)

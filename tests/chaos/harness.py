@@ -25,6 +25,7 @@ Replicas: leader-timeout 100 ms (so that an overlap would show), session timeout
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import signal
@@ -50,13 +51,17 @@ from tests.chaos.evidence import (
     read_file,
 )
 from tests.chaos.infra import (
+    TICK_MS,
     Filler,
+    ForeignLockHolder,
     LoopbackCut,
     Relay,
     SyscallStall,
     Tmpfs,
     ZkTarget,
+    faketime_unavailable,
     iptables_unavailable,
+    skewed_clock_env,
     strace_unavailable,
     tmpfs_unavailable,
 )
@@ -93,6 +98,17 @@ FREEZE_ZK = SESSION / 2  # ZooKeeper frozen for less than the session timeout
 QUORUM_HOLD = SESSION + 1.5  # quorum lost for longer than the session timeout
 STORAGE_HOLD = 1.0  # a bad disk, after the errors (and resignation) were seen
 HOLD_MAX = 120.0  # longest a leader is held inside its write (it is released before)
+# Issue 9's faults.
+LONG_REQUEST = "10s"  # a --zk-session-timeout above what the servers grant
+GRANTED_MAX = 20 * TICK_MS / 1000  # the most a server with this tickTime grants (4 s)
+FSYNC_HOLD = SESSION + 1.5  # a leader held in its fsync past its session
+LOCK_HOLD = 4.0  # a foreign process holds the fence lock this long, then lets go
+BACKOFF_MAX = 0.5  # --failover-backoff-max (REPLICA_SETTINGS): the "failover-backoff window"
+# Terms a replica may begin per failover-backoff window while nothing can be published (a leader
+# that cannot publish resigns; Failover's backoff keeps it from taking the node straight back).
+# Adjust to the bound the documentation gives.
+MAX_TERMS_PER_REPLICA_PER_BACKOFF_WINDOW = 2
+SKEW = "-2s"  # the wall clock of the skewed replicas (libfaketime)
 
 _TRACEBACK = "Traceback (most recent call last)"
 
@@ -196,6 +212,23 @@ FAULTS: dict[str, Fault] = {
             ("strace",),
             "the leader is frozen past its session between its last check and publishing a file",
         ),
+        Fault(
+            "granted_session_short",
+            (),
+            f"every replica asks for a {LONG_REQUEST} session (granted {GRANTED_MAX:g} s); the leader dies",
+        ),
+        Fault(
+            "slow_fsync_partitioned",
+            ("strace", "relays"),
+            "the leader is held in a file's fsync past its session and cut off from ZooKeeper meanwhile",
+        ),
+        Fault("fence_corrupt", (), "`.election-fence` is overwritten with garbage"),
+        Fault("foreign_lock_holder", (), f"a foreign process holds the fence lock for {LOCK_HOLD:g} s"),
+        Fault(
+            "clock_skew",
+            ("faketime",),
+            f"leadership passes to replicas whose wall clocks are {SKEW.lstrip('-')} behind, and back",
+        ),
     )
 }
 
@@ -210,6 +243,8 @@ def unavailable(need: str, zk_kind: str) -> str | None:
         return tmpfs_unavailable()
     if need == "strace":
         return strace_unavailable()
+    if need == "faketime":
+        return faketime_unavailable()
     raise ValueError(need)
 
 
@@ -268,6 +303,9 @@ class Chaos:
         self._log_offsets: dict[Path, int] = {}
         self.views: list[tuple[float, dict[str, str]]] = []
         self.identities = [f"replica-{i + 1}" for i in range(replicas)]
+        # Flags and environment a fault gives some replicas for a while (identity -> ...).
+        self.spawn_overrides: dict[str, dict[str, str]] = {}
+        self.spawn_env: dict[str, dict[str, str]] = {}
 
     # -- set-up and tear-down ---------------------------------------------------------------------
     def start(self) -> None:
@@ -288,7 +326,8 @@ class Chaos:
             if relays is None:
                 relays = self.relays[identity] = [Relay(s.address) for s in self.zk.servers]
             overrides["zk_servers"] = ",".join(r.address for r in relays)
-        return self.cluster.spawn(identity, **overrides)
+        overrides.update(self.spawn_overrides.get(identity, {}))
+        return self.cluster.spawn(identity, env=self.spawn_env.get(identity), **overrides)
 
     def replica(self, identity: str) -> Replica:
         return [r for r in self.cluster.replicas if r.identity == identity][-1]
@@ -329,10 +368,15 @@ class Chaos:
                 self.tmpfs.remount("rw", timeout=2.0)
 
     def recover(self) -> None:
-        """After a failed run: clear every fault, heal ZooKeeper, restart dead or stuck replicas."""
+        """After a failed run: clear every fault, heal ZooKeeper, restart dead or stuck replicas (and
+        those a fault left with other flags or environment)."""
         self._clear_faults()
         self.zk.heal()
+        odd = set(self.spawn_overrides) | set(self.spawn_env)
+        self.spawn_overrides, self.spawn_env = {}, {}
         for replica in self.current():
+            if replica.identity in odd:
+                replica.kill()
             if replica.alive:
                 with contextlib.suppress(OSError):
                     os.kill(replica.pid, signal.SIGCONT)
@@ -905,6 +949,218 @@ class Chaos:
                 "held_write_published": published,
             },
         )
+
+    # -- issue 9's faults -------------------------------------------------------------------------
+    def _restart(
+        self,
+        identity: str,
+        violations: list[str],
+        overrides: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Replica:
+        """Stop a replica gracefully (it must exit 0) and start it again with ``overrides`` and
+        ``env`` (none: the suite's defaults), as a rolling update would; wait until it serves."""
+        replica = self.replica(identity)
+        if replica.alive:
+            replica.send(signal.SIGTERM)
+            code = replica.wait_exit(WAIT)
+            if code != 0:
+                violations.append(f"{identity} exited {code} after SIGTERM")
+        self.spawn_overrides.pop(identity, None)
+        self.spawn_env.pop(identity, None)
+        if overrides:
+            self.spawn_overrides[identity] = overrides
+        if env:
+            self.spawn_env[identity] = env
+        started = self._spawn(identity)
+        started.wait_serving(WAIT)
+        poll(lambda: started.state() in ("Attempter", "Leader"), WAIT, f"{identity} to pass Init")
+        return started
+
+    def _hand_over(self, violations: list[str]) -> tuple[Replica, int]:
+        """SIGTERM the leader; wait until the next term has written 3 files; return the old leader
+        (exited) and the new epoch."""
+        old = self.before()
+        old.leader.send(signal.SIGTERM)
+        newer = self.wait_newer_files(old.epoch, 3, WAIT)
+        code = old.leader.wait_exit(WAIT)
+        if code != 0:
+            violations.append(f"{old.leader.identity} exited {code} after SIGTERM")
+        return old.leader, epoch_of(newer[0])
+
+    def _granted_session_short(self, before: Before) -> Outcome:
+        """Every replica is restarted asking for a 10 s session, which the servers clamp to 4 s; each
+        must report the 4 s it was granted (``/status``, the gauge), and when the leader dies the
+        next term begins within the *granted* session (+ slack), not the asked 10 s. Then the
+        replicas are rolled back to the suite's settings."""
+        violations: list[str] = []
+        long = {"zk_session_timeout": LONG_REQUEST}
+        for replica in self.current():
+            if replica is not before.leader:
+                self._restart(replica.identity, violations, long)
+        old, _epoch = self._hand_over(violations)
+        self._restart(old.identity, violations, long)
+        for replica in self.current():
+            status = replica.status() or {}
+            granted = status.get("zookeeper", {}).get("session_timeout_seconds")
+            gauge = (scrape(replica) or {}).get("election_zk_session_timeout_seconds")
+            if granted != GRANTED_MAX or gauge != GRANTED_MAX:
+                violations.append(
+                    f"{replica.identity} asked for {LONG_REQUEST}: /status session_timeout_seconds "
+                    f"{granted}, gauge {gauge} (granted {GRANTED_MAX:g})"
+                )
+        leading = self.before()
+        t0 = leading.leader.send(signal.SIGKILL)
+        leading.leader.wait_exit(WAIT)
+        self.wait_newer_files(leading.epoch, 1, WAIT)
+        first = min(
+            (f.written_at for f in observe(self.file_dir)[0] if f.epoch > leading.epoch), default=None
+        )
+        handover = None if first is None else first - t0
+        if handover is not None and handover > GRANTED_MAX + 3.0:
+            violations.append(
+                f"the crash hand-over took {handover:.3f}s with {GRANTED_MAX:g} s granted "
+                f"(bound {GRANTED_MAX + 3.0:g}s)"
+            )
+        self._restart(leading.leader.identity, violations)
+        # Roll the others back (restarting the leader among them is one more graceful hand-over).
+        for identity in self.identities:
+            if identity in self.spawn_overrides:
+                self._restart(identity, violations)
+        cleared = time.time()
+        return Outcome(t0, cleared, "new-term", violations=violations, details={"crash_handover_s": handover})
+
+    def _slow_fsync_partitioned(self, before: Before) -> Outcome:
+        """The leader is held inside the ``fsync`` of its next file's temporary (strace) for longer
+        than its session, and its paths to ZooKeeper are cut at the same moment. Another replica
+        takes over; the held leader's write must not be published after the new term's leader node
+        was created (its lease ran out: issue 9), and of course not among the new term's files."""
+        held = before.leader
+        violations: list[str] = []
+        stall: SyscallStall | None = None
+        for attempt in range(5):  # catch the fsync of a temporary, not the directory's after a link
+            stall = SyscallStall(
+                held.pid, FSYNC_HOLD, self.workdir / f"strace-fsync-{time.monotonic_ns()}.log", "fsync"
+            )
+            self.stall = stall
+            poll(stall.stalled, WAIT, f"{held.identity} to be held in fsync (attempt {attempt + 1})")
+            if any(n.endswith(".tmp") for n in os.listdir(self.file_dir)):
+                break
+            stall.stop()
+            self.stall = stall = None
+        if stall is None:
+            raise RuntimeError(f"could not catch {held.identity} in the fsync of a temporary file")
+        self.cut = LoopbackCut([relay.port for relay in self.relays[held.identity]])
+        t0 = time.time()
+        self.cut.apply()
+        try:
+            newer = self.wait_newer_files(before.epoch, 1, WAIT)
+            _data, stat = self.kazoo().retry(self.kazoo().get, self.leader_path)
+            created = stat.ctime / 1000.0
+            poll(lambda: not stall.stalled(), FSYNC_HOLD + WAIT, "the held fsync to return")
+            released = time.time()
+            poll(lambda: held.state() != "Leader", WAIT, f"{held.identity} to stop leading")
+        finally:
+            stall.stop()
+            self.stall = None
+            self.cut.remove()
+            self.cut = None
+        cleared = time.time()
+
+        def rejoined() -> bool:
+            status = held.status()
+            return bool(
+                status and status["state"] == "Attempter" and status["zookeeper"]["state"] == "connected"
+            )
+
+        poll(rejoined, WAIT, f"{held.identity} to rejoin as an attempter")
+        late = [
+            f.name for f in observe(self.file_dir)[0] if f.epoch == before.epoch and f.published >= created
+        ]
+        if late:
+            violations.append(f"{held.identity} published {late} after the new term's node was created")
+        return Outcome(
+            t0,
+            cleared,
+            "new-term",
+            handover_bound=CRASH_BOUND,
+            violations=violations,
+            details={
+                "node_created_s": created - t0,
+                "fsync_released_s": released - t0,
+                "first_new_file": newer[0],
+            },
+        )
+
+    def _fence_corrupt(self, before: Before) -> Outcome:
+        """``.election-fence`` is overwritten with garbage under the running replicas: it is rebuilt
+        under the lock from the files' highest epoch, and the cluster writes on (within the recovery
+        bound; the audit, which reads the fence, must be clean afterwards)."""
+        t0 = time.time()
+        (self.file_dir / ".election-fence").write_text("garbage")
+        return Outcome(t0, t0, "any")
+
+    def _foreign_lock_holder(self, before: Before) -> Outcome:
+        """A process that is not a replica holds the fence lock for a while, then lets go: nothing
+        is published meanwhile, the replicas do not spin through leadership terms (a bound per
+        failover-backoff window), nobody exits (the hold is far shorter than failover-timeout), and
+        the cluster writes again once the lock is free."""
+        replicas = self.current()
+        acquired0 = self.metric("election_leadership_acquired_total", replicas)
+        holder = ForeignLockHolder(self.file_dir / ".election-fence.lock")
+        t0 = holder.locked_at
+        try:
+            end = time.monotonic() + LOCK_HOLD
+
+            def held_long_enough() -> bool:
+                dead = [r.identity for r in replicas if not r.alive]
+                assert not dead, f"{dead} exited while the fence lock was held"
+                return time.monotonic() >= end
+
+            poll(held_long_enough, WAIT, "the foreign lock hold to last", interval=0.05)
+            terms = self.metric("election_leadership_acquired_total", replicas) - acquired0
+        finally:
+            holder.release()
+        cleared = time.time()
+        published_meanwhile = [
+            f.name for f in observe(self.file_dir)[0] if t0 + 0.01 < f.published < cleared - 0.01
+        ]
+        limit = MAX_TERMS_PER_REPLICA_PER_BACKOFF_WINDOW * math.ceil(LOCK_HOLD / BACKOFF_MAX) * len(replicas)
+        violations = []
+        if terms > limit:
+            violations.append(
+                f"{terms:g} leadership terms in {LOCK_HOLD:g} s of a held fence lock (limit {limit})"
+            )
+        if published_meanwhile:
+            violations.append(f"published {published_meanwhile[:3]} while a foreign process held the lock")
+        return Outcome(
+            t0,
+            cleared,
+            "any",
+            violations=violations,
+            details={"terms_while_held": terms, "held_s": cleared - t0},
+        )
+
+    def _clock_skew(self, before: Before) -> Outcome:
+        """Leadership passes (gracefully) to replicas whose wall clocks are 2 s behind, then back to
+        a replica on the right clock; every replica is finally restarted on the right clock. The
+        audit must be clean: write order comes from the files' ``order``, not from ``written_at``
+        (before issue 9: ``epoch_decreased``)."""
+        violations: list[str] = []
+        skewed = skewed_clock_env(SKEW)
+        t0 = time.time()
+        for replica in self.current():
+            if replica is not before.leader:
+                self._restart(replica.identity, violations, env=skewed)
+        old, _epoch = self._hand_over(violations)  # to a skewed replica
+        self._restart(old.identity, violations)
+        for replica in self.current():  # all but the (skewed) leader back on the right clock
+            if replica.identity in self.spawn_env and replica.state() != "Leader":
+                self._restart(replica.identity, violations)
+        old, _epoch = self._hand_over(violations)  # back to the right clock
+        self._restart(old.identity, violations)
+        cleared = time.time()
+        return Outcome(t0, cleared, "new-term", violations=violations, details={"skew": SKEW})
 
     def files_after(self, epoch: int) -> list[str]:
         return [n for n in leader_names(self.file_dir) if epoch_of(n) > epoch]

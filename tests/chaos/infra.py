@@ -11,15 +11,17 @@ import errno
 import os
 import platform
 import re
+import select
 import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
-from tools.localzk import LocalEnsemble, LocalZooKeeper
+from tools.localzk import EnsembleMember, LocalEnsemble, LocalZooKeeper
 
 ZK_KINDS = ("standalone", "ensemble")
 TICK_MS = 200  # ZooKeeper tickTime: session timeouts of 0.4-4 s are granted
@@ -220,6 +222,68 @@ class LoopbackCut:
         return bool(self._applied)
 
 
+class AddressCut(LoopbackCut):
+    """DROP the TCP paths of the clients that reach a server's ``port`` through the loopback address
+    ``host`` (e.g. ``127.0.0.12``), in both directions: new connections included, so a client that
+    reconnects (on a new local port) stays cut off. The server must listen on ``0.0.0.0``, and only
+    the client to cut must use ``host`` (:meth:`tools.localzk.LocalZooKeeper.address_for`)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        comment = ["-m", "comment", "--comment", f"{CUT_COMMENT}-{os.getpid()}"]
+        self.rules = [
+            ["INPUT", "-i", "lo", "-p", "tcp", "-d", host, "--dport", str(port), *comment, "-j", "DROP"],
+            ["INPUT", "-i", "lo", "-p", "tcp", "-s", host, "--sport", str(port), *comment, "-j", "DROP"],
+        ]
+        self._applied = []
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in os.listdir(fd_dir):
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd_dir / fd)
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def tcp_connections(pid: int) -> list[tuple[int, int]]:
+    """(local port, remote port) of the established TCP connections of process ``pid`` (IPv4 and
+    IPv6 sockets alike: a JVM uses IPv6 sockets for IPv4 peers)."""
+    inodes = _socket_inodes(pid)
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as lines:
+            next(lines)  # header
+            for line in lines:
+                fields = line.split()
+                established = fields[3] == "01"
+                if established and int(fields[9]) in inodes:
+                    local = int(fields[1].rpartition(":")[2], 16)
+                    remote = int(fields[2].rpartition(":")[2], 16)
+                    found.append((local, remote))
+    return found
+
+
+def isolate_member(member: EnsembleMember, others: list[EnsembleMember]) -> LoopbackCut:
+    """A cut of ``member`` from the other members of its ensemble (quorum and election traffic
+    only: its clients keep their connections), not yet applied.
+
+    The members all live on 127.0.0.1, so the cut is made of ports: the member's own quorum and
+    election ports (connections the others opened to it) and the local ports of the connections it
+    opened to theirs (its follower connection to ZooKeeper's leader). A new connection it opens
+    later is not cut: give it the lowest ``myid``, so that it opens no election connection that
+    lasts (a member keeps only election connections opened by the higher id), and cut it while it
+    follows."""
+    if any(other.myid < member.myid for other in others):
+        raise ValueError(f"isolate the member with the lowest myid, not zk{member.myid}")
+    assert member.pid is not None, f"zk{member.myid} is not running"
+    peer_ports = {port for other in others for port in (other.quorum_port, other.election_port)}
+    own = [local for local, remote in tcp_connections(member.pid) if remote in peer_ports]
+    return LoopbackCut([member.quorum_port, member.election_port, *own])
+
+
 def remove_stale_cuts() -> list[str]:
     """Delete the cut rules of test runs that no longer exist; return the rules deleted."""
     if iptables_unavailable() is not None:
@@ -353,6 +417,78 @@ class Filler:
             self._thread.join(5.0)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+# --------------------------------------------------------------------------------------------------
+# a foreign process holding the fence lock
+# --------------------------------------------------------------------------------------------------
+
+_HOLD_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o640)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()  # hold until our stdin is closed (or we are killed)
+"""
+
+
+class ForeignLockHolder:
+    """A process that is not a replica (an operator's script, a stuck backup job) holding the POSIX
+    lock on ``path`` (``file-dir/.election-fence.lock``) until :meth:`release`."""
+
+    def __init__(self, path: Path, timeout: float = 10.0) -> None:
+        self.path = path
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_LOCK, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert self._proc.stdout is not None
+        ready, _, _ = select.select([self._proc.stdout], [], [], timeout)
+        line = self._proc.stdout.readline() if ready else b""
+        if line.strip() != b"locked":
+            self.release()
+            raise RuntimeError(f"the foreign lock holder did not lock {path} within {timeout:g}s")
+        self.locked_at = time.time()
+
+    @property
+    def holding(self) -> bool:
+        return self._proc.poll() is None
+
+    def release(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        for stream in (self._proc.stdin, self._proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# a wall clock behind the others
+# --------------------------------------------------------------------------------------------------
+
+
+def _faketime_library() -> Path | None:
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    return found[0] if found else None
+
+
+def faketime_unavailable() -> str | None:
+    if _faketime_library() is None:
+        return "libfaketime is not installed (apt-get install faketime): it skews one replica's clock"
+    return None
+
+
+def skewed_clock_env(offset: str) -> dict[str, str]:
+    """Environment variables that run a process with its wall clock moved by ``offset`` (e.g.
+    ``"-2s"``: 2 s behind) and its monotonic clock untouched: a pod on a node whose clock drifted."""
+    library = _faketime_library()
+    if library is None:
+        raise RuntimeError(faketime_unavailable())
+    return {"LD_PRELOAD": str(library), "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir / "election",
         zk,
         replicas=args.replicas,
-        relays="connection_cut" in runnable,
+        relays=any("relays" in FAULTS[n].needs for n in runnable),
         tmpfs=any("tmpfs" in FAULTS[n].needs for n in runnable),
         capacity=CAPACITY,
         rng=rng,

@@ -5,8 +5,10 @@ the service promises after it (the audit, one agreed leader within the fault's b
 exit, no overlap between terms) and measures the figures recorded in the results file; then every
 replica is stopped with SIGTERM, must exit 0, and the directory must audit clean at rest.
 
-The last two tests pin down gaps the suite found in the service, now fixed: Init's clean-up of
-leftovers takes the fence lock, and a replica adopts its own queue node after a lost reply.
+Two tests pin down gaps the suite found in the service, now fixed: Init's clean-up of leftovers
+takes the fence lock, and a replica adopts its own queue node after a lost reply. The last five are
+issue 9's faults (a granted session shorter than asked, a slow fsync inside a partition, a corrupt
+fence, a foreign holder of the fence lock, skewed wall clocks).
 """
 
 from __future__ import annotations
@@ -202,3 +204,45 @@ def test_a_lost_reply_to_joining_the_queue_does_not_slow_the_next_hand_over(make
     first = chaos.wait_newer_files(before.epoch, 1, 30.0)[0]
     handover = read_file(chaos.file_dir / first).written_at - t0
     assert handover < CRASH_BOUND, f"replica-2 took over {handover:.1f}s after the leader died"
+
+
+def test_granted_session_shorter_than_requested(
+    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest
+) -> None:
+    """Issue 9 item 1: replicas asking for 10 s from tickTime-200 servers run on the 4 s granted."""
+    result = inject(make_chaos, chaos_results, request, "standalone", "granted_session_short")
+    assert result.details["crash_handover_s"] is not None
+
+
+def test_slow_fsync_inside_a_partition(
+    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest
+) -> None:
+    """Issue 9 items 1-2: a leader held in fsync past its session while cut off publishes nothing
+    once the next term's node exists."""
+    if (reason := unavailable("strace", "standalone")) is not None:
+        pytest.skip(reason)
+    result = inject(make_chaos, chaos_results, request, "standalone", "slow_fsync_partitioned", relays=True)
+    assert result.leader_after != result.leader_before
+    assert result.stale_writes == 0 and result.overlap_s == 0
+
+
+def test_corrupt_fence(make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest) -> None:
+    """Issue 9 item 7: a fence overwritten with garbage is rebuilt; the cluster writes on."""
+    inject(make_chaos, chaos_results, request, "standalone", "fence_corrupt")
+
+
+def test_foreign_holder_of_the_fence_lock(
+    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest
+) -> None:
+    """Issue 9 item 7: a foreign process holding the fence lock for a while: bounded terms, recovery."""
+    inject(make_chaos, chaos_results, request, "standalone", "foreign_lock_holder")
+
+
+def test_clock_skew_between_replicas(
+    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest
+) -> None:
+    """Issue 9 item 10: hand-overs to and from replicas 2 s behind leave a directory that audits clean."""
+    if (reason := unavailable("faketime", "standalone")) is not None:
+        pytest.skip(reason)
+    result = inject(make_chaos, chaos_results, request, "standalone", "clock_skew")
+    assert result.new_terms >= 2

@@ -193,6 +193,25 @@ class Replica:
         status = self.status()
         return None if status is None else str(status["state"])
 
+    def metrics(self) -> dict[str, float] | None:
+        """/metrics as {"name{labels}": value}; None if nothing answers."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/metrics", timeout=HTTP_TIMEOUT
+            ) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                try:
+                    samples[name] = float(value)
+                except ValueError:
+                    continue
+        return samples
+
     def ready(self) -> bool | None:
         """True/False from /readyz (200/503); None if nothing answers."""
         answer = self.get("/readyz")
@@ -257,8 +276,11 @@ class Cluster:
         self.env["PYTHONUNBUFFERED"] = "1"
 
     # -- processes --------------------------------------------------------------------------
-    def spawn(self, identity: str | None = None, **overrides: str) -> Replica:
-        """Start one replica without waiting for it."""
+    def spawn(
+        self, identity: str | None = None, env: dict[str, str] | None = None, **overrides: str
+    ) -> Replica:
+        """Start one replica without waiting for it; ``env`` adds to (or overrides) the environment
+        of this replica only (e.g. a skewed clock)."""
         identity = identity or f"replica-{len(self.replicas) + 1}"
         port = free_port()
         settings = {
@@ -270,7 +292,7 @@ class Cluster:
         args = [sys.executable, "-m", "app", "run", *(f"--{k}={v}" for k, v in settings.items())]
         replica = Replica(identity, port, args, self.log_dir / f"{identity}.log", settings)
         self.replicas.append(replica)
-        replica.start(self.env)
+        replica.start({**self.env, **(env or {})})
         return replica
 
     def start(self, count: int, timeout: float = 30.0, **overrides: str) -> list[Replica]:
