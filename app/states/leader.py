@@ -284,6 +284,9 @@ class Leader:
             )
             return _Done.FAILED
         ctx.metrics.file_written()
+        # The directory's publish counter as of our own file: as a standby later, only a newer
+        # publish counts as the cluster's progress (app.states.progress).
+        ctx.progress_seen = written.order
         log.info(
             "wrote %s",
             written.name,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 
+from app.config import Settings
 from app.machine import Context, StateName, Transition
 from app.ports.coordination import LeaderNode
 from app.states.failover import EXIT_GAVE_UP
@@ -36,7 +37,25 @@ log = logging.getLogger("election.states.progress")
 
 def stall_grace(ctx: Context) -> float:
     """How long a standby waits for the counter to move before it calls the cluster stalled."""
-    return 2.0 * ctx.settings.leader_timeout + ctx.settings.attempter_timeout
+    return _grace(ctx.settings)
+
+
+def _grace(settings: Settings) -> float:
+    return 2.0 * settings.leader_timeout + settings.attempter_timeout
+
+
+def exit_bound(settings: Settings, longest_failed_write: float) -> float:
+    """Seconds after the last file published by which every replica of a cluster that cannot
+    publish anything has exited with status 1.
+
+    A standby sees the last file at its next look (within ``attempter-timeout``) and gives up
+    ``max(failover-timeout, stall grace)`` later; a replica that leads at that moment gives up when
+    its term ends, after ``max-write-failures`` failed writes, each at most a ``leader-timeout``
+    apart and at most ``longest_failed_write`` long (the fence lock's wait, 2 s, is the slowest way
+    a write fails here; a write stuck in the kernel is the liveness probe's business).
+    """
+    a, f, w = settings.attempter_timeout, settings.failover_timeout, settings.max_write_failures
+    return a + max(f, _grace(settings)) + w * max(settings.leader_timeout, longest_failed_write)
 
 
 def judge_leader(ctx: Context, leader: LeaderNode) -> Transition | None:

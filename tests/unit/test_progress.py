@@ -132,3 +132,22 @@ def test_a_standby_gives_up_on_time_between_its_periodic_looks(make_harness) -> 
     h.stop_at(500.0)
     assert h.run() == 1
     assert h.clock.elapsed == pytest.approx(40.0)
+
+
+def test_a_leader_that_resigned_does_not_take_its_own_last_file_for_new_progress(make_harness) -> None:  # type: ignore[no-untyped-def]
+    # It wrote files 1-3, then every write fails; it resigns, and as a standby behind another
+    # replica that publishes nothing it must not count the counter it left (3) as progress.
+    h: Harness = make_harness(leader_timeout=1.0, attempter_timeout=1.0, failover_timeout=8.0)
+    original = h.storage.write
+
+    def write(record, *, valid_until):  # type: ignore[no-untyped-def]
+        if len(h.storage.written) >= 3:
+            h.storage.fail_writes = 1
+        return original(record, valid_until=valid_until)
+
+    h.storage.write = write  # type: ignore[method-assign]
+    h.clock.call_later(0.1, _rival_that_grabs_the_free_node_and_fails(h, holds=30.0))
+    h.stop_at(100.0)
+    assert h.run() == 1
+    # last file at 2 s; failing since then; it gives up 8 s later at its first look past that
+    assert h.clock.elapsed <= 2.0 + 8.0 + 1.0
