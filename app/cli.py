@@ -18,6 +18,7 @@ Exit statuses:
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -32,20 +33,22 @@ from app.config import (
     LOG_FORMATS,
     LOG_LEVELS,
     ConfigError,
-    HostPort,
     Settings,
     TlsSettings,
+    ZkConnect,
     default_identity,
     env_var,
     parse_election_path,
     parse_file_dir,
     parse_host_port,
     parse_identity,
+    parse_period,
     parse_positive_duration,
     parse_positive_int,
     parse_readable_file,
     parse_zk_auth,
-    parse_zk_servers,
+    parse_zk_connect,
+    parse_zk_timeout,
     tls_settings,
 )
 from app.durations import format_duration
@@ -75,8 +78,10 @@ class _Parsed(click.ParamType[Any, Any]):
 
 
 DURATION = _Parsed("duration", parse_positive_duration)
+PERIOD = _Parsed("duration", parse_period)
+ZK_TIMEOUT = _Parsed("duration", parse_zk_timeout)
 POSITIVE_INT = _Parsed("integer", parse_positive_int)
-ZK_SERVERS = _Parsed("host:port,...", parse_zk_servers)
+ZK_SERVERS = _Parsed("host:port,...[/chroot]", parse_zk_connect)
 DIRECTORY = _Parsed("directory", parse_file_dir)
 ZK_PATH = _Parsed("zk-path", parse_election_path)
 IDENTITY = _Parsed("name", parse_identity)
@@ -87,9 +92,30 @@ LISTEN = _Parsed("host:port", lambda text: parse_host_port(text, allow_empty_hos
 _DEFAULTS = Settings(identity="")
 
 
+class _EmptyVariable(click.BadParameter):
+    """An ``ELECTION_*`` variable that is set but empty, where the value would have been read."""
+
+
+class _Option(click.Option):
+    """An option whose variable, when set but empty, is a mistake rather than "unset".
+
+    click reads an empty variable as unset, so ``ELECTION_ZK_SERVERS=""`` (say, a ConfigMap key left
+    blank) would silently run against the default. The variable is consulted only when the flag is
+    not on the command line: a flag still wins over the variable, whatever the variable holds.
+    """
+
+    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        if isinstance(self.envvar, str) and self.envvar in os.environ and not os.environ[self.envvar].strip():
+            raise _EmptyVariable(
+                "is set but empty; unset it to use the default, or give it a value", ctx=ctx, param=self
+            )
+        return super().resolve_envvar_value(ctx)
+
+
 def _option(flag: str, type_: Any, default: Any, help_: str, **kw: Any) -> Callable[[F], F]:
     return click.option(
         flag,
+        cls=_Option,
         type=type_,
         default=default,
         envvar=env_var(flag),
@@ -128,6 +154,7 @@ def _zk_options(func: F) -> F:
     )(func)
     func = click.option(
         "--zk-tls",
+        cls=_Option,
         is_flag=True,
         default=False,
         envvar=env_var("--zk-tls"),
@@ -144,7 +171,7 @@ def _zk_options(func: F) -> F:
         "--zk-servers",
         ZK_SERVERS,
         _DEFAULTS.zk_connect_string,
-        "ZooKeeper servers, comma-separated host:port.",
+        "ZooKeeper servers, comma-separated host:port, optionally followed by a chroot (/apps/election).",
     )(func)
 
 
@@ -156,12 +183,17 @@ def cli() -> None:
 
 @cli.command()
 @_zk_options
-@_option("--leader-timeout", DURATION, _d(_DEFAULTS.leader_timeout), "How often the leader writes a file.")
+@_option(
+    "--leader-timeout",
+    PERIOD,
+    _d(_DEFAULTS.leader_timeout),
+    "How often the leader writes a file (at least 10ms).",
+)
 @_option(
     "--attempter-timeout",
-    DURATION,
+    PERIOD,
     _d(_DEFAULTS.attempter_timeout),
-    "How often a non-leader tries to become leader (it also reacts at once to the leader leaving).",
+    "How often a non-leader tries to become leader (at least 10ms; it reacts at once to the leader leaving).",
 )
 @_option("--file-dir", DIRECTORY, str(_DEFAULTS.file_dir), "Directory the leader writes its files into.")
 @_option(
@@ -172,7 +204,7 @@ def cli() -> None:
 )
 @_option(
     "--zk-session-timeout",
-    DURATION,
+    ZK_TIMEOUT,
     _d(_DEFAULTS.zk_session_timeout),
     "ZooKeeper session timeout: how long a dead leader holds the node.",
 )
@@ -235,7 +267,11 @@ def run(**options: Any) -> None:
     tls = _tls(
         options.pop("zk_tls"), options.pop("zk_tls_ca"), options.pop("zk_tls_cert"), options.pop("zk_tls_key")
     )
-    settings = Settings(**{**options, "identity": options["identity"] or default_identity(), "zk_tls": tls})
+    connect: ZkConnect = options.pop("zk_servers")
+    identity = options.pop("identity") or default_identity()
+    settings = Settings(
+        **options, zk_servers=connect.servers, chroot=connect.chroot, identity=identity, zk_tls=tls
+    )
     replica = Replica(settings)
     logs.configure(
         level=settings.log_level,
@@ -259,9 +295,9 @@ def run(**options: Any) -> None:
 @_zk_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (one per change with --watch).")
 @click.option("--watch", is_flag=True, help="Keep printing the view whenever it changes, until interrupted.")
-@_option("--timeout", DURATION, "5s", "How long to wait for ZooKeeper.")
+@_option("--timeout", ZK_TIMEOUT, "5s", "How long to wait for ZooKeeper.")
 def status(
-    zk_servers: tuple[HostPort, ...],
+    zk_servers: ZkConnect,
     election_path: str,
     zk_tls: bool,
     zk_tls_ca: Path | None,
@@ -280,7 +316,8 @@ def status(
     # attempt would reach stderr through logging's last resort; the outcome is reported in one line.
     logging.getLogger("election").addHandler(logging.NullHandler())
     settings = Settings(
-        zk_servers=zk_servers,
+        zk_servers=zk_servers.servers,
+        chroot=zk_servers.chroot,
         election_path=election_path,
         identity="status",
         zk_session_timeout=max(timeout, 4.0),
@@ -291,12 +328,12 @@ def status(
     coordinator.subscribe(changed.set)
     try:
         coordinator.connect(timeout)
-        view = read_view(coordinator, election_path, watch=watch)
+        view = read_view(coordinator, election_path, watch=watch, chroot=settings.chroot)
         click.echo(view.to_json() if as_json else view.to_text())
         while watch:
             changed.wait(1.0)  # the leader watch wakes us at once; members are polled each second
             changed.clear()
-            latest = read_view(coordinator, election_path, watch=True)
+            latest = read_view(coordinator, election_path, watch=True, chroot=settings.chroot)
             if latest != view:
                 view = latest
                 click.echo(view.to_json() if as_json else "\n" + view.to_text())
@@ -345,11 +382,13 @@ def _config_error(message: str) -> NoReturn:
     sys.exit(EXIT_CONFIG)
 
 
-def _describe(param: click.Parameter | None, ctx: click.Context | None) -> str:
+def _describe(param: click.Parameter | None, ctx: click.Context | None, *, from_env: bool = False) -> str:
     if param is None or not isinstance(param, click.Option):
         return ""
     flag = max(param.opts, key=len)
-    if ctx is not None and param.name and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT:
+    if from_env or (
+        ctx is not None and param.name and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
+    ):
         return f"{param.envvar} (for {flag})"
     return flag
 
@@ -359,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = cli.main(args=argv, prog_name="election", standalone_mode=False)
     except click.BadParameter as exc:
-        where = _describe(exc.param, exc.ctx)
+        where = _describe(exc.param, exc.ctx, from_env=isinstance(exc, _EmptyVariable))
         _config_error(f"invalid {where}: {exc.message}" if where else exc.format_message())
     except click.UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""

@@ -13,7 +13,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.durations import DurationError, parse_duration
+from app.durations import DurationError, format_duration, parse_duration
 
 ENV_PREFIX = "ELECTION"
 
@@ -69,13 +69,39 @@ def parse_host_port(text: str, *, allow_empty_host: bool = False, allow_port_zer
 
 
 def parse_zk_servers(text: str) -> tuple[HostPort, ...]:
-    """A comma-separated, non-empty list of ``host:port``."""
+    """A comma-separated, non-empty list of ``host:port`` (no chroot: see :func:`parse_zk_connect`)."""
     items = [item.strip() for item in text.split(",")]
     if not any(items):
         raise ConfigError("no ZooKeeper server given (expected host:port[,host:port...])")
     if not all(items):
         raise ConfigError(f"{text!r} has an empty entry")
     return tuple(parse_host_port(item) for item in items)
+
+
+@dataclass(frozen=True)
+class ZkConnect:
+    """What ``--zk-servers`` holds: the servers, and the chroot every path is relative to (or None)."""
+
+    servers: tuple[HostPort, ...]
+    chroot: str | None = None
+
+
+def parse_zk_connect(text: str) -> ZkConnect:
+    """A ZooKeeper connect string: ``host:port[,host:port...][/chroot]``, as every ZooKeeper client
+    takes it. The chroot is one suffix of the whole list (after the last server), a valid ZooKeeper path;
+    a bare ``/`` means none, as in ZooKeeper's own ConnectStringParser."""
+    servers, slash, chroot = text.strip().partition("/")
+    if not slash:
+        return ZkConnect(parse_zk_servers(servers))
+    if "," in chroot:
+        raise ConfigError(f"{text!r} has a chroot in the middle of the list; put it after the last server")
+    hosts = parse_zk_servers(servers)
+    if chroot.strip() == "":
+        return ZkConnect(hosts)
+    try:
+        return ZkConnect(hosts, parse_zk_path("/" + chroot))
+    except ConfigError as exc:
+        raise ConfigError(f"chroot {'/' + chroot!r}: {exc}") from None
 
 
 # Go's time.Duration is an int64 count of nanoseconds: time.ParseDuration refuses anything longer.
@@ -92,6 +118,39 @@ def parse_positive_duration(text: str) -> float:
         raise ConfigError(f"{text!r} must be a positive duration")
     if seconds > MAX_DURATION_SECONDS:
         raise ConfigError(f"{text!r} is longer than the longest duration, 2562047h47m16.854775807s")
+    return seconds
+
+
+# kazoo sends the session timeout to ZooKeeper as a signed 32-bit count of milliseconds: longer ones
+# overflow its connect request (and surface only as "unreachable").
+MAX_ZK_TIMEOUT_SECONDS = (2**31 - 1) / 1000
+
+
+def parse_zk_timeout(text: str) -> float:
+    """A positive duration that ZooKeeper can carry in milliseconds: at most 2**31-1 ms (about 24.8 days)."""
+    seconds = parse_positive_duration(text)
+    if seconds > MAX_ZK_TIMEOUT_SECONDS:
+        raise ConfigError(
+            f"{text!r} is longer than ZooKeeper can carry: at most {format_duration(MAX_ZK_TIMEOUT_SECONDS)}"
+            " (2**31-1 ms)"
+        )
+    return seconds
+
+
+# The shortest leader-timeout and attempter-timeout: each period costs a file write with two fsyncs
+# (leader) or a ZooKeeper round trip (attempter), a few milliseconds on a good day; below this the
+# schedule would only fall behind. The benchmarks run the leader at 10 ms.
+MIN_PERIOD_SECONDS = 0.01
+
+
+def parse_period(text: str) -> float:
+    """A positive duration of at least ``MIN_PERIOD_SECONDS`` (10ms)."""
+    seconds = parse_positive_duration(text)
+    if seconds < MIN_PERIOD_SECONDS:
+        raise ConfigError(
+            f"{text!r} is shorter than {format_duration(MIN_PERIOD_SECONDS)}, the shortest period the"
+            " schedule can keep"
+        )
     return seconds
 
 
@@ -149,23 +208,50 @@ def parse_file_dir(text: str) -> Path:
     return path
 
 
-def parse_election_path(text: str) -> str:
-    """An absolute ZooKeeper path, not the root, without a trailing slash or empty segments."""
+# Code points ZooKeeper refuses in a node name (org.apache.zookeeper.common.PathUtils.validatePath):
+# NUL and the other control characters, the surrogates (Java's UTF-16 halves of any character beyond the
+# Basic Multilingual Plane), the private-use area and the last specials of the BMP.
+_ZK_FORBIDDEN = re.compile("[\\x00-\\x1f\\x7f-\\x9f\\ud800-\\uf8ff\\ufff0-\\uffff\\U00010000-\\U0010ffff]")
+ZK_CHARACTERS = "U+0020-U+007E, U+00A0-U+D7FF and U+F900-U+FFEF"
+
+
+def _zk_storable(text: str) -> bool:
+    """True when ZooKeeper can hold ``text`` in a node name (not counting '/')."""
+    return _ZK_FORBIDDEN.search(text) is None
+
+
+def parse_zk_path(text: str) -> str:
+    """An absolute ZooKeeper path below the root: no trailing slash, no empty, ``.`` or ``..``
+    segments, and only characters ZooKeeper accepts (``ZK_CHARACTERS``)."""
     raw = text.strip()
     if not raw.startswith("/") or raw == "/":
         raise ConfigError(f"{text!r} must be an absolute ZooKeeper path below /, like /election")
     if raw.endswith("/") or "//" in raw or any(seg in (".", "..") for seg in raw.split("/")[1:]):
         raise ConfigError(f"{text!r} is not a valid ZooKeeper path")
+    if not _zk_storable(raw):
+        raise ConfigError(f"{text!r} has a character ZooKeeper refuses (allowed: {ZK_CHARACTERS})")
     return raw
 
 
+def parse_election_path(text: str) -> str:
+    """An absolute ZooKeeper path, not the root, without a trailing slash or empty segments."""
+    return parse_zk_path(text)
+
+
+IDENTITY_MAX = 253
+
+
 def parse_identity(text: str) -> str:
-    """A replica name: printable, no slash (it ends up in a ZooKeeper node and in file contents)."""
+    """A replica name that ZooKeeper can store in the member node's name (``m-<identity>-N``):
+    1-253 printable characters of ``ZK_CHARACTERS``, without '/'."""
     raw = text.strip()
     if not raw:
         raise ConfigError("empty identity")
-    if len(raw) > 253 or "/" in raw or not raw.isprintable():
-        raise ConfigError(f"{text!r} must be 1-253 printable characters without '/'")
+    if len(raw) > IDENTITY_MAX or "/" in raw or not raw.isprintable() or not _zk_storable(raw):
+        raise ConfigError(
+            f"{text!r} must be 1-{IDENTITY_MAX} printable characters without '/' in {ZK_CHARACTERS}"
+            " (ZooKeeper refuses others in a node name)"
+        )
     return raw
 
 
@@ -243,11 +329,13 @@ class Settings:
     max_write_failures: int = 3
     zk_auth: str | None = field(default=None, repr=False)
     zk_tls: TlsSettings | None = None
+    # The ZooKeeper path every other path is relative to (the suffix of --zk-servers), or None.
+    chroot: str | None = None
 
     @property
     def zk_connect_string(self) -> str:
-        """The servers as kazoo and ZooKeeper's own tools take them."""
-        return ",".join(str(s) for s in self.zk_servers)
+        """The servers and the chroot, as kazoo and ZooKeeper's own tools take them."""
+        return ",".join(str(s) for s in self.zk_servers) + (self.chroot or "")
 
     @property
     def leader_node_path(self) -> str:

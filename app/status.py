@@ -11,20 +11,31 @@ from app.ports.coordination import Coordinator
 
 @dataclass(frozen=True)
 class ClusterView:
-    """One reading of the election: the leader (or None) and the connected members."""
+    """One reading of the election: the leader (or None) and the connected members.
+
+    ``election_path`` is relative to ``chroot`` (None: no chroot), as the replicas are configured.
+    """
 
     election_path: str
     leader: dict[str, Any] | None
     members: list[dict[str, Any]]
+    chroot: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(
-            {"election_path": self.election_path, "leader": self.leader, "members": self.members},
+            {
+                "election_path": self.election_path,
+                "chroot": self.chroot,
+                "leader": self.leader,
+                "members": self.members,
+            },
             sort_keys=True,
         )
 
     def to_text(self) -> str:
         lines = []
+        if self.chroot is not None:
+            lines.append(f"chroot:  {self.chroot} (leader node {self.chroot}{self.election_path}/leader)")
         if self.leader is None:
             lines.append(f"leader:  none ({self.election_path})")
         else:
@@ -37,12 +48,16 @@ class ClusterView:
         return "\n".join(lines)
 
 
-def read_view(coordinator: Coordinator, election_path: str, *, watch: bool = False) -> ClusterView:
-    """Read the leader node and the member list once (with ``watch``: be told of leader changes)."""
+def read_view(
+    coordinator: Coordinator, election_path: str, *, watch: bool = False, chroot: str | None = None
+) -> ClusterView:
+    """Read the leader node and the member list once (with ``watch``: be told of leader changes);
+    ``chroot`` is only reported (the coordinator is already connected under it)."""
     leader = coordinator.leader(watch=watch)
     members = coordinator.members()
     return ClusterView(
         election_path=election_path,
+        chroot=chroot,
         leader=None
         if leader is None
         else {

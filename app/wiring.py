@@ -5,15 +5,19 @@ This is the only place that knows which adapter implements which port. Tests bui
 
 Threads of a running replica: the main thread runs the state machine (and receives signals); kazoo
 runs its connection thread (callbacks only record and wake); the HTTP server answers on a daemon
-thread; a shutdown watchdog thread starts with the first stop signal.
+thread; a signal thread turns SIGTERM/SIGINT into a stop request, and a shutdown watchdog thread
+starts with the first of them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import random
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -43,6 +47,17 @@ LIVENESS_STALL_SECONDS = 30.0
 EXIT_SHUTDOWN_TIMEOUT = 1
 # /status reads the leader node from ZooKeeper at most this often.
 STATUS_CACHE_SECONDS = 0.25
+# How long the shutdown watchdog lets its last line take before it exits anyway (stderr may be full).
+WATCHDOG_LAST_LINE_SECONDS = 0.2
+
+
+def _ignore_in_handler(_signum: int, _frame: FrameType | None) -> None:
+    """The Python-level handler of SIGTERM/SIGINT: nothing (the signal thread does the work)."""
+
+
+def _write_stderr(data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        os.write(2, data)
 
 
 def make_coordinator(settings: Settings) -> KazooCoordinator:
@@ -89,6 +104,7 @@ class Replica:
         self._leader_cache: tuple[float, LeaderNode | None] | None = None
         self._granted_session_timeout: float | None = None  # the last one the server granted
         self._signals = 0
+        self._wakeup_sockets: tuple[socket.socket, socket.socket] | None = None
 
     # -- what the endpoints show ------------------------------------------------------------
     def _on_coordination_change(self) -> None:
@@ -177,28 +193,74 @@ class Replica:
         return self._http.port
 
     def install_signal_handlers(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._on_signal)
+        """Route SIGTERM and SIGINT to :meth:`_on_signal` on a thread of its own; main thread only.
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        Python runs a signal handler on the main thread between two bytecodes, possibly while that
+        thread holds a lock (inside ``Event.wait``, or a logging handler's lock while stderr is full),
+        so the handler must take none: it does nothing at all. The C-level handler writes the signal's
+        number to a wakeup socket (``signal.set_wakeup_fd``), and a daemon thread reading it does the
+        work, as Python's documentation recommends.
+        """
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)  # set_wakeup_fd requires it: the C handler must never block
+        self._wakeup_sockets = (reader, writer)
+        threading.Thread(target=self._relay_signals, args=(reader,), name="signals", daemon=True).start()
+        signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _ignore_in_handler)
+
+    def _relay_signals(self, reader: socket.socket) -> None:
+        """The signal thread: one :meth:`_on_signal` per signal number read from the wakeup socket."""
+        while True:
+            try:
+                received = reader.recv(64)
+            except OSError:
+                return
+            if not received:
+                return
+            for signum in received:
+                if signum in (signal.SIGTERM, signal.SIGINT):
+                    self._on_signal(signum)
+
+    def _on_signal(self, signum: int) -> None:
+        """A stop signal (on the signal thread): arm the watchdog first, then ask the machine to stop;
+        a second signal exits at once with 128+signum."""
         self._signals += 1
-        name = signal.Signals(signum).name
         if self._signals > 1:
             # A second signal: the operator insists. Leave now; files stay consistent (atomic writes).
             os._exit(128 + signum)
-        self.ctx.request_stop(f"received {name}")
-        watchdog = threading.Thread(target=self._watchdog, name="shutdown-watchdog", daemon=True)
-        watchdog.start()
+        # First, so that nothing below (a lock, a log line to a full pipe) can outlast the timeout.
+        threading.Thread(target=self._watchdog, name="shutdown-watchdog", daemon=True).start()
+        self.ctx.request_stop(f"received {signal.Signals(signum).name}")
 
     def _watchdog(self) -> None:
+        """Exit with status 1 if the machine has not finished within ``--shutdown-timeout``.
+
+        It takes no logging lock (the thread that holds one may be what is stuck, writing to a full
+        pipe): its last line goes to fd 2 from a helper thread that it waits for only briefly.
+        """
         if self.machine.done.wait(self.settings.shutdown_timeout):
             return
-        log.error(
-            "shutdown took longer than %.3gs; exiting",
-            self.settings.shutdown_timeout,
-            extra={"event": "shutdown_timeout"},
+        message = f"shutdown took longer than {self.settings.shutdown_timeout:.3g}s; exiting"
+        line = (
+            f"ERROR [{self.settings.identity}] {message}"
+            if self.settings.log_format == "text"
+            else json.dumps(
+                {
+                    "level": "ERROR",
+                    "logger": log.name,
+                    "message": message,
+                    "event": "shutdown_timeout",
+                    "identity": self.settings.identity,
+                    "election_path": self.settings.election_path,
+                }
+            )
         )
-        logging.shutdown()
+        writer = threading.Thread(
+            target=_write_stderr, args=((line + "\n").encode(),), name="last-words", daemon=True
+        )
+        writer.start()
+        writer.join(WATCHDOG_LAST_LINE_SECONDS)
         os._exit(EXIT_SHUTDOWN_TIMEOUT)
 
     def run(self) -> int:

@@ -162,15 +162,23 @@ class KazooCoordinator:
         self.candidates_path = f"{election_path}/candidates"
         self._candidate: tuple[int, str] | None = None  # (session, node name) in the queue
         self._hosts = hosts
+        # A chroot suffix (``a:2181,b:2181/apps/election``) goes to kazoo as it is; the servers alone
+        # are kept to create a missing chroot, which no session inside it can do.
+        servers, slash, chroot = hosts.partition("/")
+        self._chroot = "/" + chroot.strip("/") if slash and chroot.strip("/") else None
+        self._servers = servers
+        self._options: dict[str, Any] = {
+            "timeout": session_timeout,
+            "logger": logging.getLogger("election.kazoo"),
+            **_auth_options(auth),
+            **_tls_options(tls),
+        }
         self._client = KazooClient(
             hosts=hosts,
-            timeout=session_timeout,
             connection_retry=KazooRetry(
                 max_tries=-1, delay=0.1, backoff=2, max_jitter=0.4, max_delay=reconnect_backoff_max
             ),
-            logger=logging.getLogger("election.kazoo"),
-            **_auth_options(auth),
-            **_tls_options(tls),
+            **self._options,
         )
         _record_connect_replies(self._client, self._on_connect_reply)
         self._client.add_listener(self._on_connection_change)
@@ -491,9 +499,31 @@ class KazooCoordinator:
 
         return self._call(read)
 
+    def _ensure_chroot(self) -> None:
+        """Create the chroot if it is missing, with ZooKeeper's open ACL (it may be shared by several
+        services). Inside a chrooted session "/" is the chroot, which it cannot create: a short
+        session on the servers alone does it. Costs one read when the chroot exists."""
+        if self._chroot is None or self._client.exists_async("/").get(timeout=self.operation_timeout):
+            return
+        outside = KazooClient(hosts=self._servers, **self._options)
+        try:
+            outside.start(timeout=self.operation_timeout * 3)
+            parts = self._chroot.strip("/").split("/")
+            for depth in range(1, len(parts) + 1):
+                with contextlib.suppress(NodeExistsError):
+                    outside.create_async("/" + "/".join(parts[:depth]), b"", acl=OPEN_ACL_UNSAFE).get(
+                        timeout=self.operation_timeout
+                    )
+        finally:
+            with contextlib.suppress(*_ERRORS):
+                outside.stop()
+                outside.close()
+
     def _ensure_tree(self) -> None:
-        """Create the election path, ``members`` and ``candidates`` if missing. Ancestors of the
-        election path get ZooKeeper's open ACL, not ours: they may be shared with other applications."""
+        """Create the chroot, the election path, ``members`` and ``candidates`` if missing. Ancestors
+        of the election path get ZooKeeper's open ACL, not ours: they may be shared with other
+        applications."""
+        self._ensure_chroot()
         parts = self.members_path.strip("/").split("/")
         depth_of_election_path = len(parts) - 1
         paths = ["/" + "/".join(parts[:depth]) for depth in range(1, len(parts) + 1)]

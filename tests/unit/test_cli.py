@@ -7,6 +7,7 @@ starts ZooKeeper or a replica.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -22,8 +23,9 @@ from click.testing import CliRunner
 
 import app.wiring
 from app import __version__
-from app.cli import cli
+from app.cli import cli, main
 from app.config import HostPort, Settings
+from app.status import ClusterView
 
 REPO = Path(__file__).resolve().parents[2]
 EXIT_CONFIG = 2
@@ -346,3 +348,169 @@ def test_status_against_unreachable_zookeeper_exits_3_with_one_line_within_its_t
     assert f"127.0.0.1:{closed_port}" in lines[0]
     assert result.stdout == ""
     assert elapsed < timeout + 3.0  # the timeout, plus starting Python and closing the client
+
+
+# -- issue 9, item 11: bad input that used to slip through -----------------------------------
+
+
+class _Reached(Exception):
+    """Raised by a stand-in for what a command does after its settings are accepted."""
+
+
+@pytest.fixture
+def stop_after_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command stops where it would start its work: accepted settings raise _Reached."""
+
+    def reached(*_args: Any, **_kw: Any) -> Any:
+        raise _Reached
+
+    import app.audit  # noqa: PLC0415 - patched only here
+
+    monkeypatch.setattr(app.wiring, "Replica", reached)
+    monkeypatch.setattr(app.wiring, "make_coordinator", reached)
+    monkeypatch.setattr(app.audit, "audit_directory", reached)
+    for name in list(os.environ):
+        if name.startswith("ELECTION_"):
+            monkeypatch.delenv(name)
+
+
+def main_exit(
+    args: list[str], capsys: pytest.CaptureFixture[str], env: dict[str, str] | None = None
+) -> tuple[int, list[str]]:
+    """Run ``app.cli.main`` in this process; return its exit status and its stderr lines."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
+        with pytest.raises(SystemExit) as exited:
+            main(args)
+    code = exited.value.code
+    assert isinstance(code, int)
+    return code, capsys.readouterr().err.splitlines()
+
+
+def assert_one_line_exit_2(result: tuple[int, list[str]], *names: str) -> None:
+    code, lines = result
+    assert code == EXIT_CONFIG, lines
+    assert len(lines) == 1, lines
+    for name in names:
+        assert name in lines[0], lines[0]
+
+
+def env_options() -> list[tuple[str, str, str]]:
+    """(command, flag, variable) for every option of every command that reads a variable."""
+    return [
+        (name, option_flag(param), param.envvar)
+        for name, command in sorted(cli.commands.items())
+        for param in command.params
+        if isinstance(param, click.Option) and isinstance(param.envvar, str)
+    ]
+
+
+@pytest.mark.usefixtures("stop_after_parsing")
+@pytest.mark.parametrize(("command", "flag", "variable"), env_options(), ids=str)
+def test_an_empty_variable_exits_2_naming_it_instead_of_meaning_the_default(
+    command: str, flag: str, variable: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert_one_line_exit_2(main_exit([command], capsys, env={variable: ""}), variable, flag, "empty")
+
+
+@pytest.mark.usefixtures("stop_after_parsing")
+def test_a_blank_boolean_variable_exits_2_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_one_line_exit_2(
+        main_exit(["run"], capsys, env={"ELECTION_ZK_TLS": "  "}), "ELECTION_ZK_TLS", "empty"
+    )
+
+
+@pytest.mark.usefixtures("stop_after_parsing")
+def test_an_empty_variable_is_refused_unless_its_flag_is_given(capsys: pytest.CaptureFixture[str]) -> None:
+    # The documented choice: a flag wins over its variable, whatever the variable holds, so an empty
+    # variable is a mistake only where it would be read.
+    empty = {"ELECTION_ZK_SERVERS": ""}
+    assert_one_line_exit_2(main_exit(["run"], capsys, env=empty), "ELECTION_ZK_SERVERS")
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(_Reached):
+        patch.setenv("ELECTION_ZK_SERVERS", "")
+        main(["run", "--zk-servers=zk:2181"])
+
+
+@pytest.mark.usefixtures("stop_after_parsing")
+@pytest.mark.parametrize(
+    "identity",
+    ["replica-\U0001f600", "replica-\ufffd", "replica-\ufffc", "replica-\ufff9", "\U00010000"],
+    ids=["emoji", "replacement-char", "object-replacement", "interlinear-anchor", "first-beyond-bmp"],
+)
+def test_an_identity_zookeeper_cannot_store_exits_2_saying_what_is_allowed(
+    identity: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = main_exit(["run", f"--identity={identity}"], capsys)
+    assert_one_line_exit_2(result, "--identity", "U+0020-U+007E, U+00A0-U+D7FF and U+F900-U+FFEF")
+
+
+@pytest.mark.usefixtures("stop_after_parsing")
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["run", "--zk-session-timeout=720h"], "--zk-session-timeout"),
+        (["run", "--zk-session-timeout=596h31m23.648s"], "--zk-session-timeout"),
+        (["status", "--timeout=720h"], "--timeout"),
+    ],
+    ids=lambda v: v[-1] if isinstance(v, list) else None,
+)
+def test_a_timeout_beyond_32_bit_milliseconds_exits_2_naming_it(
+    args: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert_one_line_exit_2(main_exit(args, capsys), flag, "596h31m23.647s")
+    with pytest.raises(_Reached):  # the longest that fits (2**31-1 ms) is accepted
+        main([args[0], f"{flag}=596h31m23.647s"])
+
+
+@pytest.mark.usefixtures("stop_after_parsing")
+@pytest.mark.parametrize(
+    "arg",
+    ["--leader-timeout=9ms", "--leader-timeout=1ns", "--attempter-timeout=9999us", "--attempter-timeout=1ms"],
+)
+def test_a_period_below_10ms_exits_2_naming_it(arg: str, capsys: pytest.CaptureFixture[str]) -> None:
+    flag = arg.split("=", maxsplit=1)[0]
+    assert_one_line_exit_2(main_exit(["run", arg], capsys), flag, "10ms")
+    with pytest.raises(_Reached):  # 10ms itself is accepted (the benchmarks run the leader at it)
+        main(["run", f"{flag}=10ms"])
+
+
+# -- issue 9, item 12: chroots -----------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("capture_settings")
+def test_a_chroot_after_the_servers_is_accepted_and_kept_in_the_connect_string() -> None:
+    settings = settings_of(["--zk-servers=zk1:2181,zk2:2181/apps/election"])
+    assert settings.zk_servers == (HostPort("zk1", 2181), HostPort("zk2", 2181))
+    assert settings.chroot == "/apps/election"
+    assert settings.zk_connect_string == "zk1:2181,zk2:2181/apps/election"
+
+
+@pytest.mark.usefixtures("capture_settings")
+def test_a_chroot_from_the_variable_is_accepted() -> None:
+    settings = settings_of([], env={"ELECTION_ZK_SERVERS": "zk:2181/apps"})
+    assert (settings.zk_connect_string, settings.chroot) == ("zk:2181/apps", "/apps")
+
+
+@pytest.mark.usefixtures("stop_after_parsing")
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("zk1:2181/apps,zk2:2181", "chroot in the middle"),
+        ("zk1:2181/apps/", "chroot '/apps/'"),
+        ("zk1:2181/apps//election", "chroot"),
+        ("zk1:2181/apps/../election", "chroot"),
+        ("zk1:2181/apps/\ue000", "chroot"),
+    ],
+)
+def test_a_bad_chroot_exits_2_naming_the_flag(
+    value: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert_one_line_exit_2(main_exit(["run", f"--zk-servers={value}"], capsys), "--zk-servers", says)
+
+
+def test_status_shows_the_chroot_in_text_and_json() -> None:
+    view = ClusterView(election_path="/election", leader=None, members=[], chroot="/apps")
+    assert json.loads(view.to_json())["chroot"] == "/apps"
+    assert view.to_text().splitlines()[0] == "chroot:  /apps (leader node /apps/election/leader)"
+    assert json.loads(ClusterView("/election", None, []).to_json())["chroot"] is None

@@ -20,9 +20,12 @@ from app.config import (
     parse_file_dir,
     parse_host_port,
     parse_identity,
+    parse_period,
     parse_positive_duration,
     parse_positive_int,
+    parse_zk_connect,
     parse_zk_servers,
+    parse_zk_timeout,
 )
 
 # -- env var names ---------------------------------------------------------------------------
@@ -285,10 +288,73 @@ def test_identity_refuses_slashes_control_characters_and_long_names(text: str) -
         parse_identity(text)
 
 
+# -- ZooKeeper's characters, chroots, and the limits of kazoo and the schedule (issue 9, item 11/12)
+
+
+@given(st.characters(codec="utf-8"))
+def test_identity_accepts_exactly_the_printable_characters_zookeeper_stores(char: str) -> None:
+    code = ord(char)
+    storable = code > 0x1F and not 0x7F <= code <= 0x9F and not 0xD800 <= code <= 0xF8FF and code < 0xFFF0
+    expected = storable and char != "/" and char.isprintable()
+    try:
+        accepted = parse_identity(f"a{char}b") == f"a{char}b"
+    except ConfigError:
+        accepted = False
+    assert accepted == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "servers", "chroot"),
+    [
+        ("zk1:2181,zk2:2181/apps/election", ("zk1", "zk2"), "/apps/election"),
+        ("[::1]:2181/apps", ("::1",), "/apps"),
+        ("zk:2181/", ("zk",), None),  # as ZooKeeper's ConnectStringParser: "/" alone is no chroot
+        ("zk:2181", ("zk",), None),
+    ],
+)
+def test_zk_connect_takes_a_chroot_after_the_last_server(
+    text: str, servers: tuple[str, ...], chroot: str | None
+) -> None:
+    connect = parse_zk_connect(text)
+    assert tuple(s.host for s in connect.servers) == servers
+    assert connect.chroot == chroot
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("zk1:2181/apps,zk2:2181", "middle of the list"),
+        ("zk:2181/apps/", "not a valid ZooKeeper path"),
+        ("zk:2181/a/./b", "not a valid ZooKeeper path"),
+        ("zk:2181/a\x01", "character ZooKeeper refuses"),
+        ("zk:2181/a\U0001f600", "character ZooKeeper refuses"),
+        ("/apps", "no ZooKeeper server"),
+    ],
+)
+def test_zk_connect_refuses_a_misplaced_or_invalid_chroot(text: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        parse_zk_connect(text)
+
+
+def test_zk_timeout_stops_at_32_bit_milliseconds() -> None:
+    assert parse_zk_timeout("596h31m23.647s") * 1000 <= 2**31 - 1
+    with pytest.raises(ConfigError, match="2\\*\\*31-1 ms"):
+        parse_zk_timeout("596h31m23.648s")
+
+
+def test_period_stops_at_10ms() -> None:
+    assert parse_period("10ms") == 0.01
+    with pytest.raises(ConfigError, match="shorter than 10ms"):
+        parse_period("9.999ms")
+
+
 # -- every parser, arbitrary text ------------------------------------------------------------
 
 PARSERS: list[Callable[[str], Any]] = [
     parse_zk_servers,
+    parse_zk_connect,
+    parse_zk_timeout,
+    parse_period,
     parse_host_port,
     lambda text: parse_host_port(text, allow_empty_host=True, allow_port_zero=True),
     parse_positive_duration,
@@ -299,6 +365,9 @@ PARSERS: list[Callable[[str], Any]] = [
 ]
 PARSER_IDS = [
     "zk_servers",
+    "zk_connect",
+    "zk_timeout",
+    "period",
     "host_port",
     "listen_address",
     "positive_duration",
