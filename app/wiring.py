@@ -139,6 +139,7 @@ class Replica:
                 "state": zk_state.value,
                 "session_id": None if session is None else f"0x{session:x}",
                 "servers": self.settings.zk_connect_string,
+                "chroot": self.settings.chroot,
                 # What the server granted on the last connection (leases count it), not what we
                 # asked for; null before the first connection.
                 "session_timeout_seconds": self._granted_session_timeout,

@@ -178,6 +178,7 @@ def test_status_before_start_shows_init_and_a_closed_connection(harness: Harness
     assert status["leader"] is None
     assert status["zookeeper"]["state"] == "closed"
     assert status["zookeeper"]["session_timeout_seconds"] is None  # nothing granted yet
+    assert status["zookeeper"]["chroot"] is None
 
 
 def test_status_of_an_attempter_names_the_other_leader(harness: Harness) -> None:
