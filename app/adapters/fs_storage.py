@@ -17,7 +17,8 @@ is written: a failure of the directory fsync after it is reported as ``Written(s
 Fencing and the lease: every publish holds the directory's fence lock (``app.adapters.fs_fence``)
 and, under it, refuses with :class:`FencedError` if a newer epoch has written there and with
 :class:`LeaseExpiredError` if the caller's lease (``valid_until`` on our monotonic clock) has run
-out, checked just before the fence record is written and the file linked; either way nothing is
+out, checked before the fence record is written and again just before the file is linked (a
+counter recorded for a file that is not published is given back); either way nothing is
 published. Retention deletes under the same lock and the same two checks.
 
 The fence's floor: the highest epoch that has written is the higher of the fence record and the
@@ -266,8 +267,13 @@ class DirectoryStorage:
                 self._recorded = order
                 self._epoch_seen = max(self._epoch_seen, record.epoch)
                 try:
+                    # Again: the record's fsync may have outlasted the lease (a stalled disk).
+                    if self._monotonic() >= valid_until:
+                        raise LeaseExpiredError(
+                            f"lease ran out while the fence was recorded for {name}; nothing was published"
+                        )
                     self._publish(temp, self.directory / name)
-                except OSError:
+                except (OSError, LeaseExpiredError):
                     # Nothing was published: give the counter back (the epoch stays recorded), or
                     # the standbys, which judge by it, would take every failed link for progress.
                     with contextlib.suppress(OSError, StorageError):

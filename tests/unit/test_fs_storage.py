@@ -527,3 +527,29 @@ def test_a_publish_that_fails_at_the_link_does_not_advance_the_counter(
     if failure == "name_taken":
         (directory / file_name(7, 1)).unlink()
     assert storage.write(record(sequence=1), valid_until=LATER).order == 2
+
+
+def test_a_fence_record_slower_than_the_rest_of_the_lease_publishes_nothing(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The record is fsynced under the lock between the lease check and the link: a slow disk
+    # there (an NFS server's stall) must not publish a file past the lease.
+    clock = Jumps()
+    store = DirectoryStorage(directory, monotonic=clock)
+    store.prepare()
+    store.begin_term()
+    store.write(record(sequence=0), valid_until=clock.now + 6.0)
+    real_store = store.fence.store
+
+    def slow_store(state: Any) -> None:
+        real_store(state)
+        clock.now += 7.0  # its fsync outlasts the lease
+
+    valid_until = clock.now + 6.0
+    monkeypatch.setattr(store.fence, "store", slow_store)
+    with pytest.raises(LeaseExpiredError):
+        store.write(record(sequence=1), valid_until=valid_until)
+    monkeypatch.undo()
+    assert names(directory) == [file_name(7, 0)]
+    assert store.progress() == 1
+    assert store.write(record(sequence=1), valid_until=clock.now + 6.0).order == 2
