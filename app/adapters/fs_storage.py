@@ -17,7 +17,8 @@ is written: a failure of the directory fsync after it is reported as ``Written(s
 Fencing and the lease: every publish holds the directory's fence lock (``app.adapters.fs_fence``)
 and, under it, refuses with :class:`FencedError` if a newer epoch has written there and with
 :class:`LeaseExpiredError` if the caller's lease (``valid_until`` on our monotonic clock) has run
-out, checked just before the fence record is written and the file linked; either way nothing is
+out, checked before the fence record is written and again just before the file is linked (a
+counter recorded for a file that is not published is given back); either way nothing is
 published. Retention deletes under the same lock and the same two checks.
 
 The fence's floor: the highest epoch that has written is the higher of the fence record and the
@@ -30,14 +31,14 @@ index and writes know. A corrupt or missing record is rebuilt at once under the 
 write. A record lowered by hand while files of a higher epoch exist but this writer has not seen
 them is not detected (nothing short of a listing per write could).
 
-Publish order: the fence record also counts the files published in the directory
-(``"published": K``); every publish advances it under the lock, before the link, and the file
-carries its value as ``order``. So ``order`` is the order in which files became visible, with no
-clock involved (``election audit`` relies on it). The content is written and fsynced *before* the
-lock with a predicted counter (the last one this writer recorded + 1; at a term's first write, the
-record read without the lock + 1), so the lock is held only for the checks, one record write and
-the link; if the record says otherwise under the lock (another writer published meanwhile: rare),
-the temporary file is rewritten under the lock.
+Publish order: the fence record also counts the files published in the directory (``"published":
+K``); every publish advances it under the lock, before the link (a link that fails gives it back),
+and the file carries its value as ``order``. So ``order`` is the order in which files became
+visible, with no clock involved (``election audit`` relies on it). The content is written and
+fsynced *before* the lock with a predicted counter (the last one this writer recorded + 1; at a
+term's first write, the record read without the lock + 1), so the lock is held only for the checks,
+one record write and the link; if the record says otherwise under the lock (another writer published
+meanwhile: rare), the temporary file is rewritten under the lock.
 
 Retention cost: the directory is listed once per leadership term (at its first write, under the
 fence lock); each tick then only appends the new name to an in-memory index and deletes from its
@@ -265,7 +266,20 @@ class DirectoryStorage:
                 fence.store(FenceState(record.epoch, order))
                 self._recorded = order
                 self._epoch_seen = max(self._epoch_seen, record.epoch)
-                self._publish(temp, self.directory / name)
+                try:
+                    # Again: the record's fsync may have outlasted the lease (a stalled disk).
+                    if self._monotonic() >= valid_until:
+                        raise LeaseExpiredError(
+                            f"lease ran out while the fence was recorded for {name}; nothing was published"
+                        )
+                    self._publish(temp, self.directory / name)
+                except (OSError, LeaseExpiredError):
+                    # Nothing was published: give the counter back (the epoch stays recorded), or
+                    # the standbys, which judge by it, would take every failed link for progress.
+                    with contextlib.suppress(OSError, StorageError):
+                        fence.store(FenceState(record.epoch, floor.published))
+                        self._recorded = floor.published
+                    raise
         except OSError as exc:
             raise StorageError(f"cannot write {self.directory / name}: {exc.strerror or exc}") from exc
         finally:

@@ -502,3 +502,54 @@ def test_a_wrong_prediction_of_the_counter_is_rewritten_under_the_lock(
     assert written.order == 8
     assert json.loads((directory / written.name).read_text())["order"] == 8
     assert [n for n in os.listdir(directory) if n.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("failure", ["name_taken", "link_io_error"])
+def test_a_publish_that_fails_at_the_link_does_not_advance_the_counter(
+    storage: DirectoryStorage, directory: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    # Standbys judge the cluster's health by this counter (app.states.progress): a write that
+    # published nothing must not move it, or a cluster whose every link fails looks healthy forever.
+    storage.write(record(sequence=0), valid_until=LATER)
+    if failure == "name_taken":
+        plant(directory, 7, 1)
+    else:
+
+        def broken_link(*_args: Any, **_kwargs: Any) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(os, "link", broken_link)
+    for _attempt in range(3):
+        with pytest.raises(StorageError):
+            storage.write(record(sequence=1), valid_until=LATER)
+    assert storage.progress() == 1
+    monkeypatch.undo()
+    if failure == "name_taken":
+        (directory / file_name(7, 1)).unlink()
+    assert storage.write(record(sequence=1), valid_until=LATER).order == 2
+
+
+def test_a_fence_record_slower_than_the_rest_of_the_lease_publishes_nothing(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The record is fsynced under the lock between the lease check and the link: a slow disk
+    # there (an NFS server's stall) must not publish a file past the lease.
+    clock = Jumps()
+    store = DirectoryStorage(directory, monotonic=clock)
+    store.prepare()
+    store.begin_term()
+    store.write(record(sequence=0), valid_until=clock.now + 6.0)
+    real_store = store.fence.store
+
+    def slow_store(state: Any) -> None:
+        real_store(state)
+        clock.now += 7.0  # its fsync outlasts the lease
+
+    valid_until = clock.now + 6.0
+    monkeypatch.setattr(store.fence, "store", slow_store)
+    with pytest.raises(LeaseExpiredError):
+        store.write(record(sequence=1), valid_until=valid_until)
+    monkeypatch.undo()
+    assert names(directory) == [file_name(7, 0)]
+    assert store.progress() == 1
+    assert store.write(record(sequence=1), valid_until=clock.now + 6.0).order == 2
