@@ -7,8 +7,10 @@ is broken for everyone would churn through terms without end and never say so. S
 judge by the directory's publish counter (:meth:`app.ports.storage.Storage.progress`), which every
 publish advances, whoever publishes:
 
-* the counter moved since the last look: the work is being done; any failure streak is over
-  (:meth:`app.machine.Context.work_done`);
+* the counter rose above the highest it has seen: the work is being done; any failure streak is
+  over (:meth:`app.machine.Context.work_done`). (A counter that restarts lower, after an operator
+  emptied ``file-dir``, counts only once it passes that mark again; a replica restarted meanwhile
+  starts afresh.)
 * it has not moved for ``STALL_GRACE`` (two leader periods and one attempter period: a healthy
   leader publishes every ``leader-timeout``, and a standby looks every ``attempter-timeout``): the
   replica counts as failing from the last progress it saw, ``/readyz`` turns 503 with the reason;
@@ -63,7 +65,9 @@ def judge_leader(ctx: Context, leader: LeaderNode) -> Transition | None:
     a transition to Stopping with exit status 1 (the cluster has published nothing for too long)."""
     now = ctx.now()
     published = ctx.storage.progress()
-    if published is not None and published != ctx.progress_seen:
+    # Only a counter above the highest seen is progress: a publish that failed at its link gives
+    # its number back, and seeing the record go down again must not count as work done.
+    if published is not None and (ctx.progress_seen is None or published > ctx.progress_seen):
         ctx.progress_seen = published
         ctx.work_done()
         return None

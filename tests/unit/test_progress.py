@@ -151,3 +151,19 @@ def test_a_leader_that_resigned_does_not_take_its_own_last_file_for_new_progress
     assert h.run() == 1
     # last file at 2 s; failing since then; it gives up 8 s later at its first look past that
     assert h.clock.elapsed <= 2.0 + 8.0 + 1.0
+
+
+def test_a_counter_that_goes_back_down_is_not_progress(harness: Harness) -> None:
+    # A publish that fails at its link stores K+1 and gives it back (K): a standby that sees
+    # 5, 6, 5, 6, 5 ... must not take every change for work done.
+    other_leader(harness.server, "stuck")
+    harness.storage.published_by_others = 5
+
+    def flip() -> None:
+        harness.storage.published_by_others = 11 - harness.storage.published_by_others  # 5 <-> 6
+        harness.clock.call_later(10.0, flip)
+
+    harness.clock.call_later(5.0, flip)
+    harness.stop_at(500.0)
+    assert harness.run() == 1  # gave up: the counter never passed 6
+    assert harness.clock.elapsed <= 10.0 + 60.0 + 10.0
