@@ -147,10 +147,11 @@ class Relay:
                     upstream.close()
                     return
                 self._sockets.update((client, upstream))
+            pumps_left = [2]  # the pair is closed by whichever of its two pumps ends last
             for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+                threading.Thread(target=self._pump, args=(src, dst, pumps_left), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, pumps_left: list[int]) -> None:
         try:
             while data := src.recv(65536):
                 dst.sendall(data)
@@ -159,7 +160,18 @@ class Relay:
         finally:
             for sock in (src, dst):
                 with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes the other pump
+            # Close only once both pumps are done: a descriptor closed under the other pump's recv
+            # could be reused by a new connection and read by the wrong pump. (Shut down but never
+            # closed, every reconnection leaked two sockets: a long soak ran out of descriptors.)
+            with self._lock:
+                pumps_left[0] -= 1
+                last = pumps_left[0] == 0
+                if last:
+                    self._sockets.difference_update((src, dst))
+            if last:
+                for sock in (src, dst):
+                    sock.close()
 
     def close(self) -> None:
         with self._lock:
@@ -444,12 +456,18 @@ class ForeignLockHolder:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
-        assert self._proc.stdout is not None
-        ready, _, _ = select.select([self._proc.stdout], [], [], timeout)
-        line = self._proc.stdout.readline() if ready else b""
-        if line.strip() != b"locked":
-            self.release()
-            raise RuntimeError(f"the foreign lock holder did not lock {path} within {timeout:g}s")
+        try:
+            assert self._proc.stdout is not None
+            # poll, not select: a long soak's process may hold descriptors above FD_SETSIZE.
+            poller = select.poll()
+            poller.register(self._proc.stdout, select.POLLIN)
+            ready = poller.poll(timeout * 1000)
+            line = self._proc.stdout.readline() if ready else b""
+            if line.strip() != b"locked":
+                raise RuntimeError(f"the foreign lock holder did not lock {path} within {timeout:g}s")
+        except BaseException:
+            self.release()  # never leave the lock held behind a failed start: the cluster would end
+            raise
         self.locked_at = time.time()
 
     @property
