@@ -53,6 +53,13 @@ def build_parser(names: list[str]) -> argparse.ArgumentParser:
         help="measure the app as committed at GIT-REF (exported into the scratch directory), e.g. HEAD, "
         "so that edits made while a long run goes on do not mix into it",
     )
+    parser.add_argument(
+        "--compare-app-ref",
+        metavar="GIT-REF",
+        help="also run the app as committed at GIT-REF, next to the one under test and in the same "
+        "run, in the scenarios that support it (cadence, cadence-ensemble), e.g. 4ff5fb0 (the "
+        "leader's confirmation before sync)",
+    )
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a new temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, files)")
     parser.add_argument("--seed", type=int, default=5, help="seed of the random phases")
@@ -123,8 +130,21 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="election-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     app_src = args.app_src.resolve()
-    if args.app_ref:
-        app_src = export_app(app_src, args.app_ref, workdir / "app-src")
+    compare_app_src = None
+    try:
+        if args.app_ref:
+            app_src = export_app(app_src, args.app_ref, workdir / "app-src")
+        if args.compare_app_ref:
+            compare_app_src = export_app(
+                args.app_src.resolve(), args.compare_app_ref, workdir / "compare-app-src"
+            )
+    except subprocess.CalledProcessError as exc:
+        err = exc.stderr or ""
+        detail = (err.decode(errors="replace") if isinstance(err, bytes) else err).strip().splitlines()
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        print(f"bench: cannot export the app: {detail[0] if detail else exc}", file=sys.stderr)
+        return 2
     # In-process scenarios (retention) import the app too: the same one the processes run.
     sys.path.insert(0, str(app_src))
     monitor = LoadMonitor()
@@ -137,12 +157,14 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
         rounds=args.rounds,
         monitor=monitor,
         seed=args.seed,
+        compare_app_src=compare_app_src,
     )
     print(
         f"election bench: {', '.join(wanted)}{' (quick)' if args.quick else ''}; "
         f"{machine['cpus']} CPUs ({machine['cpu_model']}), {machine['memory_bytes'] / 2**30:.1f} GiB, "
         f"Python {machine['python']}, kazoo {machine['packages']['kazoo']}; app {machine['app_commit']}"
-        f"{' (modified)' if machine['app_dirty'] else ''} from {app_src}; "
+        f"{' (modified)' if machine['app_dirty'] else ''} from {app_src}"
+        f"{f'; compared with app {args.compare_app_ref}' if compare_app_src else ''}; "
         f"load {' '.join(f'{x:.2f}' for x in machine['load_at_start'])}; scratch {workdir}",
         flush=True,
     )

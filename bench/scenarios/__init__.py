@@ -21,6 +21,7 @@ from kazoo.exceptions import NodeExistsError
 
 from bench.common import LoadMonitor
 from bench.zk import BenchZooKeeper
+from tools.localzk import LocalEnsemble
 
 
 @dataclass
@@ -31,6 +32,9 @@ class RunContext:
     rounds: int | None
     monitor: LoadMonitor
     seed: int
+    # A second version of the app (``--compare-app-ref``) that scenarios which support it
+    # (cadence, cadence-ensemble) run next to the one under test, in the same run.
+    compare_app_src: Path | None = None
     rng: random.Random = field(init=False)
     _servers: list[BenchZooKeeper] = field(default_factory=list)
 
@@ -52,6 +56,18 @@ class RunContext:
             yield zk
         finally:
             zk.stop()
+
+    @contextlib.contextmanager
+    def ensemble(self, name: str, size: int = 3, tick_ms: int = 200) -> Iterator[LocalEnsemble]:
+        """A ``size``-member quorum, every member warmed up (through itself) before it is yielded."""
+        ens = LocalEnsemble(self.workdir / name / "ensemble", size=size, tick_ms=tick_ms)
+        ens.start()
+        try:
+            for member in ens:
+                warm_up(member.address, (0.5 if self.quick else 3.0) / size)
+            yield ens
+        finally:
+            ens.stop()
 
     def note_window(self, started: float) -> dict[str, Any]:
         return self.monitor.window(started, time.time())
@@ -84,6 +100,7 @@ def all_scenarios() -> dict[str, ModuleType]:
     # Imported on demand: the scenario modules import this one.
     from bench.scenarios import (  # noqa: PLC0415
         cadence,
+        cadence_ensemble,
         crash,
         footprint,
         graceful,
@@ -93,9 +110,9 @@ def all_scenarios() -> dict[str, ModuleType]:
         trace,
     )
 
-    modules = (graceful, crash, isolation, scale, footprint, cadence, retention, trace)
+    modules = (graceful, crash, isolation, scale, footprint, cadence, cadence_ensemble, retention, trace)
     return {m.NAME: m for m in modules}
 
 
 # ``all`` runs the scenarios of issue 5; the others (``trace``, a profiler) run only by name.
-IN_ALL = ("graceful", "crash", "isolation", "scale", "footprint", "cadence", "retention")
+IN_ALL = ("graceful", "crash", "isolation", "scale", "footprint", "cadence", "cadence-ensemble", "retention")

@@ -17,11 +17,27 @@ and splits each tick. From the files' ``written_at`` (stamped just before each w
 Baseline in the same run: a loop that writes with the same storage code and then sleeps one period
 (``bench/baselines/naive_sleeper.py``; its write i is tick i, its origin its first write); it does
 not read ZooKeeper. The leader's CPU over the run is read from /proc.
+
+The confirmation itself (the leader's ``zk.leader`` before each write: since 4ee930e a ``sync``
+pipelined with the read) gets two same-run baselines:
+
+* a probe (:func:`confirm_probe`) on the same server before the leaders run: one kazoo session
+  alternating a plain ``get`` of a leader-sized node with ``sync`` + ``get`` pipelined as the
+  adapter sends them, one pair every 10 ms, the order inside a pair alternating; the paired
+  difference is what the sync adds to one confirmation;
+* with ``--compare-app-ref REF`` (e.g. 4ff5fb0, the last commit whose confirmation was a plain
+  read) the app at REF leads the same periods on the same server, after or before the app under
+  test (the order alternates per period), with the same report.
+
+``cadence-ensemble`` (``bench/scenarios/cadence_ensemble.py``) runs all of this against a follower
+of a 3-member ensemble, where the sync costs a hop to the quorum leader.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import math
 import statistics
 import subprocess
@@ -29,6 +45,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import NodeExistsError
 
 from bench.common import cpu_seconds, ms, num, summary, table, wait_for
 from bench.fleet import (
@@ -42,6 +61,7 @@ from bench.fleet import (
     trace_path,
 )
 from bench.scenarios import RunContext
+from tools.localzk import four_letter_word
 
 NAME = "cadence"
 TITLE = "6. Cadence: the leader's write period error and drift"
@@ -119,10 +139,72 @@ def breakdown(trace: list[dict[str, Any]], origin: float, period: float, count: 
     }
 
 
-def _app_run(ctx: RunContext, zk_address: str, period: float, ticks: int) -> dict[str, Any]:
-    name = f"app-{int(period * 1000)}ms"
+def paired_cost(plain: list[float], synced: list[float]) -> dict[str, Any]:
+    """What ``synced[i]`` costs over ``plain[i]``, pair by pair (the two were measured back to
+    back): the distributions of each, of the difference and of the ratio."""
+    pairs = list(zip(plain, synced, strict=True))
+    return {
+        "get_s": summary(plain),
+        "sync_get_s": summary(synced),
+        "extra_s": summary(b - a for a, b in pairs),
+        "ratio": summary(b / a for a, b in pairs if a > 0),
+    }
+
+
+PROBE_DATA = json.dumps({"identity": "probe-" + "x" * 40, "acquired_at": "2026-01-01T00:00:00.000000Z"})
+
+
+def confirm_probe(address: str, samples: int, path: str, pause: float = 0.010) -> dict[str, Any]:
+    """Round trips of the leader's confirmation on the server at ``address``, with and without sync.
+
+    One session; ``samples`` pairs, each a plain ``get`` (with a watch, as the leader's) and a
+    ``sync`` + ``get`` pipelined as the adapter sends them (the sync not waited for on its own,
+    its reply checked after the read's), one request every ``pause`` seconds so that the server
+    and the client are as idle between confirmations as a leader's are between ticks; the order
+    inside a pair alternates so that neither always follows the other.
+    """
+    client = KazooClient(hosts=address, timeout=10.0)
+    client.start(timeout=30)
+    try:
+        client.ensure_path(path.rsplit("/", 1)[0])
+        with contextlib.suppress(NodeExistsError):
+            client.create(path, PROBE_DATA.encode())
+
+        def plain() -> float:
+            t0 = time.perf_counter()
+            client.get_async(path, watch=lambda _event: None).get(timeout=10)
+            return time.perf_counter() - t0
+
+        def synced() -> float:
+            t0 = time.perf_counter()
+            pending = client.sync_async(path)
+            client.get_async(path, watch=lambda _event: None).get(timeout=10)
+            pending.get(timeout=10)
+            return time.perf_counter() - t0
+
+        got: list[float] = []
+        both: list[float] = []
+        for i in range(samples):
+            for measure in (plain, synced) if i % 2 == 0 else (synced, plain):
+                time.sleep(pause)
+                (got if measure is plain else both).append(measure())
+        mode = ""
+        with contextlib.suppress(Exception):
+            mode = four_letter_word(address, "srvr").split("Mode:", 1)[1].split()[0]
+    finally:
+        client.stop()
+        client.close()
+    return {"address": address, "mode": mode, "samples": samples, **paired_cost(got, both)}
+
+
+def _app_run(
+    ctx: RunContext, zk_address: str, period: float, ticks: int, variant: str = "app", scenario: str = NAME
+) -> dict[str, Any]:
+    app_src = ctx.compare_app_src if variant == "app_compare" else ctx.app_src
+    assert app_src is not None
+    name = f"{variant}-{int(period * 1000)}ms".replace("_", "-")
     group = Group(
-        TRACED_APP, 1, zk_address, f"/bench/{NAME}/{name}", ctx.workdir / NAME / name, ctx.app_src,
+        TRACED_APP, 1, zk_address, f"/bench/{scenario}/{name}", ctx.workdir / scenario / name, app_src,
         extra={"leader-timeout": f"{int(period * 1000)}ms", "storage-capacity": str(ticks * 2)},
     )  # fmt: skip
     try:
@@ -145,6 +227,7 @@ def _app_run(ctx: RunContext, zk_address: str, period: float, ticks: int) -> dic
     out = analyse([f.written_at for f in files], period, origin=origin)
     out["breakdown"] = breakdown(trace, origin, period, ticks)
     out["leader_cpu_percent"] = cpu * 100
+    out["app_src"] = str(app_src)
     return out
 
 
@@ -171,7 +254,7 @@ def _naive_run(ctx: RunContext, period: float, ticks: int) -> dict[str, Any]:
     return analyse([f.written_at for f in files], period)
 
 
-def _targets(out: dict[str, Any]) -> dict[str, dict[str, bool]]:
+def check_targets(out: dict[str, Any]) -> dict[str, dict[str, bool]]:
     """p99 of the interval error under 5 ms; no cumulative drift: lateness does not grow, i.e. its
     slope is under one period per 1,000 ticks and its end differs from its start by under half one."""
     verdict = {}
@@ -187,38 +270,74 @@ def _targets(out: dict[str, Any]) -> dict[str, dict[str, bool]]:
     return verdict
 
 
+def leaders(
+    ctx: RunContext, zk_address: str, ticks: int, *, naive: bool, scenario: str = NAME
+) -> dict[str, Any]:
+    """Every period: the app under test, the app at ``--compare-app-ref`` if given (the two in
+    alternating order, period by period), and with ``naive`` the sleep loop."""
+    out: dict[str, Any] = {}
+    variants = ["app", "app_compare"] if ctx.compare_app_src is not None else ["app"]
+    for k, period in enumerate(PERIODS):
+        n = ticks if period < 0.05 or not ctx.quick else max(10, ticks // 10)
+        entry: dict[str, Any] = {"period_s": period, "ticks": n}
+        for variant in variants if k % 2 == 0 else variants[::-1]:
+            entry[variant] = _app_run(ctx, zk_address, period, n, variant, scenario)
+        if naive:
+            entry["naive_sleep"] = _naive_run(ctx, period, n)
+        out[f"{int(period * 1000)}ms"] = entry
+    return out
+
+
+def config(ctx: RunContext, ticks: int, probe_samples: int) -> dict[str, Any]:
+    compare = None
+    if ctx.compare_app_src is not None:
+        pinned = ctx.compare_app_src / ".commit"
+        compare = pinned.read_text().strip()[:7] if pinned.is_file() else str(ctx.compare_app_src)
+    return {"periods_s": list(PERIODS), "ticks": ticks, "probe_pairs": probe_samples, "compare_app": compare}
+
+
 def run(ctx: RunContext) -> dict[str, Any]:
     ticks = ctx.pick_rounds(full=1000, quick=100)
+    probe_samples = ctx.pick_rounds(full=1000, quick=50)
     started = time.time()
-    out: dict[str, Any] = {}
     with ctx.zookeeper(NAME) as zk:
-        for period in PERIODS:
-            n = ticks if period < 0.05 or not ctx.quick else max(10, ticks // 10)
-            out[f"{int(period * 1000)}ms"] = {
-                "period_s": period,
-                "ticks": n,
-                "app": _app_run(ctx, zk.address, period, n),
-                "naive_sleep": _naive_run(ctx, period, n),
-            }
-    targets = _targets(out)
+        probe = {"standalone": confirm_probe(zk.address, probe_samples, f"/bench/{NAME}/probe/leader")}
+        out = leaders(ctx, zk.address, ticks, naive=True)
+    targets = check_targets(out)
     return {
-        "config": {"periods_s": list(PERIODS), "ticks": ticks},
-        "summary": {**out, "targets": targets},
+        "config": config(ctx, ticks, probe_samples),
+        "summary": {**out, "confirm_probe": probe, "targets": targets},
         "load": ctx.note_window(started),
         "rounds": [],
     }
 
 
-def report(result: dict[str, Any]) -> str:
+VARIANTS = ("app", "app_compare", "naive_sleep")
+
+
+def _label(variant: str, result: dict[str, Any]) -> str:
+    if variant == "naive_sleep":
+        return "sleep loop"
+    if variant == "app_compare":
+        return f"election {result.get('config', {}).get('compare_app') or 'compare'}"
+    return f"election {result.get('machine', {}).get('app_commit', '')}".rstrip()
+
+
+def _trio(b: dict[str, Any], name: str, quantiles: tuple[str, ...] = ("p50", "p99", "max")) -> str:
+    return "/".join(ms(b[name][q], 2) for q in quantiles)
+
+
+def report(result: dict[str, Any], title: str = TITLE) -> str:
+    """The period table, the per-tick breakdown, the confirmation's round trips and the targets."""
     s = result["summary"]
     rows = []
     for key in (f"{int(p * 1000)}ms" for p in PERIODS):
-        for who in ("app", "naive_sleep"):
+        for who in (v for v in VARIANTS if v in s[key]):
             r = s[key][who]
             ie, la = r["interval_abs_error_s"], r["lateness_s"]
             rows.append(
                 [
-                    f"{'election' if who == 'app' else 'sleep loop'} @ {key}",
+                    f"{_label(who, result)} @ {key}",
                     r["writes"],
                     ms(ie["p50"], 2),
                     ms(ie["p99"], 2),
@@ -228,11 +347,11 @@ def report(result: dict[str, Any]) -> str:
                     ms(r["drift_s_per_1000_ticks"], 1),
                     ms(r["drift_end_minus_start_s"], 1),
                     r["missed_ticks"],
-                    num(r.get("leader_cpu_percent"), 1) if who == "app" else "-",
+                    num(r.get("leader_cpu_percent"), 1) if who != "naive_sleep" else "-",
                 ]
             )
     text = table(
-        TITLE + " (|err|: interval error; late: behind the grid)",
+        title + " (|err|: interval error; late: behind the grid)",
         [
             "leader",
             "writes",
@@ -248,22 +367,49 @@ def report(result: dict[str, Any]) -> str:
         ],
         rows,
     )
+    confirm_rows = []
     for key in (f"{int(p * 1000)}ms" for p in PERIODS):
-        b = s[key]["app"].get("breakdown")
-        if b:
-
-            def trio(name: str, b: dict[str, Any] = b) -> str:
-                return "/".join(ms(b[name][q], 2) for q in ("p50", "p99", "max"))
-
+        for who in (v for v in VARIANTS if v in s[key]):
+            b = s[key][who].get("breakdown")
+            if not b:
+                continue
             text += (
-                f"\nelection @ {key}, per tick p50/p99/max ms: confirm read sent {trio('confirm_ahead_s')} "
-                f"before the slot, took {trio('confirm_read_s')}, overran the slot by "
-                f"{trio('confirm_overrun_s')}; wake-up after slot or read {trio('wake_after_slot_s')}; "
-                f"write {trio('write_s')}; ticks > 5 ms late by main cause: "
-                f"{b['ticks_over_5ms_late_by_main_cause']}"
+                f"\n{_label(who, result)} @ {key}, per tick p50/p99/max ms: confirm read sent "
+                f"{_trio(b, 'confirm_ahead_s')} before the slot, took {_trio(b, 'confirm_read_s')}, "
+                f"overran the slot by {_trio(b, 'confirm_overrun_s')}; wake-up after slot or read "
+                f"{_trio(b, 'wake_after_slot_s')}; write {_trio(b, 'write_s')}; ticks > 5 ms late by "
+                f"main cause: {b['ticks_over_5ms_late_by_main_cause']}"
             )
+            confirm_rows.append(
+                [
+                    f"{_label(who, result)} @ {key}",
+                    "zk.leader",
+                    b["confirm_read_s"]["n"],
+                    _trio(b, "confirm_read_s", ("p50", "p95", "p99")),
+                    "-",
+                    "-",
+                ]
+            )
+    for where, probe in s.get("confirm_probe", {}).items():
+        for what, name in (("get", "get_s"), ("sync + get", "sync_get_s")):
+            confirm_rows.append(
+                [
+                    f"probe, {where} ({probe['mode']})",
+                    what,
+                    probe[name]["n"],
+                    _trio(probe, name, ("p50", "p95", "p99")),
+                    _trio(probe, "extra_s", ("p50", "p95", "p99")) if name == "sync_get_s" else "",
+                    num(probe["ratio"]["p50"], 2) if name == "sync_get_s" else "",
+                ]
+            )
+    if confirm_rows:
+        text += "\n" + table(
+            "the confirmation's round trip (probe: same server, pairs interleaved)",
+            ["who", "request", "n", "p50/p95/p99 ms", "sync adds p50/p95/p99 ms", "ratio p50"],
+            confirm_rows,
+        )
     verdicts = []
-    for key, t in _targets(s).items():
+    for key, t in check_targets(s).items():
         verdicts.append(
             f"{key}: p99 < 5 ms {'met' if t['p99_interval_error_under_5ms'] else 'MISSED'}, "
             f"no drift {'met' if t['no_cumulative_drift'] else 'MISSED'}"
@@ -271,26 +417,22 @@ def report(result: dict[str, Any]) -> str:
     return text + "\ntargets: " + "; ".join(verdicts)
 
 
-def plot(result: dict[str, Any], directory: Path) -> list[Path]:
+def plot(result: dict[str, Any], directory: Path, name: str = NAME, where: str = "") -> list[Path]:
     from bench import plots  # noqa: PLC0415 - matplotlib is optional
 
     s = result["summary"]
     panels = []
     for key in (f"{int(p * 1000)}ms" for p in PERIODS):
-        panels.append(
-            (
-                f"leader-timeout {key}",
-                {
-                    "election (fixed grid)": s[key]["app"]["lateness_series_ms"],
-                    "write-then-sleep loop": s[key]["naive_sleep"]["lateness_series_ms"],
-                },
-            )
-        )
+        series = {}
+        for who in (v for v in VARIANTS if v in s[key]):
+            label = "write-then-sleep loop" if who == "naive_sleep" else f"{_label(who, result)} (fixed grid)"
+            series[label] = s[key][who]["lateness_series_ms"]
+        panels.append((f"leader-timeout {key}", series))
     return [
         plots.series_over_index(
-            directory / "cadence.png",
+            directory / f"{name}.png",
             panels,
-            title="Cadence: each write's distance from the fixed grid (drift shows as a slope)",
+            title=f"Cadence{where}: each write's distance from the fixed grid (drift shows as a slope)",
             xlabel="tick",
             ylabel="lateness vs grid, ms",
         )
