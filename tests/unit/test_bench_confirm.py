@@ -22,5 +22,5 @@ def test_the_cost_of_the_sync_is_the_difference_within_each_pair_not_of_the_medi
 
 
 def test_pairs_of_unequal_length_are_refused() -> None:
-    with pytest.raises(ValueError, match="shorter|longer"):
+    with pytest.raises(ValueError, match=r"shorter|longer"):
         paired_cost([0.001, 0.002], [0.002])
