@@ -196,6 +196,14 @@ CASES: dict[str, list[dict[str, Any]]] = {
             "input_series": [{"series": 'up{job="something-else"}', "values": "1x12"}],
             "alert_rule_test": [_quiet("10m", "ElectionNoWorkPublished")],
         },
+        {  # quiet: a deployment seconds old (one sample, no increase yet), then a working one
+            "input_series": [_series("election_files_written_total", "_ 0 60 120 180", pod="election-0")],
+            "alert_rule_test": [_quiet("1m", "ElectionNoWorkPublished"), _quiet("4m", "ElectionNoWorkPublished")],
+        },
+        {  # a window full of nothing (from 5m on), but not yet for the `for` (2m): pending only
+            "input_series": [_series("election_files_written_total", "7+0x12", pod="election-0")],
+            "alert_rule_test": [_quiet("6m", "ElectionNoWorkPublished")],
+        },
     ],
 }
 
