@@ -198,7 +198,10 @@ CASES: dict[str, list[dict[str, Any]]] = {
         },
         {  # quiet: a deployment seconds old (one sample, no increase yet), then a working one
             "input_series": [_series("election_files_written_total", "_ 0 60 120 180", pod="election-0")],
-            "alert_rule_test": [_quiet("1m", "ElectionNoWorkPublished"), _quiet("4m", "ElectionNoWorkPublished")],
+            "alert_rule_test": [
+                _quiet("1m", "ElectionNoWorkPublished"),
+                _quiet("4m", "ElectionNoWorkPublished"),
+            ],
         },
         {  # a window full of nothing (from 5m on), but not yet for the `for` (2m): pending only
             "input_series": [_series("election_files_written_total", "7+0x12", pod="election-0")],
