@@ -569,13 +569,14 @@ class Chaos:
             first = min((f for f in files if f.epoch == newer[0]), key=lambda f: f.written_at)
             result.handover_s = first.written_at - outcome.t0
         self._expectations(outcome, result)
+        # Exits first: a replica killed inside its write leaves a temporary file that only the next
+        # start removes (as in Kubernetes), so the audit runs once the killed ones are back.
+        self._check_exits(outcome, result)
 
         checked = audit(self.file_dir, self.capacity, live=True)
         result.audit, result.audit_violations = checked.summary, len(checked.violations)
         result.violations += [f"audit: {v}" for v in checked.violations]
         result.details["audit_output"] = checked.output[-2000:] if not checked.ok else ""
-
-        self._check_exits(outcome, result)
         result.violations += self._tracebacks()
         result.details.update(
             {
@@ -618,9 +619,16 @@ class Chaos:
                 result.violations.append(f"{replica.identity} exited with status {code}")
             elif code != expected:
                 result.violations.append(f"{replica.identity} exited with {code}, expected {expected}")
-        # As its orchestrator would, start again what was meant to go.
+        # As its orchestrator would, start again what was meant to go, and let it pass Init (which
+        # removes the leftovers of a write it was killed in).
         for identity in result.exits:
-            self._spawn(identity).wait_serving(WAIT)
+            again = self._spawn(identity)
+            again.wait_serving(WAIT)
+            poll(
+                lambda again=again: (again.status() or {}).get("state") not in (None, "Init"),
+                WAIT,
+                f"{identity} to pass Init after its restart",
+            )
 
     # -- the faults -------------------------------------------------------------------------------
     def _leader_sigkill(self, before: Before) -> Outcome:
