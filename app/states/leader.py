@@ -104,6 +104,14 @@ def _lease(ctx: Context) -> float | None:
     return None if granted is None else granted * LEASE_FRACTION
 
 
+def _write_failed(ctx: Context, reason: str, why: str, message: str, sequence: int) -> None:
+    """Count, log and report (``/readyz`` says ``why``) a write that published nothing."""
+    ctx.metrics.write_failed(reason)
+    ctx.work_failed(why)
+    level = logging.WARNING if reason == "lease_expired" else logging.ERROR  # lease: confirm and retry
+    log.log(level, "%s", message, extra={"event": "write_error", "reason": reason, "sequence": sequence})
+
+
 class Leader:
     name = StateName.LEADER
 
@@ -266,22 +274,12 @@ class Leader:
         except FencedError as exc:
             return cls._fenced(ctx, term, exc)
         except LeaseExpiredError as exc:
-            ctx.metrics.write_failed("lease_expired")
-            ctx.work_failed(f"leader write not published within its lease: {exc}")
-            log.warning(
-                "write not published: %s; confirming leadership again",
-                exc,
-                extra={"event": "write_error", "reason": "lease_expired", "sequence": sequence},
-            )
+            why = f"leader write not published within its lease: {exc}"
+            message = f"write not published: {exc}; confirming leadership again"
+            _write_failed(ctx, "lease_expired", why, message, sequence)
             return _Done.LEASE_EXPIRED
         except StorageError as exc:
-            ctx.metrics.write_failed("storage")
-            ctx.work_failed(f"leader write failed: {exc}")
-            log.error(
-                "write failed: %s",
-                exc,
-                extra={"event": "write_error", "reason": "storage", "sequence": sequence},
-            )
+            _write_failed(ctx, "storage", f"leader write failed: {exc}", f"write failed: {exc}", sequence)
             return _Done.FAILED
         ctx.metrics.file_written()
         # The directory's publish counter as of our own file: as a standby later, only a newer

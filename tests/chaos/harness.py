@@ -30,7 +30,6 @@ import os
 import random
 import signal
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -250,18 +249,7 @@ def unavailable(need: str, zk_kind: str) -> str | None:
 
 def scrape(replica: Replica) -> dict[str, float] | None:
     """The replica's /metrics as {"name{labels}": value}; None if it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{replica.port}/metrics", timeout=2.0) as response:
-            text = response.read().decode()
-    except OSError:
-        return None
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            with contextlib.suppress(ValueError):
-                samples[name] = float(value)
-    return samples
+    return replica.metrics(timeout=2.0)
 
 
 class Chaos:

@@ -193,12 +193,10 @@ class Replica:
         status = self.status()
         return None if status is None else str(status["state"])
 
-    def metrics(self) -> dict[str, float] | None:
+    def metrics(self, timeout: float = HTTP_TIMEOUT) -> dict[str, float] | None:
         """/metrics as {"name{labels}": value}; None if nothing answers."""
         try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.port}/metrics", timeout=HTTP_TIMEOUT
-            ) as response:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=timeout) as response:
                 text = response.read().decode()
         except OSError:
             return None
