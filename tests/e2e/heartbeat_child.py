@@ -20,8 +20,9 @@ N`` (on SIGTERM, beat on for N seconds, then exit 0), ``--grandchild`` (fork a g
 into a file of its own, with the same options), ``--exit CODE`` (exit at once with CODE after the
 start line).
 
-The readers (:func:`read_processes`, :func:`terms`, :func:`overlaps`) are for the tests; the script
-itself needs nothing but the standard library and starts in a few tens of milliseconds.
+The readers (:class:`BeatLog`, :func:`read_processes`, :func:`terms`, :func:`overlaps`) are for the
+tests; the script itself needs nothing but the standard library and starts in a few tens of
+milliseconds.
 """
 
 from __future__ import annotations
@@ -149,56 +150,77 @@ class Process:
         return f"{self.role} {self.pid} of {self.identity}@{self.epoch}"
 
 
-def read_process(path: Path) -> Process | None:
-    """One process's file; None if its start line is not there yet. A torn last line (the process
-    killed mid-write cannot tear a single ``write`` of a short line, but a reader can race the
-    writer) is skipped."""
-    process: Process | None = None
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if record["ev"] == "start":
-            epoch, lease = record.get("epoch"), record.get("lease")
-            process = Process(
-                path=path,
-                pid=int(record["pid"]),
-                pgid=int(record["pgid"]),
-                role=str(record["role"]),
-                epoch=int(epoch) if epoch not in (None, "") else None,
-                identity=record.get("identity"),
-                election_path=record.get("election_path"),
-                lease=float(lease) if lease not in (None, "") else None,
-                started=float(record["boot"]),
-                started_wall=float(record["wall"]),
-            )
-        elif process is None:
-            continue
-        elif record["ev"] == "beat":
-            process.beats.append(float(record["boot"]))
-            process.beats_wall.append(float(record["wall"]))
-        elif record["ev"] == "term":
-            process.terms.append(float(record["boot"]))
-        elif record["ev"] == "exit":
-            process.exit_code = int(record["code"])
-            process.exited = float(record["boot"])
+def _apply(path: Path, process: Process | None, record: dict[str, Any]) -> Process | None:
+    """``process`` after one more record of its file (a record before the start line is ignored)."""
+    if record["ev"] == "start":
+        epoch, lease = record.get("epoch"), record.get("lease")
+        return Process(
+            path=path,
+            pid=int(record["pid"]),
+            pgid=int(record["pgid"]),
+            role=str(record["role"]),
+            epoch=int(epoch) if epoch not in (None, "") else None,
+            identity=record.get("identity"),
+            election_path=record.get("election_path"),
+            lease=float(lease) if lease not in (None, "") else None,
+            started=float(record["boot"]),
+            started_wall=float(record["wall"]),
+        )
+    if process is None:
+        return None
+    if record["ev"] == "beat":
+        process.beats.append(float(record["boot"]))
+        process.beats_wall.append(float(record["wall"]))
+    elif record["ev"] == "term":
+        process.terms.append(float(record["boot"]))
+    elif record["ev"] == "exit":
+        process.exit_code = int(record["code"])
+        process.exited = float(record["boot"])
     return process
 
 
+class BeatLog:
+    """A directory of heartbeat files, read incrementally: each call parses only what was appended
+    since the last (a soak polls it every 10 ms for minutes)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._files: dict[Path, tuple[int, bytes, Process | None]] = {}  # offset, partial line, process
+
+    def processes(self) -> list[Process]:
+        """Every process that recorded, in start order (the objects are updated in place)."""
+        paths = sorted(self.directory.glob("hb-*.jsonl")) if self.directory.exists() else []
+        for path in paths:
+            offset, partial, process = self._files.get(path, (0, b"", None))
+            try:
+                with path.open("rb") as file:
+                    file.seek(offset)
+                    data = file.read()
+            except FileNotFoundError:
+                continue
+            if not data:
+                continue
+            *lines, rest = (partial + data).split(b"\n")
+            for line in lines:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                process = _apply(path, process, record)
+            self._files[path] = (offset + len(data), rest, process)
+        found = [process for _, _, process in self._files.values() if process is not None]
+        return sorted(found, key=lambda p: p.started)
+
+
 def read_processes(directory: Path) -> list[Process]:
-    """Every process that recorded in ``directory``, in start order."""
-    found = []
-    for path in sorted(directory.glob("hb-*.jsonl")) if directory.exists() else []:
-        process = read_process(path)
-        if process is not None:
-            found.append(process)
-    return sorted(found, key=lambda p: p.started)
+    """Every process that recorded in ``directory``, in start order (read afresh)."""
+    return BeatLog(directory).processes()
 
 
 @dataclass
 class Term:
-    """The processes one term's child started (itself and its descendants), and when they ran."""
+    """One run of the work: a child and its descendants (its process group), and when they ran. A
+    leader term has one run, or several one after another if it started its child again."""
 
     epoch: int | None
     identity: str | None
@@ -213,33 +235,47 @@ class Term:
         return max(p.last for p in self.processes)
 
     @property
+    def first_wall(self) -> float:
+        return min(p.beats_wall[0] if p.beats_wall else p.started_wall for p in self.processes)
+
+    @property
+    def last_wall(self) -> float:
+        return max(p.last_wall for p in self.processes)
+
+    @property
     def child(self) -> Process:
         return next((p for p in self.processes if p.role == "child"), self.processes[0])
 
 
 def terms(processes: list[Process]) -> list[Term]:
-    """Processes grouped by (epoch, identity), in the order their terms began."""
-    grouped: dict[tuple[int | None, str | None], list[Process]] = {}
+    """Processes grouped into runs (epoch, identity, process group), in the order they began."""
+    grouped: dict[tuple[int | None, str | None, int], list[Process]] = {}
     for process in processes:
-        grouped.setdefault((process.epoch, process.identity), []).append(process)
-    found = [Term(epoch, identity, members) for (epoch, identity), members in grouped.items()]
+        grouped.setdefault((process.epoch, process.identity, process.pgid), []).append(process)
+    found = [Term(epoch, identity, members) for (epoch, identity, _), members in grouped.items()]
     return sorted(found, key=lambda t: t.first)
+
+
+def overlap_seconds(processes: list[Process]) -> float:
+    """The longest time a run went on beating after the next run began (0: never)."""
+    found = terms(processes)
+    return max([0.0, *(older.last - newer.first for older, newer in itertools.pairwise(found))])
 
 
 def overlaps(processes: list[Process]) -> list[str]:
     """Every breach of the no-overlap rule, in words (empty: none).
 
-    A term is every process that recorded the same ``ELECTION_EPOCH`` and identity. In the order
-    the terms began, each term's last beat (of any of its processes) must come before the next
-    term's first; epochs must grow from term to term; and a term has one child."""
+    In the order the runs began, each run's last beat (of any of its processes) must come before the
+    next run's first; epochs never decrease from run to run, and an epoch belongs to one identity;
+    a run has one child (the process ``election`` started)."""
     problems = []
     found = terms(processes)
     for term in found:
         children = [p for p in term.processes if p.role == "child"]
         if len(children) != 1:
             problems.append(
-                f"epoch {term.epoch} of {term.identity}: {len(children)} children "
-                f"({', '.join(p.describe() for p in children)})"
+                f"epoch {term.epoch} of {term.identity}: {len(children)} children in one group "
+                f"({', '.join(p.describe() for p in term.processes)})"
             )
     for older, newer in itertools.pairwise(found):
         if older.last >= newer.first:
@@ -247,8 +283,10 @@ def overlaps(processes: list[Process]) -> list[str]:
             problems.append(
                 f"{late.describe()} beat {older.last - newer.first:.3f}s after {newer.child.describe()} began"
             )
-        if older.epoch is None or newer.epoch is None or newer.epoch <= older.epoch:
+        if older.epoch is None or newer.epoch is None or newer.epoch < older.epoch:
             problems.append(f"epoch {newer.epoch} of {newer.identity} began after epoch {older.epoch}")
+        elif newer.epoch == older.epoch and newer.identity != older.identity:
+            problems.append(f"epoch {newer.epoch} ran under {older.identity} and {newer.identity}")
     return problems
 
 
