@@ -89,6 +89,12 @@ def wait_term(beat_dir: Path, identity: str | None = None, after: int | None = N
     return poll(lambda: running_term(beat_dir, identity, after), WAIT, f"{what} to beat {BEATS} times")
 
 
+def refreshed(beat_dir: Path, term: Term) -> Term:
+    """``term`` as its files say now (a :class:`Term` is a snapshot)."""
+    key = (term.epoch, term.identity, term.child.pgid)
+    return next(t for t in terms(read_processes(beat_dir)) if (t.epoch, t.identity, t.child.pgid) == key)
+
+
 def alive(pid: int) -> bool:
     """Whether ``pid`` is a process that is not a zombie (a zombie runs nothing)."""
     try:
@@ -109,6 +115,22 @@ def group_members(pgid: int) -> list[int]:
             if int(fields[2]) == pgid and fields[0] != "Z":
                 members.append(int(entry))
     return members
+
+
+def shell_of_a_leader(cluster: Cluster, other_than: Replica | None = None) -> tuple[Replica, int] | None:
+    """A running replica (not ``other_than``) that leads and whose command, a shell, runs with its
+    background ``sleep``: (replica, the command's process group). ``other_than`` may be cut off: the
+    others need not agree on anything."""
+    for replica in cluster.running:
+        if replica is other_than:
+            continue
+        status = replica.status() or {}
+        work = status.get("work") or {}
+        if status.get("state") == "Leader" and work.get("running") and work.get("pid"):
+            pgid = int(work["pid"])
+            if len(group_members(pgid)) >= 2:  # sh and its sleep
+                return replica, pgid
+    return None
 
 
 def assert_no_overlap(beat_dir: Path, at_least: int) -> list[Term]:
@@ -226,7 +248,7 @@ def cut_off_round(cluster: Cluster, paths: dict[str, ZkPath], beat_dir: Path) ->
 
     poll(rejoined, WAIT, f"{leader.identity} to rejoin as an attempter")
     assert leader.alive, f"{leader.identity} exited after it was cut off"
-    return old, new
+    return refreshed(beat_dir, old), new
 
 
 def graceful_round(cluster: Cluster, beat_dir: Path) -> tuple[Term, Term, Replica]:
@@ -237,7 +259,7 @@ def graceful_round(cluster: Cluster, beat_dir: Path) -> tuple[Term, Term, Replic
     leader.send(signal.SIGTERM)
     new = wait_term(beat_dir, after=old.epoch)
     assert leader.wait_exit(WAIT) == 0, f"{leader.identity} did not exit 0 after SIGTERM"
-    return old, new, leader
+    return refreshed(beat_dir, old), new, leader
 
 
 # --------------------------------------------------------------------------------------------------
@@ -368,16 +390,11 @@ def test_a_shell_and_its_background_grandchild_are_gone_after_each_handover(
     for index in range(3):
         spawn_through(cluster, zk_paths, f"replica-{index + 1}")
 
-    def group_of_the_leader() -> tuple[Replica, int] | None:
-        leader = cluster.sole_leader()
-        work = (leader.status() or {}).get("work") if leader is not None else None
-        if leader is None or not work or not work.get("running") or not work.get("pid"):
-            return None
-        pgid = int(work["pid"])
-        return (leader, pgid) if len(group_members(pgid)) >= 2 else None  # sh and its sleep
-
     for kind in ("graceful", "cut", "graceful", "cut"):
-        leader, pgid = poll(group_of_the_leader, WAIT, "the leader's shell and its sleep to run")
+        cluster.wait_for_sole_leader(WAIT)
+        leader, pgid = poll(
+            lambda: shell_of_a_leader(cluster), WAIT, "the leader's shell and its sleep to run"
+        )
         leftovers.append(pgid)
         if kind == "graceful":
             leader.send(signal.SIGTERM)
@@ -385,7 +402,7 @@ def test_a_shell_and_its_background_grandchild_are_gone_after_each_handover(
             zk_paths[leader.identity].cut()
         try:
             successor, new_pgid = poll(
-                lambda leader=leader: (g := group_of_the_leader()) and g[0] is not leader and g,
+                lambda leader=leader: shell_of_a_leader(cluster, other_than=leader),
                 WAIT,
                 "another replica's shell to run",
             )
@@ -410,20 +427,13 @@ def test_a_shell_grandchild_does_not_outlive_an_election_killed_with_sigkill(
     cluster = make_cluster(zk_server.address, election_path, **EXEC_SETTINGS, exec=command)
     cluster.start(3)
 
-    def group_of_the_leader() -> tuple[Replica, int] | None:
-        leader = cluster.sole_leader()
-        work = (leader.status() or {}).get("work") if leader is not None else None
-        if leader is None or not work or not work.get("running") or not work.get("pid"):
-            return None
-        pgid = int(work["pid"])
-        return (leader, pgid) if len(group_members(pgid)) >= 2 else None
-
-    leader, pgid = poll(group_of_the_leader, WAIT, "the leader's shell and its sleep to run")
+    cluster.wait_for_sole_leader(WAIT)
+    leader, pgid = poll(lambda: shell_of_a_leader(cluster), WAIT, "the leader's shell and its sleep to run")
     leftovers.append(pgid)
     leader.send(signal.SIGKILL)
     leader.wait_exit(WAIT)
     _successor, new_pgid = poll(
-        lambda: (g := group_of_the_leader()) and g[0] is not leader and g, WAIT, "another replica's shell"
+        lambda: shell_of_a_leader(cluster, other_than=leader), WAIT, "another replica's shell to run"
     )
     leftovers.append(new_pgid)
     left = group_members(pgid)
