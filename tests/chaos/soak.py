@@ -203,18 +203,21 @@ def main(argv: list[str] | None = None) -> int:
         return None
 
     chaos = election("files", runnable)
+    started_files = False  # the file election starts with its first fault (an exec-only soak has none)
     try:
         zk.start()
-        chaos.start()
         for index in range(1, args.faults + 1):
             name = rng.choice(runnable)
             if name in exec_runnable and exec_rng.random() < args.exec_share:
                 deferred.append((index, name))
                 continue
+            if not started_files:
+                chaos.start()
+                started_files = True
             aborted = run_faults(chaos, [(index, name)])
             if aborted is not None:
                 break
-        if aborted is None:
+        if aborted is None and started_files:
             final = chaos.finish()
         chaos.close()
         if aborted is None and deferred:
