@@ -349,6 +349,11 @@ class Chaos:
             self.tmpfs.mount()
         else:
             self.file_dir.mkdir(parents=True, exist_ok=True)
+        if self.use_relays:
+            # Every relay first: a relay's port, taken from the kernel after a replica's HTTP port was
+            # picked but before it listens, made that replica exit 2 (address in use) at start.
+            for identity in self.identities:
+                self.relays[identity] = [Relay(s.address) for s in self.zk.servers]
         for identity in self.identities:
             self._spawn(identity)
         for replica in self.cluster.running:

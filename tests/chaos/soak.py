@@ -223,8 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         if aborted is None and deferred:
             chaos = election("exec", exec_runnable)
             print(f"soak: {len(deferred)} fault(s) with --exec", flush=True)
-            chaos.start()
-            aborted = run_faults(chaos, deferred)
+            try:
+                chaos.start()
+            except Exception as exc:
+                aborted = f"the election with --exec did not start: {exc}"
+            else:
+                aborted = run_faults(chaos, deferred)
             if aborted is None:
                 final += [f"exec: {p}" for p in chaos.finish()]
     except KeyboardInterrupt:
