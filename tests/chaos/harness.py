@@ -836,8 +836,10 @@ class Chaos:
         try:
             _leader, _epoch, settled = self.settle(t0)
         finally:
+            relaunched = time.monotonic()
             member.launch()
             member.wait_until_serving(WAIT)
+            relaunch_s = time.monotonic() - relaunched
         return Outcome(
             t0,
             t0,
@@ -847,6 +849,8 @@ class Chaos:
                 "member_was_zk_leader": was_zk_leader,
                 "member_served_the_leader": served_the_leader,
                 "settled_s": settled,
+                # "recovered" counts from the kill, so it includes this (a JVM start: 1-3.5 s loaded)
+                "relaunch_s": relaunch_s,
             },
         )
 
