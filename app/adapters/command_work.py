@@ -243,6 +243,14 @@ class CommandWork:
             extra={"event": "work_stopped", "pid": child.pid, "epoch": child.epoch, "killed": child.killed},
         )
 
+    def kill_now(self) -> None:
+        # PR_SET_PDEATHSIG reaches only the direct child: without this, a shell's background
+        # children outlive an election that leaves with os._exit, and the successor's command.
+        child = self._child
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+
     def ended(self) -> Ended | None:
         return self._ended
 

@@ -72,6 +72,9 @@ class FileWork:
     def stop(self, reason: str) -> None:
         self._running = False  # a write in progress has completed or vanished: nothing runs on
 
+    def kill_now(self) -> None:
+        pass  # a write in progress is atomic: nothing to kill
+
     def ended(self) -> Ended | None:
         return None  # files never end by themselves
 
