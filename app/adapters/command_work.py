@@ -463,16 +463,25 @@ class CommandWork:
         A zombie is a member too for ``killpg(pgid, 0)``; one that is not ours (a process of the
         group that left it with ``setsid`` and never reaps its children) would keep the group
         "alive" forever, so members are then looked up in /proc and zombies do not count."""
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-pgid, os.WNOHANG)[0] > 0:
-                pass
+        self._reap_group(pgid)
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
             return True
-        return _live_member(pgid)
+        if _live_member(pgid):
+            return True
+        # Only zombies left: those whose parent died meanwhile were reparented to us when it exited,
+        # so reap them now rather than leave them behind.
+        self._reap_group(pgid)
+        return False
+
+    @staticmethod
+    def _reap_group(pgid: int) -> None:
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-pgid, os.WNOHANG)[0] > 0:
+                pass
 
     def _poke(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
