@@ -60,11 +60,54 @@ def child_command(beat_dir: Path, *options: str) -> str:
     return shlex.join([sys.executable, str(CHILD), "--dir", str(beat_dir), *options])
 
 
+class Reaper:
+    """Clusters of one test and what they started. At teardown every replica is SIGKILLed first (so
+    that none starts a command again), then every process group a replica logged starting
+    (``work_started``) that still runs one of our commands: a SIGKILLed replica leaves a grandchild
+    behind (the gap ``test_a_shell_grandchild_does_not_outlive...`` records)."""
+
+    def __init__(self, make_cluster: MakeCluster) -> None:
+        self._make_cluster = make_cluster
+        self.clusters: list[Cluster] = []
+
+    def cluster(self, zk_address: str, election_path: str, **settings: str) -> Cluster:
+        cluster = self._make_cluster(zk_address, election_path, **{**EXEC_SETTINGS, **settings})
+        self.clusters.append(cluster)
+        return cluster
+
+    def reap(self) -> None:
+        groups: set[int] = set()
+        for cluster in self.clusters:
+            cluster.kill_all()
+            for replica in cluster.replicas:
+                groups.update(int(r["pid"]) for r in work_events(replica, "work_started") if r.get("pid"))
+        for pgid in groups:
+            if any(_ours(pid) for pid in group_members(pgid)):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pgid, signal.SIGKILL)
+
+
+def _ours(pid: int) -> bool:
+    """Whether ``pid`` runs one of this module's commands (the heartbeat child, ``sleep 1000``)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return str(CHILD).encode() in argv or argv[:2] == [b"sleep", b"1000"]
+
+
+@pytest.fixture
+def reaper(make_cluster: MakeCluster) -> Iterator[Reaper]:
+    reaper = Reaper(make_cluster)
+    yield reaper
+    reaper.reap()
+
+
 def exec_cluster(
-    make_cluster: MakeCluster, zk_address: str, election_path: str, *child_options: str, **settings: str
+    reaper: Reaper, zk_address: str, election_path: str, *child_options: str, **settings: str
 ) -> tuple[Cluster, Path]:
     """A cluster whose replicas run the heartbeat child; returns it and the children's directory."""
-    cluster = make_cluster(zk_address, election_path, **{**EXEC_SETTINGS, **settings})
+    cluster = reaper.cluster(zk_address, election_path, **settings)
     beat_dir = cluster.workdir / "beats"
     cluster.settings["exec"] = child_command(beat_dir, *child_options)
     return cluster, beat_dir
@@ -150,16 +193,6 @@ def restart(cluster: Cluster, replica: Replica, **overrides: str) -> Replica:
 
 def work_events(replica: Replica, event: str) -> list[dict[str, Any]]:
     return [r for r in replica.log_records() if r.get("event") == event]
-
-
-@pytest.fixture
-def leftovers() -> Iterator[list[int]]:
-    """Process groups a test started through a replica: SIGKILLed at teardown, whatever happened."""
-    groups: list[int] = []
-    yield groups
-    for pgid in groups:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -268,11 +301,11 @@ def graceful_round(cluster: Cluster, beat_dir: Path) -> tuple[Term, Term, Replic
 
 
 def test_one_term_of_children_at_a_time_over_graceful_handovers(
-    zk_server: Any, make_cluster: MakeCluster, election_path: str
+    zk_server: Any, reaper: Reaper, election_path: str
 ) -> None:
     """SIGTERM of the leader, several rounds: its child (and the child's grandchild) got SIGTERM and
     exited by itself, and wrote its last beat before the successor's child wrote its first."""
-    cluster, beat_dir = exec_cluster(make_cluster, zk_server.address, election_path, "--grandchild")
+    cluster, beat_dir = exec_cluster(reaper, zk_server.address, election_path, "--grandchild")
     cluster.start(3)
     for _ in range(ROUNDS):
         old, _new, stopped = graceful_round(cluster, beat_dir)
@@ -288,11 +321,11 @@ def test_one_term_of_children_at_a_time_over_graceful_handovers(
 
 
 def test_one_child_at_a_time_when_the_leader_is_killed(
-    zk_server: Any, make_cluster: MakeCluster, election_path: str
+    zk_server: Any, reaper: Reaper, election_path: str
 ) -> None:
     """SIGKILL of the leader, several rounds: its child dies with it (``PR_SET_PDEATHSIG``) at once,
     long before the session expires and a successor's child starts."""
-    cluster, beat_dir = exec_cluster(make_cluster, zk_server.address, election_path)
+    cluster, beat_dir = exec_cluster(reaper, zk_server.address, election_path)
     cluster.start(3)
     for _ in range(ROUNDS):
         leader = cluster.wait_for_sole_leader(WAIT)
@@ -311,13 +344,13 @@ def test_one_child_at_a_time_when_the_leader_is_killed(
 
 
 def test_one_term_of_children_at_a_time_when_the_leader_is_cut_off(
-    zk_server: Any, make_cluster: MakeCluster, election_path: str, zk_paths: ZkPaths
+    zk_server: Any, reaper: Reaper, election_path: str, zk_paths: ZkPaths
 ) -> None:
     """The leader's path to ZooKeeper is cut (a partition) until another replica's child runs,
     several rounds: the cut-off leader stopped its child and grandchild before its lease could run
     out, hence before the server expired its session and a successor's child started; and it goes
     on as an attempter once the path heals."""
-    cluster, beat_dir = exec_cluster(make_cluster, zk_server.address, election_path, "--grandchild")
+    cluster, beat_dir = exec_cluster(reaper, zk_server.address, election_path, "--grandchild")
     for index in range(3):
         spawn_through(cluster, zk_paths, f"replica-{index + 1}")
     for _ in range(ROUNDS):
@@ -342,13 +375,13 @@ def sigkilled(replica: Replica, pid: int) -> bool:
 
 
 def test_a_child_that_ignores_sigterm_is_sigkilled_before_the_successor_starts(
-    zk_server: Any, make_cluster: MakeCluster, election_path: str, zk_paths: ZkPaths
+    zk_server: Any, reaper: Reaper, election_path: str, zk_paths: ZkPaths
 ) -> None:
     """The child traps SIGTERM and beats on. On a graceful hand-over it is SIGKILLed after the
     grace (``--exec-stop-timeout``), and only then is the leader node released; when its leader is
     cut off, the dead-man timer SIGKILLs it before the lease ends. Either way its last beat comes
     before the successor child's first, and the replica logs a SIGKILL."""
-    cluster, beat_dir = exec_cluster(make_cluster, zk_server.address, election_path, "--ignore-term")
+    cluster, beat_dir = exec_cluster(reaper, zk_server.address, election_path, "--ignore-term")
     for index in range(3):
         spawn_through(cluster, zk_paths, f"replica-{index + 1}")
     for kind in ("graceful", "cut", "graceful", "cut"):
@@ -378,15 +411,14 @@ def test_a_child_that_ignores_sigterm_is_sigkilled_before_the_successor_starts(
 
 def test_a_shell_and_its_background_grandchild_are_gone_after_each_handover(
     zk_server: Any,
-    make_cluster: MakeCluster,
+    reaper: Reaper,
     election_path: str,
     zk_paths: ZkPaths,
-    leftovers: list[int],
 ) -> None:
     """``sh -c 'sleep 1000 & wait'``: the whole process group (the shell and its ``sleep``) is gone
     by the time the successor's command runs, after a graceful hand-over and after a cut-off."""
     command = "sh -c 'sleep 1000 & wait'"
-    cluster = make_cluster(zk_server.address, election_path, **EXEC_SETTINGS, exec=command)
+    cluster = reaper.cluster(zk_server.address, election_path, exec=command)
     for index in range(3):
         spawn_through(cluster, zk_paths, f"replica-{index + 1}")
 
@@ -395,13 +427,12 @@ def test_a_shell_and_its_background_grandchild_are_gone_after_each_handover(
         leader, pgid = poll(
             lambda: shell_of_a_leader(cluster), WAIT, "the leader's shell and its sleep to run"
         )
-        leftovers.append(pgid)
         if kind == "graceful":
             leader.send(signal.SIGTERM)
         else:
             zk_paths[leader.identity].cut()
         try:
-            successor, new_pgid = poll(
+            successor, _pgid = poll(
                 lambda leader=leader: shell_of_a_leader(cluster, other_than=leader),
                 WAIT,
                 "another replica's shell to run",
@@ -409,7 +440,6 @@ def test_a_shell_and_its_background_grandchild_are_gone_after_each_handover(
             left = group_members(pgid)
         finally:
             zk_paths[leader.identity].heal()
-        leftovers.append(new_pgid)
         assert not left, f"{kind}: processes {left} of the old group {pgid} still run beside {successor}'s"
         if kind == "graceful":
             assert leader.wait_exit(WAIT) == 0
@@ -422,25 +452,23 @@ def test_a_shell_and_its_background_grandchild_are_gone_after_each_handover(
     "with election gone nobody signals the group, so the shell's sleep outlives a SIGKILL of election",
 )
 def test_a_shell_grandchild_does_not_outlive_an_election_killed_with_sigkill(
-    zk_server: Any, make_cluster: MakeCluster, election_path: str, leftovers: list[int]
+    zk_server: Any, reaper: Reaper, election_path: str
 ) -> None:
     """SIGKILL of ``election`` leaves no time to signal the group; ``PR_SET_PDEATHSIG`` kills the
     direct child only. The shell's background ``sleep`` must still be gone before the successor's
     command runs (the issue names "a grandchild of ``/bin/sh -c`` survives" as the hole of the tools
     we are to do better than)."""
     command = "sh -c 'sleep 1000 & wait'"
-    cluster = make_cluster(zk_server.address, election_path, **EXEC_SETTINGS, exec=command)
+    cluster = reaper.cluster(zk_server.address, election_path, exec=command)
     cluster.start(3)
 
     cluster.wait_for_sole_leader(WAIT)
     leader, pgid = poll(lambda: shell_of_a_leader(cluster), WAIT, "the leader's shell and its sleep to run")
-    leftovers.append(pgid)
     leader.send(signal.SIGKILL)
     leader.wait_exit(WAIT)
-    _successor, new_pgid = poll(
+    _successor, _pgid = poll(
         lambda: shell_of_a_leader(cluster, other_than=leader), WAIT, "another replica's shell to run"
     )
-    leftovers.append(new_pgid)
     left = group_members(pgid)
     assert not left, f"processes {left} of the killed leader's group {pgid} still run beside the successor's"
 
@@ -451,12 +479,12 @@ def test_a_shell_grandchild_does_not_outlive_an_election_killed_with_sigkill(
 
 
 def test_the_childs_epoch_is_the_leader_nodes_czxid_and_grows_with_every_term(
-    zk_server: Any, make_cluster: MakeCluster, election_path: str
+    zk_server: Any, reaper: Reaper, election_path: str
 ) -> None:
     """Each term's child is given ``ELECTION_EPOCH`` = the czxid of the leader node (read here by a
     client of our own while the child runs), the replica's identity, the election path and the
     lease; the epoch grows from term to term."""
-    cluster, beat_dir = exec_cluster(make_cluster, zk_server.address, election_path)
+    cluster, beat_dir = exec_cluster(reaper, zk_server.address, election_path)
     cluster.start(3)
     client = KazooClient(hosts=zk_server.address, timeout=10.0)
     client.start(timeout=WAIT)
@@ -506,13 +534,13 @@ def most_terms(window: float) -> int:
 
 
 def test_a_child_that_exits_at_once_does_not_spin_leadership(
-    zk_server: Any, make_cluster: MakeCluster, election_path: str
+    zk_server: Any, reaper: Reaper, election_path: str
 ) -> None:
     """The child exits 3 at once, every time. Each exit is counted, the replica resigns and comes
     back after min(2^(k-1) s, 60 s) (the k-th consecutive exit): within the window, no replica begins
     more terms than that allows, the gaps between one replica's terms are at least the backoffs, and
     every replica does come back (leadership moves on, nobody exits)."""
-    cluster, beat_dir = exec_cluster(make_cluster, zk_server.address, election_path, "--exit", "3")
+    cluster, beat_dir = exec_cluster(reaper, zk_server.address, election_path, "--exit", "3")
     cluster.start(3)
     first = poll(lambda: read_processes(beat_dir), WAIT, "a first child")[0].started
     poll(
@@ -566,13 +594,13 @@ def zk_slow_tick(tmp_path: Path) -> Iterator[LocalZooKeeper]:
 
 
 def test_sigterm_with_a_slow_child_releases_leadership_only_after_it_exited(
-    zk_slow_tick: LocalZooKeeper, make_cluster: MakeCluster, election_path: str
+    zk_slow_tick: LocalZooKeeper, reaper: Reaper, election_path: str
 ) -> None:
     """SIGTERM of ``election`` (pod deletion) while its child needs 2 s to stop: the child is let
     finish (no SIGKILL within the 3 s grace), the successor's child starts only after ours exited,
     and ``election`` exits 0 within ``--shutdown-timeout``."""
     cluster, beat_dir = exec_cluster(
-        make_cluster,
+        reaper,
         zk_slow_tick.address,
         election_path,
         "--stop-seconds",
