@@ -5,7 +5,8 @@
   pod's name), the credentials (a Secret), the TLS files (paths into the mounted Secret, which the
   app's own options and TLS rule accept once the Secret's keys are there);
 * the probes' paths are served by the app's router and their port is the one it listens on;
-* the grace period exceeds the shutdown timeout;
+* the grace period exceeds the shutdown timeout, which covers the command's stop and the release;
+* the command of exec.command reaches the app as the same words (ELECTION_EXEC, shell-quoted);
 * every metric that the dashboard and the alerts name is in a replica's exposition, and every state
   they select is a real state.
 
@@ -15,10 +16,12 @@ The live check (three real processes with this configuration) is test_chart_to_p
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
 from app.config import TlsSettings, tls_settings
@@ -26,6 +29,7 @@ from app.durations import parse_duration
 from app.http import Endpoints
 from app.states.leader import LEASE_FRACTION
 from tests.deploy.chart import (
+    CHART,
     FULLNAME,
     MONITORING,
     SCENARIOS,
@@ -52,6 +56,9 @@ from tests.deploy.chart import (
 
 pytestmark = pytest.mark.deploy
 
+# The spec of issue 10: the SIGKILL lands this long before the lease runs out.
+KILL_MARGIN = 0.25
+
 
 def _config(scenario: str = "defaults") -> dict[str, str]:
     return find(render(SCENARIOS[scenario]), "ConfigMap", FULLNAME)["data"]
@@ -73,10 +80,19 @@ def _set_for_the_app(scenario: str) -> set[str]:
 def test_every_flag_is_set_by_the_configmap_or_by_the_pod() -> None:
     """Flags that come from elsewhere: the identity (the pod's name), the credentials (a Secret, with
     zookeeper.auth) and the TLS files (paths into the mounted Secret, with zookeeper.tls)."""
-    assert set(run_options()) - set(_config()) == {"ELECTION_IDENTITY", "ELECTION_ZK_AUTH", *TLS_FILES}
-    assert set(run_options()) - _set_for_the_app("defaults") == {"ELECTION_ZK_AUTH", *TLS_FILES}
-    assert set(run_options()) - _set_for_the_app("zookeeper-auth") == TLS_FILES
-    assert set(run_options()) - _set_for_the_app("external-zookeeper-tls") == {"ELECTION_ZK_AUTH"}
+    unset = {"ELECTION_IDENTITY", "ELECTION_ZK_AUTH", "ELECTION_EXEC", *TLS_FILES}
+    assert set(run_options()) - set(_config()) == unset
+    assert set(run_options()) - _set_for_the_app("defaults") == {
+        "ELECTION_ZK_AUTH",
+        "ELECTION_EXEC",
+        *TLS_FILES,
+    }
+    assert set(run_options()) - _set_for_the_app("zookeeper-auth") == {"ELECTION_EXEC", *TLS_FILES}
+    assert set(run_options()) - _set_for_the_app("external-zookeeper-tls") == {
+        "ELECTION_ZK_AUTH",
+        "ELECTION_EXEC",
+    }
+    assert set(run_options()) - _set_for_the_app("exec") == {"ELECTION_ZK_AUTH", *TLS_FILES}
     env = env_of(app_container(render(ZOOKEEPER_AUTH)))
     assert env["ELECTION_IDENTITY"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["ELECTION_ZK_AUTH"] == {"secretKeyRef": {"name": "election-zookeeper-auth", "key": "zk-auth"}}
@@ -163,6 +179,53 @@ def test_grace_period_exceeds_the_shutdown_timeout() -> None:
     shutdown = parse_duration(_config()["ELECTION_SHUTDOWN_TIMEOUT"])
     assert grace > shutdown
     assert (grace, shutdown) == (30, 20.0)
+
+
+def test_with_a_command_the_grace_covers_the_shutdown_which_covers_the_stop_and_the_release() -> None:
+    docs = render(SCENARIOS["exec"])
+    grace = app_statefulset(docs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    config = _config("exec")
+    shutdown = parse_duration(config["ELECTION_SHUTDOWN_TIMEOUT"])
+    stop = parse_duration(config["ELECTION_EXEC_STOP_TIMEOUT"])
+    session = parse_duration(config["ELECTION_ZK_SESSION_TIMEOUT"])
+    lease = LEASE_FRACTION * session
+    confirm_every = lease / 6
+    assert stop <= lease - 2 * confirm_every - KILL_MARGIN, "the SIGKILL would land after the lease"
+    assert shutdown >= stop + KILL_MARGIN + lease, "the replica would exit before it released"
+    assert grace > shutdown
+
+
+# Words a shell would mangle unquoted: spaces, quotes, an empty word, variables, globs, separators.
+AWKWARD_WORDS = [
+    "/app/run",
+    "a b",
+    "it's",
+    "",
+    "$ELECTION_EPOCH",
+    '"q"',
+    "x;y",
+    "back\\slash",
+    "*",
+    "naïve",
+    "-",
+]
+
+
+def test_the_command_reaches_the_app_as_the_same_words(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"exec": {"command": AWKWARD_WORDS}}, allow_unicode=True))
+    config = find(render((str(values),)), "ConfigMap", FULLNAME)["data"]
+    assert shlex.split(config["ELECTION_EXEC"]) == AWKWARD_WORDS
+    scenario = yaml.safe_load((CHART / "ci" / "exec-values.yaml").read_text())["exec"]["command"]
+    assert shlex.split(_config("exec")["ELECTION_EXEC"]) == scenario
+
+
+def test_without_a_command_the_app_writes_files() -> None:
+    # The stop timeout is always set (every flag is); the command only when there is one, since the
+    # app refuses an empty ELECTION_EXEC.
+    assert _config()["ELECTION_EXEC_STOP_TIMEOUT"] == "3s"
+    assert "ELECTION_EXEC" not in _config()
+    assert "ELECTION_EXEC" not in env_of(app_container(render()))
 
 
 def _queries() -> dict[str, str]:
