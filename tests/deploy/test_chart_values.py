@@ -233,13 +233,12 @@ def test_a_stop_timeout_is_not_checked_without_a_command() -> None:
 
 
 def test_a_shutdown_timeout_that_cannot_cover_the_stop_and_the_release_is_refused() -> None:
-    # 3s + 250ms + 2/3 x 10s = 9.92s
-    message = _refusal(*EXEC, "config.shutdownTimeout=9.9s", "terminationGracePeriodSeconds=10")
+    message = _refusal(*EXEC, "config.shutdownTimeout=3.9s", "terminationGracePeriodSeconds=10")
     assert (
-        "config.shutdownTimeout (9.9s) must cover exec.stopTimeout (3s) + 250ms + the release (2/3 of the "
-        "10s session) = 9.92s"
+        "config.shutdownTimeout (3.9s) must cover exec.stopTimeout (3s) + 1s to kill the command and "
+        "release the leadership = 4s"
     ) in message, message
-    proc = helm_template(sets=(*EXEC, "config.shutdownTimeout=9.95s", "terminationGracePeriodSeconds=10"))
+    proc = helm_template(sets=(*EXEC, "config.shutdownTimeout=4s", "terminationGracePeriodSeconds=10"))
     assert proc.returncode == 0, proc.stderr
 
 

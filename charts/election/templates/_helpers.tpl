@@ -285,10 +285,11 @@ coherent or no command is set. S is the session the servers grant: the one asked
 [2, 20] x zookeeper.tickTime by the bundled ensemble. The lease is 2/3 S and the leader confirms it
 every lease/6, so the grace G between SIGTERM and SIGKILL fits when G <= (4/9) S - 250ms: the SIGKILL
 lands 250ms before a lease that stopped being confirmed runs out. (The app refuses a larger grace at
-start with the session it asks for; a chart can do better and see the servers' clamp.) The Stopping
-path is the grace, the kill's 250ms, then the release (closing the session: kazoo waits at most 2/3 S
-for a reply); config.shutdownTimeout must cover it all, and terminationGracePeriodSeconds the
-shutdown timeout (checked in statefulset.yaml).
+start with the session it asks for; the chart also sees the bundled servers' clamp.) The Stopping
+path is the grace, then the kill and the release (closing the session, one round-trip), for which
+the app keeps 1s: config.shutdownTimeout must be at least the grace + 1s (the app's own rule,
+app.config.check_exec_timing), and terminationGracePeriodSeconds must exceed the shutdown timeout
+(checked in statefulset.yaml).
 */}}
 {{- define "election.execCheck" -}}
 {{- $exec := .Values.exec }}
@@ -311,11 +312,10 @@ shutdown timeout (checked in statefulset.yaml).
 {{- if gt $stop $most }}
 {{- fail (printf "exec.stopTimeout (%s) cannot fit the lease: the SIGKILL must land 250ms before a lease of 2/3 of the session runs out, so the grace is at most 4/9 of config.zkSessionTimeout (%s%s) minus 250ms = %.2fs" $exec.stopTimeout .Values.config.zkSessionTimeout $clamp (maxf $most 0.0)) }}
 {{- end }}
-{{- $release := divf (mulf 2.0 $session) 3.0 }}
-{{- $need := addf $stop 0.25 $release }}
+{{- $need := addf $stop 1.0 }}
 {{- $shutdown := include "election.durationSeconds" .Values.config.shutdownTimeout | float64 }}
 {{- if lt $shutdown $need }}
-{{- fail (printf "config.shutdownTimeout (%s) must cover exec.stopTimeout (%s) + 250ms + the release (2/3 of the %gs session) = %.2fs: the replica would exit before its command is stopped and its leadership released" .Values.config.shutdownTimeout $exec.stopTimeout $session $need) }}
+{{- fail (printf "config.shutdownTimeout (%s) must cover exec.stopTimeout (%s) + 1s to kill the command and release the leadership = %gs: the replica would exit before its command is stopped and its leadership released" .Values.config.shutdownTimeout $exec.stopTimeout $need) }}
 {{- end }}
 {{- end }}
 {{- end }}
