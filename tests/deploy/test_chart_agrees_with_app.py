@@ -278,7 +278,9 @@ def test_the_alerts_and_the_dashboard_have_what_the_issue_asks() -> None:
         "ElectionWriteErrors",
         "ElectionFencedWrites",
         "ElectionNoWorkPublished",
+        "ElectionWorkOnSeveralReplicas",
     }
+    assert "ElectionWorkNotRunning" in alert_rules(render((*MONITORING, "ci/exec-values.yaml")))
     titles = {p["title"] for p in dashboard()["panels"]}
     assert {
         "Current leader",
@@ -289,7 +291,38 @@ def test_the_alerts_and_the_dashboard_have_what_the_issue_asks() -> None:
         "Files written and deleted",
         "Write errors",
         "ZooKeeper connection state",
+        "Replicas running the command",
+        "Command running on each replica",
+        "Command exits and stops",
     } <= titles
+
+
+def _panel(title: str) -> dict[str, Any]:
+    (panel,) = [p for p in dashboard()["panels"] if p["title"] == title]
+    return panel
+
+
+def test_the_dashboard_shows_the_command_on_exactly_one_replica_in_green() -> None:
+    stat = _panel("Replicas running the command")
+    (target,) = stat["targets"]
+    assert target["expr"] == 'sum(election_work_running{namespace="$namespace", job="$job"})'
+    steps = stat["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps == [
+        {"color": "red", "value": None},
+        {"color": "green", "value": 1},
+        {"color": "red", "value": 2},
+    ]
+    timeline = _panel("Command running on each replica")
+    (per_pod,) = timeline["targets"]
+    assert per_pod["expr"].startswith("max by (pod) (election_work_running{")
+    (mapping,) = timeline["fieldConfig"]["defaults"]["mappings"]
+    assert {value: option["text"] for value, option in mapping["options"].items()} == {
+        "0": "not running",
+        "1": "running",
+    }
+    exits, stops = _panel("Command exits and stops")["targets"]
+    assert "sum by (code) (increase(election_work_exits_total{" in exits["expr"]
+    assert "sum by (signal) (increase(election_work_stops_total{" in stops["expr"]
 
 
 def test_every_metric_named_by_the_alerts_and_the_dashboard_is_exposed_by_the_app() -> None:
@@ -309,6 +342,7 @@ def test_every_state_the_queries_select_is_a_real_state() -> None:
     mapped = {
         option["text"]
         for panel in board["panels"]
+        if any('state="' in target["expr"] for target in panel.get("targets", []))
         for mapping in panel.get("fieldConfig", {}).get("defaults", {}).get("mappings", [])
         for option in mapping["options"].values()
     }
