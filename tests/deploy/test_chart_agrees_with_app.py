@@ -291,8 +291,8 @@ def test_the_alerts_and_the_dashboard_have_what_the_issue_asks() -> None:
         "Files written and deleted",
         "Write errors",
         "ZooKeeper connection state",
-        "Replicas running the command",
-        "Command running on each replica",
+        "Replicas doing the work",
+        "Work running on each replica",
         "Command exits and stops",
     } <= titles
 
@@ -302,8 +302,8 @@ def _panel(title: str) -> dict[str, Any]:
     return panel
 
 
-def test_the_dashboard_shows_the_command_on_exactly_one_replica_in_green() -> None:
-    stat = _panel("Replicas running the command")
+def test_the_dashboard_shows_the_work_on_exactly_one_replica_in_green() -> None:
+    stat = _panel("Replicas doing the work")
     (target,) = stat["targets"]
     assert target["expr"] == 'sum(election_work_running{namespace="$namespace", job="$job"})'
     steps = stat["fieldConfig"]["defaults"]["thresholds"]["steps"]
@@ -312,7 +312,7 @@ def test_the_dashboard_shows_the_command_on_exactly_one_replica_in_green() -> No
         {"color": "green", "value": 1},
         {"color": "red", "value": 2},
     ]
-    timeline = _panel("Command running on each replica")
+    timeline = _panel("Work running on each replica")
     (per_pod,) = timeline["targets"]
     assert per_pod["expr"].startswith("max by (pod) (election_work_running{")
     (mapping,) = timeline["fieldConfig"]["defaults"]["mappings"]

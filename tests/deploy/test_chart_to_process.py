@@ -360,6 +360,8 @@ def test_every_dashboard_query_returns_data_from_the_live_replicas(deployment: D
         for r in deployment.query(queries["State of each replica [A]"])
     }
     assert sorted(states.values()) == [2.0, 2.0, 3.0], "two Attempters (2) and one Leader (3)"
+    working = deployment.query(queries["Replicas doing the work [A]"])
+    assert [float(r["value"][1]) for r in working] == [1.0], "the work runs on exactly one replica"
     # Grafana's variables are label_values() over the build info: the release must be found there.
     assert NAMESPACE in deployment.api("label/namespace/values?match[]=election_build_info")
     assert JOB in deployment.api(
