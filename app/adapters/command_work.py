@@ -31,6 +31,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import queue
 import select
 import signal
 import subprocess
@@ -51,6 +52,8 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 # How often stop() looks whether the group's last processes are gone (only while stopping).
 _GONE_POLL = 0.005
+# How often the dead-man looks at a group whose leader is gone (a shell's background children).
+_GROUP_POLL = 0.05
 
 
 def _libc() -> Any:
@@ -75,6 +78,42 @@ def _describe_status(status: int) -> tuple[str, str | None]:
     except ValueError:
         name = f"signal {-code}"
     return name, name
+
+
+class _DeferredLog:
+    """Log lines written by a thread of their own, in order.
+
+    The dead-man must never wait on a log sink: a full stderr pipe (a stalled log collector) blocks
+    a handler's write while it holds the handler's lock, and a dead-man that logs before it signals
+    would then let the command run on past the lease (two commands at once after a cut). So the
+    dead-man only queues its lines; :meth:`drain` lets the machine thread write what is pending
+    before its own next line (stop() does, so that nothing is lost at exit)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[int, str, tuple[Any, ...], dict[str, Any]]] = queue.SimpleQueue()
+        self._emitting = threading.Lock()  # one writer at a time: lines stay in order
+        threading.Thread(target=self._run, name="work-log", daemon=True).start()
+
+    def __call__(self, level: int, message: str, *args: Any, extra: dict[str, Any]) -> None:
+        self._queue.put((level, message, args, extra))
+
+    def drain(self) -> None:
+        """Write every pending line on the calling thread (which may block on the sink)."""
+        with self._emitting:
+            while True:
+                try:
+                    level, message, args, extra = self._queue.get_nowait()
+                except queue.Empty:
+                    return
+                log.log(level, message, *args, extra=extra)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            with self._emitting:
+                level, message, args, extra = item
+                log.log(level, message, *args, extra=extra)
+            self.drain()
 
 
 @dataclass
@@ -127,6 +166,7 @@ class CommandWork:
         self._lock = threading.Lock()
         self._child: _Child | None = None
         self._ended: Ended | None = None
+        self._later = _DeferredLog()  # the dead-man's log lines (it must not block on the sink)
         self._poke_r, self._poke_w = os.pipe()  # wakes the dead-man when a deadline moves
         os.set_blocking(self._poke_w, False)
         # Orphans of the command's shell are reparented to us, so that stop() can reap them: a
@@ -192,6 +232,7 @@ class CommandWork:
             threading.Event().wait(_GONE_POLL)
         with self._lock:
             self._child = None
+        self._later.drain()  # the dead-man's lines about this child first, and none lost at exit
         self._metrics.work_running(False)
         if child.terminated or child.killed:
             self._metrics.work_stopped("SIGKILL" if child.killed else "SIGTERM")
@@ -201,6 +242,14 @@ class CommandWork:
             child.epoch,
             extra={"event": "work_stopped", "pid": child.pid, "epoch": child.epoch, "killed": child.killed},
         )
+
+    def kill_now(self) -> None:
+        # PR_SET_PDEATHSIG reaches only the direct child: without this, a shell's background
+        # children outlive an election that leaves with os._exit, and the successor's command.
+        child = self._child
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
 
     def ended(self) -> Ended | None:
         return self._ended
@@ -278,6 +327,7 @@ class CommandWork:
         """Reap the child (recording how it ended) and stop its group at the lease's end if no
         confirmation moved the deadline meanwhile."""
         pidfd = os.pidfd_open(child.pid) if hasattr(os, "pidfd_open") else None
+        reaped = False
         try:
             while True:
                 with self._lock:
@@ -290,11 +340,19 @@ class CommandWork:
                 elif now >= term_at and not child.terminated:
                     child.by_dead_man = child.by_dead_man or not stopping
                     self._signal(child, signal.SIGTERM, "the lease is running out unconfirmed")
-                if self._reap(child):
+                reaped = reaped or self._reap(child)
+                # The group outlives its leader when a shell's background children do (and they may
+                # ignore the SIGTERM that ended the shell): they too must be dead by deadline - K,
+                # even if the state machine is stuck and never calls stop().
+                if reaped and not self._group_alive(child.pid):
                     return
                 nxt = kill_at if child.terminated else term_at
-                timeout = 0.05 if pidfd is None else (None if child.killed else max(0.0, nxt - now))
-                waited = [pidfd, self._poke_r] if pidfd is not None else [self._poke_r]
+                timeout: float | None
+                if reaped:  # no pidfd for a group: look again soon
+                    timeout = _GROUP_POLL if child.killed else min(_GROUP_POLL, max(0.0, nxt - now))
+                else:
+                    timeout = 0.05 if pidfd is None else (None if child.killed else max(0.0, nxt - now))
+                waited = [pidfd, self._poke_r] if pidfd is not None and not reaped else [self._poke_r]
                 ready, _, _ = select.select(waited, [], [], timeout)
                 if self._poke_r in ready:
                     with contextlib.suppress(BlockingIOError, OSError):
@@ -322,7 +380,7 @@ class CommandWork:
         if not stopped and not child.by_dead_man:
             self._metrics.work_exited(code)
         self._ended = None if stopped else Ended(code=code, ran_seconds=ran, stopped=child.by_dead_man)
-        log.log(
+        self._later(
             logging.INFO if stopped or code == "0" else logging.WARNING,
             "command exited with %s after %.3fs (pid %d, epoch %d)",
             code,
@@ -353,7 +411,10 @@ class CommandWork:
                 child.killed = True
             else:
                 child.terminated = True
-        log.log(
+        # First the signal, then the line: a log sink that blocks must not hold the signal back.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signum)
+        self._later(
             logging.WARNING if signum is signal.SIGKILL else logging.INFO,
             "sending %s to the command's process group %d: %s",
             signum.name,
@@ -367,8 +428,6 @@ class CommandWork:
                 "reason": reason,
             },
         )
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.pid, signum)
 
     def _group_alive(self, pgid: int) -> bool:
         """True while any process of group ``pgid`` exists (reaping our own zombies of it first)."""

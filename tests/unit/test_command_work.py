@@ -3,6 +3,7 @@ whole group inside the lease, the dead-man when no confirmation renews it, and e
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -211,3 +212,44 @@ def test_signal_names_for_deaths_by_signal(runners: list[Runner]) -> None:
     assert r.woken.wait(10)
     ended = r.work.ended()
     assert ended is not None and ended.code == "SIGSEGV"
+
+
+def test_the_dead_man_kills_what_outlives_the_groups_leader(runners: list[Runner]) -> None:
+    # The shell dies of the dead-man's SIGTERM, its background child ignores it: that one too must be
+    # dead by the lease's end although nobody calls stop() (the state machine is stuck).
+    r = Runner(_sh("(trap '' TERM; while :; do sleep 0.05; done) & sleep 1000"), stop_timeout=0.2)
+    runners.append(r)
+    r.work.period(60.0)
+    r.work.begin(1)
+    deadline = CLOCK.monotonic() + 1.5
+    r.work.step(1, valid_until=deadline)
+    pid = r.work.describe()["pid"]
+    wait_for(lambda: len(_members(pid)) >= 3, 10, message="the shell started its background child")
+    wait_for(lambda: not _alive(pid), 5, message="the whole group dead")
+    assert CLOCK.monotonic() <= deadline
+
+
+def test_a_blocked_log_sink_does_not_hold_back_the_dead_man(runners: list[Runner]) -> None:
+    # A full stderr pipe blocks a handler's write (holding its lock): the dead-man must signal anyway.
+    gate = threading.Event()
+
+    class Blocked(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            gate.wait(30)
+
+    r = Runner(_sh("sleep 1000"), stop_timeout=0.2)
+    runners.append(r)
+    r.work.period(60.0)
+    r.work.begin(1)
+    deadline = CLOCK.monotonic() + 1.5
+    r.work.step(1, valid_until=deadline)
+    pid = r.work.describe()["pid"]
+    logger = logging.getLogger("election.work")
+    handler = Blocked()
+    logger.addHandler(handler)  # from now on every line of the command runner blocks
+    try:
+        wait_for(lambda: not _alive(pid), 5, message="the dead-man stopped the group")
+        assert CLOCK.monotonic() <= deadline
+    finally:
+        gate.set()
+        logger.removeHandler(handler)
