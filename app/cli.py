@@ -186,7 +186,8 @@ def _zk_options(func: F) -> F:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="election")
 def cli() -> None:
-    """Leader election over a ZooKeeper ephemeral node; the leader writes a file every leader-timeout."""
+    """Leader election over a ZooKeeper ephemeral node; the leader writes a file every leader-timeout,
+    or runs your command (run --exec)."""
 
 
 @cli.command(context_settings={"allow_interspersed_args": False})
