@@ -218,7 +218,9 @@ class CommandWork:
             now = self._monotonic()
             if child.stop_at is None:
                 child.stop_at = now
-        self._signal(child, signal.SIGTERM, reason)
+        # A group already gone gets no signal: its number may already be another's.
+        if not (child.reaped.is_set() and not self._group_alive(child.pid)):
+            self._signal(child, signal.SIGTERM, reason)
         self._poke()
         kill_at = min(now + child.grace, child.deadline - KILL_MARGIN)
         # The direct child first (the dead-man reaps it and records its status), then any process
@@ -324,6 +326,30 @@ class CommandWork:
 
     # -- the dead-man: one thread per child -------------------------------------------------
     def _dead_man(self, child: _Child) -> None:
+        """The thread's body: :meth:`_watch`; if that fails (say ``pidfd_open`` out of file
+        descriptors), nothing guards the lease any more: kill the group now and reap, so that
+        stop() and the Leader learn that it ended."""
+        try:
+            self._watch(child)
+        except Exception as exc:  # any failure here must end in a dead group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.killed = True
+            self._later(
+                logging.ERROR,
+                "the command's dead-man failed (%s); killed its process group",
+                exc,
+                extra={"event": "work_stopping", "pid": child.pid, "epoch": child.epoch, "signal": "SIGKILL"},
+            )
+            if not child.reaped.is_set():
+                child.by_dead_man = child.stop_at is None
+                try:
+                    status = os.waitpid(child.pid, 0)[1]
+                except ChildProcessError:
+                    status = 0
+                self._reap(child, status)
+
+    def _watch(self, child: _Child) -> None:
         """Reap the child (recording how it ended) and stop its group at the lease's end if no
         confirmation moved the deadline meanwhile."""
         pidfd = os.pidfd_open(child.pid) if hasattr(os, "pidfd_open") else None
@@ -361,14 +387,16 @@ class CommandWork:
             if pidfd is not None:
                 os.close(pidfd)
 
-    def _reap(self, child: _Child) -> bool:
-        """Reap the direct child if it exited; record and report how. True once reaped."""
-        try:
-            pid, status = os.waitpid(child.pid, os.WNOHANG)
-        except ChildProcessError:
-            pid, status = child.pid, 0
-        if pid == 0:
-            return False
+    def _reap(self, child: _Child, status: int | None = None) -> bool:
+        """Reap the direct child if it exited (``status``: already reaped with it); record and
+        report how. True once reaped."""
+        if status is None:
+            try:
+                pid, status = os.waitpid(child.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = child.pid, 0
+            if pid == 0:
+                return False
         child.proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits for it itself
         code, signame = _describe_status(status)
         ran = self._monotonic() - child.started
@@ -430,21 +458,53 @@ class CommandWork:
         )
 
     def _group_alive(self, pgid: int) -> bool:
-        """True while any process of group ``pgid`` exists (reaping our own zombies of it first)."""
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-pgid, os.WNOHANG)[0] > 0:
-                pass
+        """True while a live process of group ``pgid`` exists (reaping our own zombies of it first).
+
+        A zombie is a member too for ``killpg(pgid, 0)``; one that is not ours (a process of the
+        group that left it with ``setsid`` and never reaps its children) would keep the group
+        "alive" forever, so members are then looked up in /proc and zombies do not count."""
+        self._reap_group(pgid)
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
             return True
-        return True
+        if _live_member(pgid):
+            return True
+        # Only zombies left: those whose parent died meanwhile were reparented to us when it exited,
+        # so reap them now rather than leave them behind.
+        self._reap_group(pgid)
+        return False
+
+    @staticmethod
+    def _reap_group(pgid: int) -> None:
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-pgid, os.WNOHANG)[0] > 0:
+                pass
 
     def _poke(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._poke_w, b"x")
+
+
+def _live_member(pgid: int) -> bool:
+    """Whether /proc lists a process of group ``pgid`` that is not a zombie (True without /proc)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def _die_with_parent(parent: int) -> None:

@@ -253,3 +253,54 @@ def test_a_blocked_log_sink_does_not_hold_back_the_dead_man(runners: list[Runner
     finally:
         gate.set()
         logger.removeHandler(handler)
+
+
+DETACHED_WITH_A_ZOMBIE = """
+import os, time
+if os.fork() == 0:            # in the group
+    if os.fork() == 0:        # in the group too: exits at once, never reaped by its parent
+        os._exit(0)
+    os.setsid()               # its parent leaves the group (a daemon's detach)
+    time.sleep(30)
+    os._exit(0)
+time.sleep(1000)              # the direct child
+"""
+
+
+def test_stop_returns_though_the_group_keeps_a_zombie_that_is_not_ours(runners: list[Runner]) -> None:
+    r = Runner([sys.executable, "-c", DETACHED_WITH_A_ZOMBIE], stop_timeout=0.3)
+    runners.append(r)
+    pid = r.start()
+    wait_for(lambda: _zombies(pid) >= 1, 10, message="the group holds a zombie that is not ours")
+    done = threading.Event()
+    threading.Thread(target=lambda: (r.work.stop("test"), done.set()), daemon=True).start()
+    assert done.wait(10), "stop() still waits for a group that has only a zombie left"
+    assert _members(pid) == []
+
+
+def test_a_dead_man_that_cannot_watch_kills_the_group_and_reports_it(
+    runners: list[Runner], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fds(_pid: int) -> int:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(os, "pidfd_open", no_fds)
+    r = Runner(_sh("sleep 1000"))
+    runners.append(r)
+    pid = r.start()
+    assert r.woken.wait(10)
+    ended = r.work.ended()
+    assert ended is not None and ended.stopped and ended.code == "SIGKILL"
+    wait_for(lambda: _members(pid) == [], 10, message="the group is dead")
+
+
+def _zombies(pgid: int) -> int:
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            count += int(fields[2]) == pgid and fields[0] == "Z"
+    return count
