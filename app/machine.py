@@ -100,6 +100,7 @@ class Context:
         self.progress_at = clock.monotonic()
         self.progress_seen: int | None = None
         self.unhealthy: str | None = None
+        self.work_running = False  # Leader's work runs (for /leader); until the work port's running()
         self.entered_because = ""  # the reason of the last transition (the machine sets it)
         self.heartbeat = clock.monotonic()
         self._stop_reason: str | None = None

@@ -132,6 +132,7 @@ class Leader:
             else:
                 outcome = self._lead(ctx, term, lease)
         finally:
+            ctx.work_running = False
             ctx.term = None
             ctx.metrics.leadership_lost()
         log.info(
@@ -193,6 +194,7 @@ class Leader:
             if done is _Done.WRITTEN:
                 failures = 0
                 ctx.work_done()
+                ctx.work_running = True  # the term's work runs from its first file (/leader)
                 sequence += 1
                 ctx.next_sequence = (term.epoch, sequence)
             else:
