@@ -250,19 +250,27 @@ class HttpServer:
         selector.register(self._listener.socket, selectors.EVENT_READ, "listen")
         selector.register(self._wake_reader, selectors.EVENT_READ, "wake")
         while not self._stopping:
-            events = selector.select(POLL_INTERVAL)
-            now = time.monotonic()
-            for key, _mask in events:
-                if key.data == "listen":
-                    self._accept(now)
-                elif key.data == "conn":
-                    sock = key.fileobj
-                    assert isinstance(sock, socket.socket)
+            try:
+                self._serve_once(selector)
+            except Exception:  # a bug must not end the thread: /healthz would fail for good
+                log.exception("HTTP server loop failed; going on")
+                time.sleep(POLL_INTERVAL)
+
+    def _serve_once(self, selector: selectors.BaseSelector) -> None:
+        events = selector.select(POLL_INTERVAL)
+        now = time.monotonic()
+        for key, _mask in events:
+            if key.data == "listen":
+                self._accept(now)
+            elif key.data == "conn":
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                if sock in self._pending:  # not dropped by an accept earlier in this round
                     self._read(sock)
-            self._expire(now)
-            if self._accept_paused_until is not None and now >= self._accept_paused_until:
-                self._accept_paused_until = None
-                selector.register(self._listener.socket, selectors.EVENT_READ, "listen")
+        self._expire(now)
+        if self._accept_paused_until is not None and now >= self._accept_paused_until:
+            self._accept_paused_until = None
+            selector.register(self._listener.socket, selectors.EVENT_READ, "listen")
 
     def _accept(self, now: float) -> None:
         """Accept what the backlog holds (a slice of it at most, so reads are not starved)."""

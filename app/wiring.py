@@ -4,9 +4,9 @@ This is the only place that knows which adapter implements which port. Tests bui
 :class:`Replica` with fakes for some ports; ``election run`` builds it with the real ones.
 
 Threads of a running replica: the main thread runs the state machine (and receives signals); kazoo
-runs its connection thread (callbacks only record and wake); the HTTP server answers on a daemon
-thread; a signal thread turns SIGTERM/SIGINT into a stop request, and a shutdown watchdog thread
-starts with the first of them.
+runs its connection thread (callbacks only record and wake); the HTTP server waits on all its
+connections on one daemon thread and answers on up to four (app.http); a signal thread turns
+SIGTERM/SIGINT into a stop request, and a shutdown watchdog thread starts with the first of them.
 """
 
 from __future__ import annotations
