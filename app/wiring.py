@@ -285,7 +285,9 @@ class Replica:
         a second signal exits at once with 128+signum."""
         self._signals += 1
         if self._signals > 1:
-            # A second signal: the operator insists. Leave now; files stay consistent (atomic writes).
+            # A second signal: the operator insists. Leave now; files stay consistent (atomic writes),
+            # and the command's group dies with us (not only its direct child).
+            self.ctx.work.kill_now()
             os._exit(128 + signum)
         # First, so that nothing below (a lock, a log line to a full pipe) can outlast the timeout.
         threading.Thread(target=self._watchdog, name="shutdown-watchdog", daemon=True).start()
@@ -319,6 +321,7 @@ class Replica:
         )
         writer.start()
         writer.join(WATCHDOG_LAST_LINE_SECONDS)
+        self.ctx.work.kill_now()
         os._exit(EXIT_SHUTDOWN_TIMEOUT)
 
     def run(self) -> int:

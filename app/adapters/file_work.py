@@ -76,6 +76,9 @@ class FileWork:
             self._running = False
             self._metrics.work_running(False)
 
+    def kill_now(self) -> None:
+        pass  # a write in progress is atomic: nothing to kill
+
     def ended(self) -> Ended | None:
         return None  # files never end by themselves
 
