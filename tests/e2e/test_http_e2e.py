@@ -8,6 +8,7 @@ leader. Every wait polls a predicate against a generous deadline.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import time
@@ -86,3 +87,25 @@ def test_a_thousand_idle_connections_neither_stop_probes_nor_delay_a_handover(
     finally:
         for sock in held:
             sock.close()
+
+
+def test_leader_follows_the_command_with_exec(
+    zk_server: ZooKeeperEndpoint, election_path: str, make_cluster: MakeCluster
+) -> None:
+    # With --exec, "its work runs" is the child being alive: when it dies, /leader turns 503 at
+    # once (before the replica has resigned), and the replica that runs the next child answers 200.
+    cluster = make_cluster(
+        zk_server.address, election_path, zk_session_timeout="6s", exec="sleep 1000", exec_stop_timeout="1s"
+    )
+    cluster.start(2)
+    leader = cluster.wait_for_sole_leader(STARTUP)
+    standby = next(r for r in cluster.running if r is not leader)
+    poll(lambda: answers(leader, "/leader") == 200, STARTUP, "/leader to answer 200 on the leader")
+    assert answers(standby, "/leader") == 503
+    status = leader.status()
+    assert status is not None and status["work"]["running"], status
+    os.kill(int(status["work"]["pid"]), signal.SIGKILL)
+
+    poll(lambda: answers(leader, "/leader") == 503, HANDOVER, f"/leader of {leader.identity} to turn 503")
+    poll(lambda: answers(standby, "/leader") == 200, HANDOVER, f"{standby.identity} to lead with its command")
+    assert answers(leader, "/leader") == 503
