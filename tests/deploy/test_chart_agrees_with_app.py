@@ -163,7 +163,13 @@ def test_probe_port_is_the_port_the_app_listens_on(kind: str) -> None:
 @pytest.mark.parametrize(("kind", "path"), [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")])
 def test_probe_path_is_served_by_the_apps_router(kind: str, path: str) -> None:
     assert _probe(kind)["path"] == path
-    app = Endpoints(CollectorRegistry(), status=dict, live=lambda: (True, "ok"), ready=lambda: (False, "no"))
+    app = Endpoints(
+        CollectorRegistry(),
+        status=dict,
+        live=lambda: (True, "ok"),
+        ready=lambda: (False, "no"),
+        leading=lambda: (False, "no"),
+    )
     statuses = []
     body = b"".join(app({"PATH_INFO": path}, lambda status, _headers: statuses.append(status)))
     assert statuses[0] == ("200 OK" if kind == "livenessProbe" else "503 Service Unavailable")
