@@ -33,6 +33,7 @@ import logging
 import os
 import queue
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,6 +117,52 @@ class _DeferredLog:
             self.drain()
 
 
+# The group's leader: a shell that runs the command and waits for it. PR_SET_PDEATHSIG reaches only
+# the process it is set on, so if election dies (SIGKILL, the OOM killer) a shell's background
+# children would live on beside the successor's command. The guardian gets SIGUSR1 when election
+# dies and kills the whole group; it ignores the group's stop signals (they are for the command) and
+# leaves as the command does, with its status (dying of the same signal). `env --default-signal`
+# undoes the shell's SIG_IGN of SIGINT and SIGQUIT for background commands.
+GUARDIAN = """trap 'kill -KILL 0' USR1
+trap : TERM INT HUP QUIT
+env --default-signal=INT,QUIT -- "$@" &
+child=$!
+while :; do
+  wait "$child"
+  status=$?
+  kill -0 "$child" 2>/dev/null || break
+done
+if [ "$status" -gt 128 ] && [ "$status" -lt 193 ]; then
+  trap - TERM INT HUP QUIT USR1
+  kill -"$((status - 128))" "$$"
+fi
+exit "$status"
+"""
+_SHELL = "/bin/sh"
+
+
+def guarded(command: Sequence[str]) -> tuple[list[str], int]:
+    """The argv that runs ``command`` under the guardian, and the parent-death signal to give it
+    (the command itself, with SIGKILL, where there is no shell or GNU env to guard it)."""
+    if os.access(_SHELL, os.X_OK) and shutil.which("env") is not None and _env_resets_signals():
+        return [_SHELL, "-c", GUARDIAN, "election-work", *command], signal.SIGUSR1
+    return list(command), signal.SIGKILL
+
+
+def _env_resets_signals() -> bool:
+    """Whether this ``env`` knows --default-signal (GNU coreutils 8.31+)."""
+    try:
+        done = subprocess.run(
+            ["env", "--default-signal=INT", "true"],  # env from PATH, as the guardian runs it
+            capture_output=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
 @dataclass
 class _Child:
     """One running child and what is known about it; guarded by CommandWork's lock."""
@@ -154,6 +201,7 @@ class CommandWork:
         wake: Callable[[], None],
     ) -> None:
         self._command = tuple(command)
+        self._argv, self._death_signal = guarded(self._command)
         self._stop_timeout = stop_timeout
         self._identity = identity
         self._election_path = election_path
@@ -285,11 +333,13 @@ class CommandWork:
         parent = os.getpid()
         try:
             proc = subprocess.Popen(
-                self._command,
+                self._argv,
                 stdin=subprocess.DEVNULL,
                 env=env,
                 process_group=0,
-                preexec_fn=(lambda: _die_with_parent(parent)) if _LIBC is not None else None,  # noqa: PLW1509
+                preexec_fn=(lambda: _die_with_parent(parent, self._death_signal))  # noqa: PLW1509
+                if _LIBC is not None
+                else None,
                 close_fds=True,
             )
         except OSError as exc:
@@ -507,9 +557,9 @@ def _live_member(pgid: int) -> bool:
     return False
 
 
-def _die_with_parent(parent: int) -> None:
-    """In the child, before exec: SIGKILL when the thread that started us dies; if the parent is
-    already gone (it died between fork and here), exit at once."""
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def _die_with_parent(parent: int, signum: int) -> None:
+    """In the child, before exec: ``signum`` when the thread that started us dies; if the parent
+    is already gone (it died between fork and here), exit at once."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(127)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from app.adapters import command_work
 from app.adapters.command_work import CommandWork
 from app.adapters.prometheus_metrics import PrometheusMetrics
 from app.adapters.system_clock import SystemClock
@@ -124,7 +126,8 @@ def test_the_sigkill_lands_before_the_lease_ends_even_with_a_long_grace(runners:
     r.work.begin(1)
     deadline = CLOCK.monotonic() + 1.0  # ...but this confirmation is valid for one second only
     assert r.work.step(1, valid_until=deadline).outcome is Outcome.DONE
-    pid = r.work.describe()["pid"]
+    assert r.work._child is not None
+    pid = r.work._child.pid
     r.work.stop("test")
     assert CLOCK.monotonic() <= deadline  # dead before the lease ran out
     assert not _alive(pid)
@@ -174,7 +177,10 @@ def test_an_exit_of_its_own_is_reported_counted_and_wakes_the_leader(runners: li
     assert r.metric("election_work_running") == 0
 
 
-def test_a_command_that_cannot_start_is_a_failed_step(tmp_path: Path) -> None:
+def test_a_command_that_cannot_start_is_a_failed_step_without_the_guardian(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(command_work, "guarded", lambda command: (list(command), 9))
     r = Runner([str(tmp_path / "missing")])
     r.work.period(6.0)
     r.work.begin(1)
@@ -182,6 +188,48 @@ def test_a_command_that_cannot_start_is_a_failed_step(tmp_path: Path) -> None:
     assert step.outcome is Outcome.FAILED
     assert "cannot start the command" in step.why
     assert not r.work.running()
+
+
+def test_a_command_gone_since_the_start_exits_127_under_the_guardian(
+    tmp_path: Path, runners: list[Runner]
+) -> None:
+    r = Runner([str(tmp_path / "missing")])
+    runners.append(r)
+    r.start()
+    assert r.woken.wait(10)
+    ended = r.work.ended()
+    assert ended is not None and ended.code == "127"
+
+
+def test_the_guardian_kills_the_whole_group_when_election_dies(runners: list[Runner]) -> None:
+    # Its parent-death signal, sent by hand: the guardian must take the shell's background child
+    # (which ignores SIGTERM) with it, not only itself.
+    r = Runner(_sh("(trap '' TERM; exec sleep 1000) & sleep 1000"))
+    runners.append(r)
+    pid = r.start()
+    wait_for(lambda: len(_members(pid)) >= 4, 10, message="guardian, env/sh and both sleeps run")
+    os.kill(pid, signal.SIGUSR1)
+    wait_for(lambda: _members(pid) == [], 10, message="nothing of the group is left")
+
+
+def test_the_commands_own_exit_status_and_signal_come_through_the_guardian(runners: list[Runner]) -> None:
+    r = Runner(_sh("kill -TERM $$"))
+    runners.append(r)
+    r.start()
+    assert r.woken.wait(10)
+    ended = r.work.ended()
+    assert ended is not None and ended.code == "SIGTERM"
+
+
+def test_the_command_does_not_inherit_ignored_sigint(tmp_path: Path, runners: list[Runner]) -> None:
+    out = tmp_path / "sigign"
+    r = Runner(_sh(f"grep SigIgn /proc/$$/status > {out}; sleep 60"))
+    runners.append(r)
+    r.start()
+    wait_for(lambda: out.exists() and out.read_text() != "", 10, message="the command wrote its mask")
+    ignored = int(out.read_text().split()[1], 16)
+    assert ignored & (1 << (signal.SIGINT - 1)) == 0
+    assert ignored & (1 << (signal.SIGQUIT - 1)) == 0
 
 
 def test_the_grace_is_clamped_to_what_fits_the_lease() -> None:
