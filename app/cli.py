@@ -36,8 +36,11 @@ from app.config import (
     Settings,
     TlsSettings,
     ZkConnect,
+    check_command,
+    check_exec_timing,
     default_identity,
     env_var,
+    parse_command,
     parse_election_path,
     parse_file_dir,
     parse_host_port,
@@ -87,6 +90,7 @@ ZK_PATH = _Parsed("zk-path", parse_election_path)
 IDENTITY = _Parsed("name", parse_identity)
 ZK_AUTH = _Parsed("user:password", parse_zk_auth)
 READABLE_FILE = _Parsed("file", parse_readable_file)
+COMMAND = _Parsed("command", parse_command)
 LISTEN = _Parsed("host:port", lambda text: parse_host_port(text, allow_empty_host=True, allow_port_zero=True))
 
 _DEFAULTS = Settings(identity="")
@@ -113,8 +117,9 @@ class _Option(click.Option):
 
 
 def _option(flag: str, type_: Any, default: Any, help_: str, **kw: Any) -> Callable[[F], F]:
+    name = kw.pop("param_name", None)  # the Python name when the flag's own would be a keyword
     return click.option(
-        flag,
+        *((flag,) if name is None else (flag, name)),
         cls=_Option,
         type=type_,
         default=default,
@@ -181,7 +186,7 @@ def cli() -> None:
     """Leader election over a ZooKeeper ephemeral node; the leader writes a file every leader-timeout."""
 
 
-@cli.command()
+@cli.command(context_settings={"allow_interspersed_args": False})
 @_zk_options
 @_option(
     "--leader-timeout",
@@ -259,8 +264,25 @@ def cli() -> None:
     "ZooKeeper digest credentials user:password; nodes are then created writable only with them.",
     show_default=False,
 )
+@_option(
+    "--exec",
+    COMMAND,
+    None,
+    "Run this command (split like a shell would, no shell run) as the leader's work instead of writing"
+    " files: started when leading, stopped inside the lease. Or give it after --.",
+    show_default=False,
+    param_name="exec_text",
+)
+@_option(
+    "--exec-stop-timeout",
+    DURATION,
+    _d(_DEFAULTS.exec_stop_timeout),
+    "With --exec: grace between SIGTERM and SIGKILL of the command's process group (must fit 4/9 of the"
+    " session timeout less 0.25s).",
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND [ARGS]...]")
 def run(**options: Any) -> None:
-    """Run one replica until SIGTERM or SIGINT."""
+    """Run one replica until SIGTERM or SIGINT; the leader writes files, or runs COMMAND (--exec)."""
     from app import logs  # noqa: PLC0415 - keep `election --help` and `status` light
     from app.wiring import Replica  # noqa: PLC0415
 
@@ -269,8 +291,21 @@ def run(**options: Any) -> None:
     )
     connect: ZkConnect = options.pop("zk_servers")
     identity = options.pop("identity") or default_identity()
+    exec_command = _exec_command(options.pop("exec_text"), options.pop("command"))
+    if exec_command is not None:
+        try:
+            check_exec_timing(
+                options["exec_stop_timeout"], options["zk_session_timeout"], options["shutdown_timeout"]
+            )
+        except ConfigError as exc:
+            _config_error(str(exc))
     settings = Settings(
-        **options, zk_servers=connect.servers, chroot=connect.chroot, identity=identity, zk_tls=tls
+        **options,
+        zk_servers=connect.servers,
+        chroot=connect.chroot,
+        identity=identity,
+        zk_tls=tls,
+        exec_command=exec_command,
     )
     replica = Replica(settings)
     logs.configure(
@@ -375,6 +410,20 @@ def _tls(enabled: bool, ca: Path | None, cert: Path | None, key: Path | None) ->
         return tls_settings(enabled, ca, cert, key)
     except ConfigError as exc:
         _config_error(str(exc))
+
+
+def _exec_command(text_form: tuple[str, ...] | None, argv_form: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The command of --exec / ELECTION_EXEC, or the one after ``--``; exactly one of them, or none."""
+    if text_form is not None and argv_form:
+        _config_error(f"the command is given twice: --exec ({env_var('--exec')}) and after --; give it once")
+    command = text_form or argv_form or None
+    if command is None:
+        return None
+    try:
+        return check_command(tuple(command))
+    except ConfigError as exc:
+        source = "the command after --" if argv_form else f"--exec ({env_var('--exec')})"
+        _config_error(f"{source}: {exc}")
 
 
 def _config_error(message: str) -> NoReturn:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import shutil
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.durations import DurationError, format_duration, parse_duration
+from app.leases import KILL_MARGIN, exec_grace_bound, lease_of
 
 ENV_PREFIX = "ELECTION"
 
@@ -279,6 +282,47 @@ def parse_readable_file(text: str) -> Path:
     return path
 
 
+def parse_command(text: str) -> tuple[str, ...]:
+    """A command line split as a POSIX shell would (quotes, backslashes), without running a shell."""
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise ConfigError(f"cannot split {text!r}: {exc}") from None
+    if not words:
+        raise ConfigError("empty command")
+    return tuple(words)
+
+
+def check_command(command: tuple[str, ...]) -> tuple[str, ...]:
+    """The command's program must be runnable now: an executable file, or a name found on PATH."""
+    program = command[0]
+    if "/" in program:
+        if not (os.path.isfile(program) and os.access(program, os.X_OK)):
+            raise ConfigError(f"{program!r} is not an executable file")
+    elif shutil.which(program) is None:
+        raise ConfigError(f"{program!r} is not found on PATH")
+    return command
+
+
+def check_exec_timing(stop_timeout: float, session_timeout: float, shutdown_timeout: float) -> None:
+    """The command's stop grace must fit the lease (app.leases), and a graceful shutdown must have
+    room for it: otherwise the SIGKILL could land after a successor started its own command."""
+    bound = exec_grace_bound(lease_of(session_timeout))
+    if stop_timeout > bound:
+        most = f"at most {format_duration(round(bound, 3))}" if bound > 0 else "no grace fits"
+        raise ConfigError(
+            f"--exec-stop-timeout {format_duration(stop_timeout)} does not fit --zk-session-timeout"
+            f" {format_duration(session_timeout)}: the SIGKILL must land inside the lease, so {most}"
+            f" (4/9 of the session timeout less {KILL_MARGIN:g}s)"
+        )
+    if shutdown_timeout < stop_timeout + 1.0:
+        raise ConfigError(
+            f"--shutdown-timeout {format_duration(shutdown_timeout)} leaves no room to stop the command"
+            f" (--exec-stop-timeout {format_duration(stop_timeout)}) and release the node: give it at"
+            f" least {format_duration(stop_timeout + 1.0)}"
+        )
+
+
 @dataclass(frozen=True)
 class TlsSettings:
     """TLS to ZooKeeper: the CA that signs the servers' certificates (None: the system's), and an
@@ -331,6 +375,9 @@ class Settings:
     zk_tls: TlsSettings | None = None
     # The ZooKeeper path every other path is relative to (the suffix of --zk-servers), or None.
     chroot: str | None = None
+    # The leader's work: None writes files; a command (--exec) runs it as long as we lead.
+    exec_command: tuple[str, ...] | None = None
+    exec_stop_timeout: float = 3.0
 
     @property
     def zk_connect_string(self) -> str:

@@ -24,6 +24,7 @@ from app.ports.clock import Clock
 from app.ports.coordination import Coordinator, LeaderNode
 from app.ports.metrics import Metrics
 from app.ports.storage import Storage
+from app.ports.work import Work
 
 log = logging.getLogger("election.machine")
 
@@ -71,10 +72,13 @@ class Context:
         clock: Clock,
         metrics: Metrics,
         jitter: Callable[[], float],
+        work: Work,
     ) -> None:
         self.settings = settings
         self.coordinator = coordinator
         self.storage = storage
+        # What the leader does (app.ports.work): files by default, the user's command with --exec.
+        self.work: Work = work
         self.clock = clock
         self.metrics = metrics
         self.jitter = jitter
@@ -85,9 +89,10 @@ class Context:
         # When (monotonic) the create that made ``term`` was sent: the confirmation Leader's first
         # write relies on. None: Leader confirms with a fresh read before its first write.
         self.term_confirmed_at: float | None = None
-        # The next file sequence of the last term we led: a term resumed with the same node (the
-        # session survived a short disconnection) continues its numbering instead of reusing names.
-        self.next_sequence: tuple[int, int] | None = None  # (epoch, sequence)
+        # After the work exited by itself (app.states.leader.work_backoff): how many times in a row,
+        # and when (monotonic) this replica may be a candidate again (None: at once).
+        self.work_exit_streak = 0
+        self.rejoin_at: float | None = None
         # The leader as last seen by a look at ZooKeeper (for /status).
         self.observed_leader: LeaderNode | None = None
         # When the current run of failures began, and how many Failover visits it has had. The run

@@ -27,6 +27,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from app import __version__
+from app.adapters.command_work import CommandWork
+from app.adapters.file_work import FileWork
 from app.adapters.fs_storage import DirectoryStorage
 from app.adapters.kazoo_coordinator import KazooCoordinator
 from app.adapters.prometheus_metrics import PrometheusMetrics
@@ -37,6 +39,7 @@ from app.machine import Context, StateMachine, StateName
 from app.ports.clock import Clock
 from app.ports.coordination import ConnectionState, CoordinationError, Coordinator, LeaderNode
 from app.ports.storage import Storage
+from app.ports.work import Work
 from app.states import all_states
 
 log = logging.getLogger("election.wiring")
@@ -83,20 +86,23 @@ class Replica:
         storage: Storage | None = None,
         registry: CollectorRegistry | None = None,
         jitter: Callable[[], float] | None = None,
+        work: Work | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.registry = registry or CollectorRegistry()
         self.coordinator = coordinator or make_coordinator(settings)
         self.metrics = PrometheusMetrics(self.registry, self.clock.monotonic, [str(s) for s in StateName])
+        # The same clock as the leases: valid_until is a time on it.
+        storage = storage or DirectoryStorage(settings.file_dir, monotonic=self.clock.monotonic)
         self.ctx = Context(
             settings,
             self.coordinator,
-            # The same clock as the leases: valid_until is a time on it.
-            storage or DirectoryStorage(settings.file_dir, monotonic=self.clock.monotonic),
+            storage,
             self.clock,
             self.metrics,
             jitter or random.random,
+            work or self._make_work(settings, storage),
         )
         self.machine = StateMachine(self.ctx, all_states())
         self.coordinator.subscribe(self._on_coordination_change)
@@ -105,6 +111,21 @@ class Replica:
         self._granted_session_timeout: float | None = None  # the last one the server granted
         self._signals = 0
         self._wakeup_sockets: tuple[socket.socket, socket.socket] | None = None
+
+    def _make_work(self, settings: Settings, storage: Storage) -> Work:
+        """The leader's work: the user's command with --exec, files otherwise."""
+        if settings.exec_command is None:
+            return FileWork(storage, self.metrics, self.clock, settings)
+        return CommandWork(
+            settings.exec_command,
+            stop_timeout=settings.exec_stop_timeout,
+            identity=settings.identity,
+            election_path=settings.election_path,
+            metrics=self.metrics,
+            monotonic=self.clock.monotonic,
+            wall=self.clock.wall,
+            wake=lambda: self.ctx.wake(),  # noqa: PLW0108 - self.ctx is not built yet
+        )
 
     # -- what the endpoints show ------------------------------------------------------------
     def _on_coordination_change(self) -> None:
@@ -146,6 +167,7 @@ class Replica:
                 "requested_session_timeout_seconds": self.settings.zk_session_timeout,
             },
             "election_path": self.settings.election_path,
+            "work": self.ctx.work.describe(),
             "version": __version__,
         }
 

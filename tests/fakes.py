@@ -22,6 +22,7 @@ from typing import Any
 
 from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode, Member
 from app.ports.storage import FencedError, LeaseExpiredError, Record, StorageError, Written
+from app.ports.work import Ended, Outcome, Step
 
 START = 1000.0
 WALL_START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -391,3 +392,69 @@ class FakeStorage:
         del self.files[:excess]
         self.deleted.extend(gone)
         return gone
+
+
+class FakeWork:
+    """A command-like work (app.ports.work) on virtual time: records every call as
+    ``(what, elapsed, detail)`` in ``events``; ``exit_after`` seconds after each start it ends by
+    itself with ``exit_code`` (None: it runs until stopped)."""
+
+    kind = "exec"
+    shows_progress = False
+
+    def __init__(self, clock: FakeClock, events: list[tuple[str, float, Any]] | None = None) -> None:
+        self._clock = clock
+        self.events: list[tuple[str, float, Any]] = [] if events is None else events
+        self.exit_after: float | None = None
+        self.exit_code = "1"
+        self.deadline: float | None = None  # the last valid_until a step gave it
+        self._started: float | None = None
+        self._ended: Ended | None = None
+        self.wake: Callable[[], None] = lambda: None
+
+    def _log(self, what: str, detail: Any = None) -> None:
+        self.events.append((what, round(self._clock.elapsed, 6), detail))
+
+    def prepare(self) -> int:
+        return 0
+
+    def period(self, lease: float) -> float:
+        return lease / 6.0
+
+    def begin(self, epoch: int) -> None:
+        self._ended = None
+        self._log("begin", epoch)
+
+    def step(self, epoch: int, *, valid_until: float) -> Step:
+        self.deadline = valid_until
+        if self._started is None:
+            self._started = self._clock.monotonic()
+            self._log("start", epoch)
+            if self.exit_after is not None:
+                started = self._started
+                self._clock.call_later(self.exit_after, lambda: self._exit(started))
+        else:
+            self._log("renew", round(valid_until - START, 6))
+        return Step(Outcome.DONE)
+
+    def _exit(self, started: float) -> None:
+        if self._started != started:
+            return  # that child was stopped meanwhile
+        self._ended = Ended(self.exit_code, self._clock.monotonic() - started, stopped=False)
+        self._started = None
+        self._log("exited", self.exit_code)
+        self.wake()
+
+    def stop(self, reason: str) -> None:
+        if self._started is not None:
+            self._log("stop", reason)
+        self._started = None
+
+    def ended(self) -> Ended | None:
+        return self._ended
+
+    def running(self) -> bool:
+        return self._started is not None
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "running": self.running()}

@@ -94,6 +94,23 @@ class PrometheusMetrics:
             "Session timeout the ZooKeeper server granted on the last connection (leases count it)",
             registry=registry,
         )
+        self.work_is_running = Gauge(
+            "election_work_running", "1 while the leader's command (--exec) runs here", registry=registry
+        )
+        self.work_exits = Counter(
+            "election_work_exits",
+            "Times the leader's command exited by itself, by exit status (or signal name)",
+            ["code"],
+            registry=registry,
+        )
+        self.work_stops = Counter(
+            "election_work_stops",
+            "Times the leader's command was stopped by us, by the last signal it needed",
+            ["signal"],
+            registry=registry,
+        )
+        for sig in ("SIGTERM", "SIGKILL"):
+            self.work_stops.labels(sig)
         build = Gauge(
             "election_build_info", "Build information; always 1", ["version", "python"], registry=registry
         )
@@ -140,3 +157,12 @@ class PrometheusMetrics:
     def zk_session_timeout(self, seconds: float | None) -> None:
         if seconds is not None:
             self.session_timeout.set(seconds)
+
+    def work_running(self, running: bool) -> None:
+        self.work_is_running.set(1 if running else 0)
+
+    def work_exited(self, code: str) -> None:
+        self.work_exits.labels(code).inc()
+
+    def work_stopped(self, signal: str) -> None:
+        self.work_stops.labels(signal).inc()

@@ -41,3 +41,15 @@ class Metrics(Protocol):
         """The session timeout the server granted on the current connection (None: not connected;
         the last granted value stays shown)."""
         ...
+
+    def work_running(self, running: bool) -> None:
+        """The leader's command (``--exec``) started (True) or its process group is gone (False)."""
+        ...
+
+    def work_exited(self, code: str) -> None:
+        """The command exited by itself, with ``code`` (an exit status, or a signal's name)."""
+        ...
+
+    def work_stopped(self, signal: str) -> None:
+        """We stopped the command; ``signal`` is the last one it needed (SIGTERM or SIGKILL)."""
+        ...

@@ -24,6 +24,9 @@ How it tries:
   periodic look is one read of the leader node: the queue is re-read only when a wake-up says it
   moved (the watch on the one ahead is already set).
 
+After the leader's work exited by itself (``ctx.rejoin_at``), it first sits out the backoff Leader
+set, outside the queue, so that the others lead meanwhile.
+
 Leaves for Leader (with ``ctx.term`` and ``ctx.term_confirmed_at`` set), Failover (connection not
 CONNECTED, or a ZooKeeper error), or Stopping (stop requested).
 """
@@ -47,6 +50,9 @@ class Attempter:
 
     def run(self, ctx: Context) -> Transition:
         ctx.term = None
+        waited = self._sit_out(ctx)
+        if waited is not None:
+            return waited
         try:
             ctx.coordinator.enter_queue()
         except CoordinationError as exc:
@@ -80,6 +86,19 @@ class Attempter:
                 next_attempt += self.period(ctx)
             due = progress.due(ctx)
             woken = ctx.wait_until(next_attempt if due is None or due <= now else min(next_attempt, due))
+
+    @staticmethod
+    def _sit_out(ctx: Context) -> Transition | None:
+        """Wait out the backoff after our work exited by itself (``ctx.rejoin_at``, set by Leader):
+        registered and visible, but not a candidate, so the others lead meanwhile."""
+        rejoin_at, ctx.rejoin_at = ctx.rejoin_at, None
+        while rejoin_at is not None and ctx.now() < rejoin_at:
+            if ctx.stop_reason is not None:
+                return Transition(StateName.STOPPING, ctx.stop_reason)
+            ctx.wait_until(rejoin_at)
+        if ctx.stop_reason is not None:
+            return Transition(StateName.STOPPING, ctx.stop_reason)
+        return None
 
     @staticmethod
     def period(ctx: Context) -> float:

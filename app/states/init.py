@@ -1,8 +1,9 @@
 """Init: make sure every resource is usable before competing for leadership.
 
 Guarantees on leaving for Attempter: a live ZooKeeper session, the election path exists, this
-replica is registered as a member, and ``file-dir`` exists, is writable (a probe file was written and
-removed) and holds no leftovers of interrupted writes. Any failure leads to Failover with the cause;
+replica is registered as a member, and the work's resources are usable (files: ``file-dir``
+exists, is writable (a probe file was written and removed) and holds no leftovers of interrupted
+writes). Any failure leads to Failover with the cause;
 a stop request leads to Stopping at once, even while connecting.
 """
 
@@ -51,7 +52,7 @@ class Init:
         except CoordinationError as exc:
             return Transition(StateName.FAILOVER, f"cannot prepare {settings.election_path}: {exc}")
         try:
-            removed = ctx.storage.prepare()
+            removed = ctx.work.prepare()
         except StorageError as exc:
             return Transition(StateName.FAILOVER, f"file-dir unusable: {exc}")
         if removed:
@@ -61,7 +62,8 @@ class Init:
                 extra={"event": "leftovers_removed", "count": removed},
             )
         session = coordinator.session_id()
+        ready = settings.file_dir if ctx.work.kind == "files" else "the command"
         return Transition(
             StateName.ATTEMPTER,
-            f"ZooKeeper session 0x{session or 0:x} and {settings.file_dir} ready",
+            f"ZooKeeper session 0x{session or 0:x} and {ready} ready",
         )

@@ -1,75 +1,64 @@
-"""Leader: do the work (one file per ``leader-timeout``) for exactly as long as we surely lead.
+"""Leader: do the work for exactly as long as we surely lead.
+
+The work is a port (``app.ports.work``): files by default (one per ``leader-timeout``,
+``app.adapters.file_work``), or the user's command (``--exec``, ``app.adapters.command_work``).
+This state does not know which; it owns the schedule, the confirmations and the way out.
 
 Guarantees:
 
-* The first file is written on entry, then one per ``leader-timeout`` on a fixed grid measured from
-  entry: a slow write does not push later ones back; missed ticks are skipped, not bunched.
-* Before each write it confirms that it still leads: the connection is CONNECTED, and a fresh read
+* The first step is done on entry, then one per ``work.period`` (files: ``leader-timeout``; a
+  command: a sixth of the lease, ``app.leases``) on a fixed grid measured from entry: a slow step
+  does not push later ones back; missed ticks are skipped, not bunched.
+* Before each step it confirms that it still leads: the connection is CONNECTED, and a fresh read
   (``sync`` then read: only a server in touch with the quorum can answer it) shows the leader node
-  owned by our session with our epoch. The work must be done within a lease of two thirds of the
+  owned by our session with our epoch. The step may act only within a lease of two thirds of the
   session timeout *the server granted* (not the one asked for: servers clamp it) from the moment
   that request was sent: the server cannot have expired our session before then, because the
-  request reset its timer. One confirmation serves one write, and nothing may have woken us between
+  request reset its timer. One confirmation serves one step, and nothing may have woken us between
   the two.
 * The read is sent a little before the slot (twice the recent reads' round trip, at least 5 ms), so
-  the write starts at the slot itself. The first write of a term needs no read of its own: the
+  the step starts at the slot itself. The first step of a term needs no read of its own: the
   create that made us leader is its confirmation, under the same lease (a create is a write, so
   only the quorum could answer it). A term resumed because a plain look found the node ours
   confirms with a fresh read first.
-* Any wake-up (connection change, leader-node watch, stop request) triggers the same confirmation.
-  Connection trouble or an unconfirmable read -> Failover; node deleted or held by another session
-  -> Attempter; stop requested -> Stopping. Leader work stops at once in every case.
-* The lease holds until the file is published, not only until the write starts: the storage
-  publishes nothing once ``confirmed_at + lease`` has passed (checked under the fence lock, just
-  before the file becomes visible). Such a write is counted (``reason="lease_expired"``), does not
-  advance the sequence, and is retried at once after a fresh confirmation, without waiting for the
-  next slot. It counts toward ``max-write-failures`` like any failed write.
-* After each write, retention keeps the newest ``storage-capacity`` of our own files, under the same
-  confirmation as the write: past its lease it deletes nothing (counted, retried at the next tick).
-  A failed deletion is counted (``reason="retention"``) but is not a failed write.
-* A failed write is logged and counted (``reason="storage"``); the next tick tries again. After
-  ``max-write-failures`` consecutive failures the leader resigns (deletes its node) and goes to
-  Failover, so that a replica with healthier storage can lead.
-* A file that was published but whose directory fsync failed is written: the sequence advances, it
-  counts as a file written and as ``reason="directory_fsync"`` (its durability across a crash of the
-  file server is in doubt), and it resets the failure count like any written file.
-* A write or a retention refused by the directory's fence (a newer term has written: we are a stale
-  leader that was frozen or cut off) writes or deletes nothing, is counted, and the leader resigns
-  and goes to Failover. (If ZooKeeper's data was wiped, epochs restart low and every leader is
-  fenced: Failover's bound then makes the replicas exit loudly; delete ``.election-fence`` and the
-  old leader files after resetting ZooKeeper: the fence's floor also counts the files' epochs.)
-* Sequence numbers count within a term. A term resumed with the same node (our session survived a
-  short disconnection, so Attempter found the node still ours) continues its numbering.
+* Any wake-up (connection change, leader-node watch, stop request, the command's exit) triggers
+  the same confirmation. Connection trouble or an unconfirmable read -> Failover; node deleted or
+  held by another session -> Attempter; stop requested -> Stopping. The work is stopped
+  (``work.stop``: a command's whole process group is dead when it returns) before the state is
+  left, and before the node is released whenever we release it (resigning, or Stopping's close):
+  a successor's work never overlaps ours.
+* A step whose lease ran out before its work became visible (a file past its lease) did nothing;
+  it is retried at once after a fresh confirmation and counts toward ``max-write-failures`` like
+  any failed step. After ``max-write-failures`` consecutive failures the leader resigns (deletes its
+  node) and goes to Failover, so that a replica with healthier storage can lead.
+* A step refused by the directory's fence (a newer term has written: we are a stale leader that was
+  frozen or cut off) did nothing; the leader resigns and goes to Failover. (If ZooKeeper's data was
+  wiped, epochs restart low and every leader is fenced: Failover's bound then makes the replicas
+  exit loudly; delete ``.election-fence`` and the old leader files after resetting ZooKeeper: the
+  fence's floor also counts the files' epochs.)
+* A command that exits by itself: the leader resigns so that another replica runs it, and sits out
+  :func:`work_backoff` outside the queue (1 s, doubling to 60 s over quick exits in a row). A
+  command stopped by its own dead-man (the lease ran out before a confirmation renewed it) makes
+  the replica look again (Attempter resumes the term, freshly confirmed, if the node is ours).
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 from collections import deque
 
+from app.leases import lease_of
 from app.machine import Context, StateName, Transition
 from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode
-from app.ports.storage import FencedError, LeaseExpiredError, Record, StorageError
+from app.ports.work import Ended, Outcome, Step
 
 log = logging.getLogger("election.states.leader")
 
-# Fraction of the session timeout a confirmation stays valid: kazoo itself declares the connection
-# suspended after 2/3 of it without an answer, so we never act on older knowledge than that.
-LEASE_FRACTION = 2.0 / 3.0
 # The confirming read goes out this long before a slot at least (see _Lead), and the lead adapts to
 # the slowest of this many recent reads.
 MIN_LEAD = 0.005
 LEAD_WINDOW = 16
-
-
-class _Done(enum.Enum):
-    """What became of one write."""
-
-    WRITTEN = "written"  # published (its directory fsync may have failed: counted, still written)
-    FAILED = "failed"  # nothing published; the next slot tries again
-    LEASE_EXPIRED = "lease_expired"  # nothing published; confirm again and retry at once
 
 
 class _Lead:
@@ -88,6 +77,11 @@ class _Lead:
         self._cap = min(self._period, lease / 2.0)
         return lease
 
+    def retime(self, period: float, lease: float) -> None:
+        """The period changed with the lease (the command's confirmations follow it)."""
+        self._period = period
+        self.limit(lease)
+
     def observe(self, read_seconds: float) -> None:
         self._recent.append(read_seconds)
 
@@ -96,20 +90,27 @@ class _Lead:
         return min(self._cap, max(MIN_LEAD, 2.0 * slowest))
 
 
+# A command that exits within this long of its start counts as a quick exit: the k-th in a row makes
+# the replica wait min(WORK_BACKOFF_INITIAL x 2**(k-1), WORK_BACKOFF_MAX) before it is a candidate again.
+WORK_BACKOFF_INITIAL = 1.0
+WORK_BACKOFF_MAX = 60.0
+WORK_BACKOFF_RESET = 60.0
+
+
+def work_backoff(streak: int) -> float:
+    """How long a replica whose work exited by itself ``streak`` times in a row (each run shorter
+    than ``WORK_BACKOFF_RESET``) waits before it rejoins the queue: 1 s, 2 s, 4 s, ... 60 s. So one
+    replica begins at most 1 + log2(T + 1) terms in its first T seconds of quick exits (T < 60 s:
+    7 in the first minute) and then one a minute; N replicas at most N times that."""
+    return float(min(WORK_BACKOFF_MAX, WORK_BACKOFF_INITIAL * 2 ** max(streak - 1, 0)))
+
+
 def _lease(ctx: Context) -> float | None:
     """How long a confirmation stays valid: LEASE_FRACTION of the session timeout the server
     granted on the current connection (never the one we asked for: the server clamps it). None
     when that is unknown: then nothing may be done as leader."""
     granted = ctx.coordinator.granted_session_timeout()
-    return None if granted is None else granted * LEASE_FRACTION
-
-
-def _write_failed(ctx: Context, reason: str, why: str, message: str, sequence: int) -> None:
-    """Count, log and report (``/readyz`` says ``why``) a write that published nothing."""
-    ctx.metrics.write_failed(reason)
-    ctx.work_failed(why)
-    level = logging.WARNING if reason == "lease_expired" else logging.ERROR  # lease: confirm and retry
-    log.log(level, "%s", message, extra={"event": "write_error", "reason": reason, "sequence": sequence})
+    return None if granted is None else lease_of(granted)
 
 
 class Leader:
@@ -125,13 +126,18 @@ class Leader:
             term.epoch,
             extra={"event": "leadership_acquired", "epoch": term.epoch},
         )
+        reason = "leadership ended by an error"
         try:
             lease = _lease(ctx)
             if lease is None:
                 outcome = self._resign(ctx, term, "the session timeout the server granted is unknown")
             else:
                 outcome = self._lead(ctx, term, lease)
+            reason = outcome.reason
         finally:
+            # Whatever ended the term, the work stops before anything else happens (Stopping
+            # releases the node only after this returns: a successor's work never overlaps ours).
+            ctx.work.stop(reason)
             ctx.term = None
             ctx.metrics.leadership_lost()
         log.info(
@@ -143,14 +149,13 @@ class Leader:
         return outcome
 
     def _lead(self, ctx: Context, term: LeaderNode, lease: float) -> Transition:
-        ctx.storage.begin_term()
-        period = ctx.settings.leader_timeout
+        work = ctx.work
+        work.begin(term.epoch)
+        period = work.period(lease)
         start = ctx.now()
-        tick = 0  # index of the next write on the grid start + k * period
-        resumed = ctx.next_sequence
-        sequence = resumed[1] if resumed is not None and resumed[0] == term.epoch else 0
-        failures = 0  # consecutive failed writes
-        # The create that made us leader confirms the first write (None: confirm first).
+        tick = 0  # index of the next step on the grid start + k * period
+        failures = 0  # consecutive failed steps
+        # The create that made us leader confirms the first step (None: confirm first).
         confirmed_at, ctx.term_confirmed_at = ctx.term_confirmed_at, None
         watching = False  # set by our first confirming read: the node's changes then wake us
         lead = _Lead(period, lease)
@@ -158,11 +163,14 @@ class Leader:
         while True:
             if ctx.stop_reason is not None:
                 return Transition(StateName.STOPPING, ctx.stop_reason)
+            ended = work.ended()
+            if ended is not None:
+                return self._work_ended(ctx, term, ended)
             slot = start + tick * period
             if confirmed_at is None:
                 if watching and not woken:
                     # Confirm ahead of the slot, so that the read's round trip does not delay the
-                    # write; a wake-up meanwhile (anything changed) makes us confirm at once.
+                    # step; a wake-up meanwhile (anything changed) makes us confirm at once.
                     ctx.wait_until(slot - lead.seconds())
                     if ctx.stop_reason is not None:
                         continue
@@ -175,6 +183,10 @@ class Leader:
                 # The server may grant another timeout on a reconnection (to another server):
                 # every confirmation counts with the timeout of the connection that answered it.
                 lease = lead.limit(_lease(ctx) or lease)  # known: _confirm checked
+                if work.period(lease) != period:  # the command's confirmations follow the lease
+                    period, start, tick = work.period(lease), slot, 0
+                    lead.retime(period, lease)
+                    slot = start
                 watching = True
                 lead.observe(ctx.now() - confirmed_at)
             if slot - confirmed_at >= lease:
@@ -187,22 +199,59 @@ class Leader:
                 # Something changed since the read, or the read is too old to act on: look again.
                 confirmed_at = None
                 continue
-            done = self._work(ctx, term, sequence, valid_until=confirmed_at + lease)
-            if isinstance(done, Transition):
-                return done  # fenced
-            if done is _Done.WRITTEN:
-                failures = 0
-                ctx.work_done()
-                sequence += 1
-                ctx.next_sequence = (term.epoch, sequence)
-            else:
-                failures += 1
-                if failures >= ctx.settings.max_write_failures:
-                    return self._resign(ctx, term, f"{failures} consecutive write failures")
-            confirmed_at = None  # one confirmation, one write
+            step = work.step(term.epoch, valid_until=confirmed_at + lease)
+            failures = failures + 1 if step.outcome is not Outcome.DONE else 0
+            leave = self._judge_step(ctx, term, step, failures)
+            if leave is not None:
+                return leave
+            confirmed_at = None  # one confirmation, one step
             # A write whose lease ran out published nothing: retry its slot at once, freshly confirmed.
-            retry = done is _Done.LEASE_EXPIRED
+            retry = step.outcome is Outcome.RETRY
             tick = tick if retry else math.floor((ctx.now() - start) / period) + 1
+
+    @classmethod
+    def _judge_step(cls, ctx: Context, term: LeaderNode, step: Step, failures: int) -> Transition | None:
+        """Account for one step (``failures``: consecutive failed steps, this one included); where
+        to go if the term must end (fenced; too many failures)."""
+        if step.outcome is Outcome.FENCED:
+            return cls._resign(ctx, term, step.why)
+        if step.outcome is Outcome.DONE:
+            ctx.work_done()
+            if step.order is not None:
+                # The directory's publish counter as of our own file: as a standby later, only a
+                # newer publish counts as the cluster's progress (app.states.progress).
+                ctx.progress_seen = step.order
+            return None
+        ctx.work_failed(step.why)
+        if failures >= ctx.settings.max_write_failures:
+            return cls._resign(ctx, term, f"{failures} consecutive write failures")
+        return None
+
+    @staticmethod
+    def _work_ended(ctx: Context, term: LeaderNode, ended: Ended) -> Transition:
+        """The work stopped without being asked to. Stopped by its own dead-man (the lease ran out
+        unconfirmed): look again (Attempter resumes the term, after a fresh confirmation, if the
+        node is still ours). Exited by itself: resign so that another replica runs it, and rejoin
+        the queue only after :func:`work_backoff` (a command that crashes at once must not spin
+        leadership round the cluster)."""
+        if ended.stopped:
+            ctx.work.stop("the lease ran out unconfirmed")
+            return Transition(StateName.ATTEMPTER, "the lease ran out unconfirmed: the work was stopped")
+        quick = ended.ran_seconds < WORK_BACKOFF_RESET
+        ctx.work_exit_streak = ctx.work_exit_streak + 1 if quick else 1
+        backoff = work_backoff(ctx.work_exit_streak)
+        ctx.rejoin_at = ctx.now() + backoff
+        how = "finished" if ended.succeeded else f"exited with {ended.code}"
+        reason = f"the work {how} after {ended.ran_seconds:.3g}s"
+        ctx.work.stop(reason)  # what it left in its process group goes too, before the node
+        try:
+            ctx.coordinator.resign(term)
+            ctx.coordinator.leave_queue()
+        except CoordinationError as exc:
+            return Transition(StateName.FAILOVER, f"{reason}; could not resign: {exc}")
+        return Transition(
+            StateName.ATTEMPTER, f"{reason}; resigned leadership; a candidate again in {backoff:g}s"
+        )
 
     @staticmethod
     def _confirm(ctx: Context, term: LeaderNode) -> Transition | None:
@@ -233,101 +282,10 @@ class Leader:
         """Give the node up, so that another replica can lead, and heal through Failover (whose
         backoff keeps this replica from grabbing the node straight back)."""
         ctx.work_failed(f"resigned leadership: {reason}")
+        ctx.work.stop(reason)  # before the node goes: the next leader's work must not overlap ours
         try:
             ctx.coordinator.resign(term)
             ctx.coordinator.leave_queue()  # re-join at the tail: the others go first
         except CoordinationError as exc:
             return Transition(StateName.FAILOVER, f"{reason}; could not resign: {exc}")
         return Transition(StateName.FAILOVER, f"{reason}; resigned leadership")
-
-    @classmethod
-    def _fenced(cls, ctx: Context, term: LeaderNode, exc: FencedError) -> Transition:
-        ctx.metrics.write_fenced()
-        log.error(
-            "fenced: %s; stepping down without writing or deleting anything more",
-            exc,
-            extra={"event": "fenced", "epoch": term.epoch, "newer_epoch": exc.newer},
-        )
-        return cls._resign(ctx, term, f"fenced: a newer term ({exc.newer}) has written")
-
-    @classmethod
-    def _work(cls, ctx: Context, term: LeaderNode, sequence: int, valid_until: float) -> _Done | Transition:
-        """One tick's work under one confirmation: the file, then retention if it was written."""
-        done = cls._write(ctx, term, sequence, valid_until)
-        if done is _Done.WRITTEN:
-            return cls._retain(ctx, term, valid_until) or done
-        return done
-
-    @classmethod
-    def _write(cls, ctx: Context, term: LeaderNode, sequence: int, valid_until: float) -> _Done | Transition:
-        """Write one file, published only before ``valid_until``; count and log what became of it.
-        Fenced: the way out (resigned). A file published without its directory fsync is written
-        (and counted as a ``directory_fsync`` error too)."""
-        record = Record(
-            identity=ctx.settings.identity,
-            epoch=term.epoch,
-            sequence=sequence,
-            written_at=ctx.clock.wall().isoformat(timespec="microseconds").replace("+00:00", "Z"),
-        )
-        try:
-            written = ctx.storage.write(record, valid_until=valid_until)
-        except FencedError as exc:
-            return cls._fenced(ctx, term, exc)
-        except LeaseExpiredError as exc:
-            why = f"leader write not published within its lease: {exc}"
-            message = f"write not published: {exc}; confirming leadership again"
-            _write_failed(ctx, "lease_expired", why, message, sequence)
-            return _Done.LEASE_EXPIRED
-        except StorageError as exc:
-            _write_failed(ctx, "storage", f"leader write failed: {exc}", f"write failed: {exc}", sequence)
-            return _Done.FAILED
-        ctx.metrics.file_written()
-        # The directory's publish counter as of our own file: as a standby later, only a newer
-        # publish counts as the cluster's progress (app.states.progress).
-        ctx.progress_seen = written.order
-        log.info(
-            "wrote %s",
-            written.name,
-            extra={
-                "event": "file_written",
-                "file": written.name,
-                "sequence": sequence,
-                "order": written.order,
-            },
-        )
-        if not written.synced:
-            ctx.metrics.write_failed("directory_fsync")
-            log.error(
-                "wrote %s, but the directory fsync after it failed: a crash of the file server may lose it",
-                written.name,
-                extra={"event": "write_error", "reason": "directory_fsync", "file": written.name},
-            )
-        return _Done.WRITTEN
-
-    @classmethod
-    def _retain(cls, ctx: Context, term: LeaderNode, valid_until: float) -> Transition | None:
-        """Apply retention under the write's confirmation. Fenced: the way out (resigned). Anything
-        else is counted and logged; the next tick retries (a failed deletion is not a failed write)."""
-        capacity = ctx.settings.storage_capacity
-        try:
-            deleted = ctx.storage.retain(capacity, epoch=term.epoch, valid_until=valid_until)
-        except FencedError as exc:
-            return cls._fenced(ctx, term, exc)
-        except LeaseExpiredError as exc:
-            ctx.metrics.write_failed("lease_expired")
-            log.warning(
-                "retention skipped: %s", exc, extra={"event": "write_error", "reason": "lease_expired"}
-            )
-            return None
-        except StorageError as exc:
-            ctx.metrics.write_failed("retention")
-            log.error("retention failed: %s", exc, extra={"event": "write_error", "reason": "retention"})
-            return None
-        if deleted:
-            ctx.metrics.files_deleted(len(deleted))
-            log.info(
-                "deleted %d old file(s)",
-                len(deleted),
-                extra={"event": "files_deleted", "files": deleted},
-            )
-        return None

@@ -63,6 +63,11 @@ def exit_bound(settings: Settings, longest_failed_write: float) -> float:
 def judge_leader(ctx: Context, leader: LeaderNode) -> Transition | None:
     """Called by a standby that found ``leader`` (not us) holding the node. None: wait on; else
     a transition to Stopping with exit status 1 (the cluster has published nothing for too long)."""
+    if not ctx.work.shows_progress:
+        # The command runner has no progress a standby could see: a live leader is all there is
+        # to judge (its command is stopped inside the lease whenever it cannot confirm).
+        ctx.work_done()
+        return None
     now = ctx.now()
     published = ctx.storage.progress()
     # Only a counter above the highest seen is progress: a publish that failed at its link gives
@@ -96,6 +101,8 @@ def judge_leader(ctx: Context, leader: LeaderNode) -> Transition | None:
 def due(ctx: Context) -> float | None:
     """When a standby's verdict may next change (it looks then, even between its periodic looks):
     the end of the grace, or, once failing, the moment it would give up. None: nothing pending."""
+    if not ctx.work.shows_progress:
+        return None
     grace_ends = ctx.progress_at + stall_grace(ctx)
     if ctx.failing_since is None:
         return grace_ends

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from app.config import TlsSettings, tls_settings
 from app.durations import parse_duration
 from app.http import Endpoints
-from app.states.leader import LEASE_FRACTION
+from app.leases import LEASE_FRACTION
 from tests.deploy.chart import (
     FULLNAME,
     MONITORING,

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from app.config import Settings
 from app.wiring import Replica
-from tests.fakes import START, FakeClock, FakeCoordinator, FakeStorage, FakeZooKeeper
+from tests.fakes import START, FakeClock, FakeCoordinator, FakeStorage, FakeWork, FakeZooKeeper
 
 BASE = Settings(
     leader_timeout=10.0,
@@ -35,6 +35,7 @@ class Harness:
     storage: FakeStorage
     registry: CollectorRegistry
     replica: Replica
+    work: FakeWork | None = None  # set with make_harness(command=True): a command-like work
 
     def stop_at(self, elapsed: float, reason: str = "test stop") -> None:
         self.clock.call_at(START + elapsed, lambda: self.replica.ctx.request_stop(reason))
@@ -59,6 +60,7 @@ def make_harness() -> Iterator[Callable[..., Harness]]:
         *,
         server: FakeZooKeeper | None = None,
         jitter: Callable[[], float] = lambda: 0.0,
+        command: bool = False,
         **overrides: Any,
     ) -> Harness:
         clock = FakeClock()
@@ -67,10 +69,19 @@ def make_harness() -> Iterator[Callable[..., Harness]]:
         coordinator = FakeCoordinator(zk, session_timeout=settings.zk_session_timeout)
         storage = FakeStorage(clock)
         registry = CollectorRegistry()
+        work = FakeWork(clock) if command else None
         replica = Replica(
-            settings, clock=clock, coordinator=coordinator, storage=storage, registry=registry, jitter=jitter
+            settings,
+            clock=clock,
+            coordinator=coordinator,
+            storage=storage,
+            registry=registry,
+            jitter=jitter,
+            work=work,
         )
-        return Harness(clock, zk, coordinator, storage, registry, replica)
+        if work is not None:
+            work.wake = replica.ctx.wake
+        return Harness(clock, zk, coordinator, storage, registry, replica, work)
 
     yield make
 

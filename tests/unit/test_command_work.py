@@ -1,0 +1,213 @@
+"""The command runner against real child processes: its own group, the environment, stopping the
+whole group inside the lease, the dead-man when no confirmation renews it, and exits reported."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from app.adapters.command_work import CommandWork
+from app.adapters.prometheus_metrics import PrometheusMetrics
+from app.adapters.system_clock import SystemClock
+from app.leases import KILL_MARGIN
+from app.ports.work import Outcome
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups as on Linux")
+
+CLOCK = SystemClock()
+
+
+class Runner:
+    def __init__(self, command: list[str], stop_timeout: float = 1.0) -> None:
+        self.registry = CollectorRegistry()
+        self.woken = threading.Event()
+        self.work = CommandWork(
+            command,
+            stop_timeout=stop_timeout,
+            identity="me",
+            election_path="/e",
+            metrics=PrometheusMetrics(self.registry, CLOCK.monotonic, ["Leader"]),
+            monotonic=CLOCK.monotonic,
+            wall=CLOCK.wall,
+            wake=self.woken.set,
+        )
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(name, labels)
+
+    def start(self, epoch: int = 7, lease: float = 6.0) -> int:
+        self.work.period(lease)
+        self.work.begin(epoch)
+        assert self.work.step(epoch, valid_until=CLOCK.monotonic() + lease).outcome is Outcome.DONE
+        child = self.work._child  # even one that already exited (describe() shows only running ones)
+        assert child is not None
+        return child.pid
+
+
+def _alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _sh(script: str) -> list[str]:
+    return ["sh", "-c", script]
+
+
+@pytest.fixture
+def runners() -> list[Runner]:
+    made: list[Runner] = []
+    yield made
+    for r in made:
+        r.work.stop("test over")
+
+
+def test_the_child_leads_its_own_group_and_gets_the_terms_environment(
+    tmp_path: Path, runners: list[Runner]
+) -> None:
+    out = tmp_path / "env"
+    r = Runner(
+        _sh(
+            'echo "$ELECTION_EPOCH $ELECTION_IDENTITY $ELECTION_ELECTION_PATH $ELECTION_LEASE_SECONDS"'
+            f" > {out}; sleep 60"
+        )
+    )
+    runners.append(r)
+    pid = r.start(epoch=4711)
+    assert os.getpgid(pid) == pid
+    wait_for(
+        lambda: out.exists() and out.read_text().strip() != "", 10, message="the child wrote its environment"
+    )
+    assert out.read_text().split() == ["4711", "me", "/e", "6.000"]
+    assert r.metric("election_work_running") == 1
+    assert r.work.running()
+
+
+def test_stop_kills_the_whole_group_including_a_shells_background_child(runners: list[Runner]) -> None:
+    r = Runner(_sh("sleep 1000 & sleep 1000 & wait"))
+    runners.append(r)
+    pid = r.start()
+    wait_for(lambda: len(_members(pid)) >= 3, 10, message="the shell started its background children")
+    r.work.stop("test")
+    assert not _alive(pid)
+    assert r.metric("election_work_running") == 0
+    assert r.metric("election_work_stops_total", signal="SIGTERM") == 1
+    assert r.work.ended() is None  # stopped by us: not an exit of its own
+
+
+def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(runners: list[Runner]) -> None:
+    r = Runner(_sh("trap '' TERM; while :; do sleep 0.05; done"), stop_timeout=0.3)
+    runners.append(r)
+    pid = r.start()
+    wait_for(lambda: len(_members(pid)) >= 1, 10, message="the child runs")
+    asked = CLOCK.monotonic()
+    r.work.stop("test")
+    took = CLOCK.monotonic() - asked
+    assert not _alive(pid)
+    assert r.metric("election_work_stops_total", signal="SIGKILL") == 1
+    assert took >= 0.3  # it had its grace, no less
+
+
+def test_the_sigkill_lands_before_the_lease_ends_even_with_a_long_grace(runners: list[Runner]) -> None:
+    r = Runner(_sh("trap '' TERM; while :; do sleep 0.05; done"), stop_timeout=30.0)
+    runners.append(r)
+    r.work.period(60.0)  # a grace of 30 s fits a 60 s lease...
+    r.work.begin(1)
+    deadline = CLOCK.monotonic() + 1.0  # ...but this confirmation is valid for one second only
+    assert r.work.step(1, valid_until=deadline).outcome is Outcome.DONE
+    pid = r.work.describe()["pid"]
+    r.work.stop("test")
+    assert CLOCK.monotonic() <= deadline  # dead before the lease ran out
+    assert not _alive(pid)
+
+
+def test_the_dead_man_stops_a_child_whose_lease_is_not_renewed(runners: list[Runner]) -> None:
+    r = Runner(_sh("sleep 1000"), stop_timeout=0.2)
+    runners.append(r)
+    r.work.period(60.0)
+    r.work.begin(1)
+    deadline = CLOCK.monotonic() + 1.0
+    r.work.step(1, valid_until=deadline)
+    pid = r.work.describe()["pid"]
+    assert wait_for(lambda: r.work.ended() is not None, 10, message="the dead-man stopped the child")
+    ended = r.work.ended()
+    assert ended is not None and ended.stopped
+    assert ended.code == "SIGTERM"
+    assert CLOCK.monotonic() <= deadline  # noticed (woken) before the lease ran out
+    assert r.woken.is_set()
+    r.work.stop("lease ran out")
+    assert not _alive(pid)
+
+
+def test_renewals_keep_the_child_running_past_its_first_lease(runners: list[Runner]) -> None:
+    r = Runner(_sh("sleep 1000"), stop_timeout=0.1)
+    runners.append(r)
+    r.work.period(1.0)
+    r.work.begin(1)
+    r.work.step(1, valid_until=CLOCK.monotonic() + 1.0)
+    until = CLOCK.monotonic() + 2.5
+    while CLOCK.monotonic() < until:
+        threading.Event().wait(0.15)
+        r.work.step(1, valid_until=CLOCK.monotonic() + 1.0)
+    assert r.work.running()
+    assert r.work.ended() is None
+
+
+def test_an_exit_of_its_own_is_reported_counted_and_wakes_the_leader(runners: list[Runner]) -> None:
+    r = Runner(_sh("exit 3"))
+    runners.append(r)
+    r.start()
+    assert r.woken.wait(10)
+    ended = r.work.ended()
+    assert ended is not None
+    assert (ended.code, ended.stopped, ended.succeeded) == ("3", False, False)
+    assert r.metric("election_work_exits_total", code="3") == 1
+    assert r.metric("election_work_running") == 0
+
+
+def test_a_command_that_cannot_start_is_a_failed_step(tmp_path: Path) -> None:
+    r = Runner([str(tmp_path / "missing")])
+    r.work.period(6.0)
+    r.work.begin(1)
+    step = r.work.step(1, valid_until=CLOCK.monotonic() + 6.0)
+    assert step.outcome is Outcome.FAILED
+    assert "cannot start the command" in step.why
+    assert not r.work.running()
+
+
+def test_the_grace_is_clamped_to_what_fits_the_lease() -> None:
+    r = Runner(["true"], stop_timeout=3.0)
+    assert r.work.grace(6.0) == 3.0  # fits: 6 x 2/3 - 0.25 = 3.75
+    assert round(r.work.grace(2.0), 6) == round((2.0 * 2.0 / 3.0) - KILL_MARGIN, 6)
+
+
+def _members(pgid: int) -> list[int]:
+    """Pids of group ``pgid`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def test_signal_names_for_deaths_by_signal(runners: list[Runner]) -> None:
+    r = Runner(_sh("kill -SEGV $$"))
+    runners.append(r)
+    r.start()
+    assert r.woken.wait(10)
+    ended = r.work.ended()
+    assert ended is not None and ended.code == "SIGSEGV"
