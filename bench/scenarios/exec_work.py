@@ -57,6 +57,7 @@ ETCD_TTL = 4
 DEADLINE = 30.0
 QUICK_DEADLINE = 10.0
 OVERLAP_WATCH = 2.0
+HEAL_WATCH = 5.0  # after the deadline of a cut, how long a healed holder is given to stop its child
 KILL_AFTER = 5.0  # the grace before the SIGKILL of a holder that ignored SIGTERM (a pod's would be 30 s)
 POLL = 0.005
 KINDS = ("graceful", "cut")
@@ -204,6 +205,7 @@ def summarise(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "child_last_beat_s": summary(pick("child_last_beat_s")),
         "still_running_at_end": sum(1 for r in mine if r["still_running_at_end"]),
         "holder_killed": sum(1 for r in mine if r.get("holder_killed")),
+        "survived_heal": sum(1 for r in mine if r.get("survived_heal")),
         "successor_started_s": summary(pick("successor_started_s")),
         "no_successor": sum(1 for r in mine if r["successor_started_s"] is None),
         "overlap_rounds": sum(1 for r in mine if r["overlap"]),
@@ -316,20 +318,33 @@ def strike(watch: Watch) -> None:
 
 
 def follow(watches: list[Watch], deadline: float) -> list[dict[str, Any]]:
-    """Poll until every watch is done (or its deadline), then record and clean up each."""
+    """Poll until every watch is done (or its deadline), record each, then clean up.
+
+    A cut-off holder's child that outlived the deadline gets one more chance: its relay is healed
+    and it is watched ``HEAL_WATCH`` s more, to tell "stops late" (on reconnecting, on hearing its
+    session or lease is gone) from "never stops".
+    """
     pending = list(watches)
-    rows = []
+    rows: dict[int, dict[str, Any]] = {}
     while pending:
         now = time.time()
         for watch in list(pending):
             watch.poll(now)
             if watch.done(now, watch.t0 + deadline):
-                rows.append(watch.figures(now))
+                rows[id(watch)] = watch.figures(now)
                 pending.remove(watch)
         time.sleep(POLL)
+    survivors = [w for w in watches if w.kind == "cut" and running(w.child)]
+    for watch in survivors:
+        watch.relay[watch.holder.identity].heal()
+    healed_at = time.time()
+    while any(running(w.child) for w in survivors) and time.time() < healed_at + HEAL_WATCH:
+        time.sleep(POLL)
+    for watch in survivors:
+        rows[id(watch)]["survived_heal"] = running(watch.child)
     for watch in watches:
         settle(watch)
-    return rows
+    return [rows[id(w)] for w in watches]
 
 
 def _stop_event(log_path: Path, t0: float) -> dict[str, Any]:
@@ -429,6 +444,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
             "deadline_s": deadline,
             "overlap_watch_s": OVERLAP_WATCH,
             "kill_after_s": KILL_AFTER,
+            "heal_watch_s": HEAL_WATCH,
             "heartbeat_period_s": 0.010,
             "labels": {f.name: f.label for f in FLAVOURS},
         },
@@ -501,6 +517,7 @@ def report(result: dict[str, Any]) -> str:
                 st["rounds"],
                 *_spread(st["child_dead_s"], secs),
                 f"{still}/{st['rounds']}",
+                f"{st['survived_heal']}/{st['rounds']}",
                 secs(st["child_last_beat_s"]["max"]) + (" (deadline)" if still else ""),
                 *_spread(st["successor_started_s"], secs),
                 f"{st['overlap_rounds']}/{st['rounds']}",
@@ -517,6 +534,7 @@ def report(result: dict[str, Any]) -> str:
             "p95",
             "max",
             "still running at deadline",
+            f"and {cfg['heal_watch_s']:g} s after heal",
             "child ran max",
             "successor p50",
             "p95",
