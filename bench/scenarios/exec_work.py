@@ -8,7 +8,7 @@ Three wrappers run the same child, in the same run, each with two contenders:
   closes the session);
 * **etcdctl lock**: ``etcdctl lock --ttl=4 NAME -- CHILD`` on a local etcd (lease TTL 4 s).
 
-The child (``bench/baselines/heartbeat.py``) appends the wall time to ``hb-<pid>.log`` every
+The child (``bench/baselines/heartbeat.py``) appends the wall time to ``hb-<pid>-<ns>.log`` every
 10 ms: its first line is when it started, its last when it was last alive. Every contender reaches
 its server through its own relay (``bench.proxy``), so that one can be cut off without root.
 
@@ -22,8 +22,10 @@ started (an orphan).
 
 A **cut** round (the three at once: the figures are seconds, not milliseconds): pause 0.5-1 s,
 black-hole each holder's relay; until the old child is dead and the successor's child has
-started, or ``DEADLINE`` s after the cut ("still running at the deadline"). Then the bench kills
-whatever is left (old child, old holder), heals the relay and starts the holder again.
+started, or ``DEADLINE`` s after the cut ("still running at the deadline"). A child still running
+then gets its holder's relay healed and ``HEAL_WATCH`` s more: does reaching the server again (and
+hearing that the session or lease is gone) stop it? Then the bench kills whatever is left (old
+child, old holder), heals the relay and starts the holder again.
 
 Per round: the old child's death (first poll that finds it gone, 5 ms polls) and last heartbeat,
 the successor's first heartbeat, all after the fault; overlap = the old child's last heartbeat is
@@ -33,6 +35,7 @@ not before the successor's first (or it was still running when the round ended).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -147,19 +150,47 @@ def read_beats(path: Path) -> list[float]:
     return [float(line) for line in lines if line and not line.startswith("#")]
 
 
-def heartbeat_files(directory: Path) -> dict[int, Path]:
-    return {int(p.stem[3:]): p for p in directory.glob("hb-*.log")}
+def heartbeat_files(directory: Path) -> list[Path]:
+    return list(directory.glob("hb-*.log"))
 
 
-def running(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie has finished: it only waits for its parent)."""
-    fields = proc_stat(pid)
-    return fields is not None and fields[0] != "Z"
+_HEADERS: dict[Path, dict[str, Any]] = {}
 
 
-def parent_of(pid: int) -> int | None:
-    fields = proc_stat(pid)
+def child_header(path: Path) -> dict[str, Any] | None:
+    """The child's JSON header (pid, ppid, start time...), None until it has written it."""
+    if path not in _HEADERS:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            for line in path.read_text().split("\n")[:-1]:
+                if line.startswith("#"):
+                    _HEADERS[path] = json.loads(line[1:])
+                    break
+    return _HEADERS.get(path)
+
+
+def child_pid(path: Path) -> int:
+    return int(path.name.split("-")[1])
+
+
+def running(path: Path) -> bool:
+    """True while the child of this heartbeat file runs: its pid is alive, not a zombie (which has
+    finished and only waits for its parent) and started when the child did (pids are reused)."""
+    fields = proc_stat(child_pid(path))
+    if fields is None or fields[0] == "Z":
+        return False
+    header = child_header(path)
+    return header is None or str(header.get("starttime")) == fields[19]
+
+
+def parent_of(path: Path) -> int | None:
+    fields = proc_stat(child_pid(path)) if running(path) else None
     return int(fields[1]) if fields is not None else None
+
+
+def kill_child(path: Path) -> None:
+    if running(path):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child_pid(path), signal.SIGKILL)
 
 
 def round_figures(
@@ -227,11 +258,11 @@ class Watch:
     relay: dict[str, Relay]
     kind: str
     holder: Contender
-    child: int
-    known: set[int]
+    child: Path  # the old child's heartbeat file
+    known: set[Path]
     t0: float = 0.0
     dead_at: float | None = None
-    successor: int | None = None
+    successor: Path | None = None
     successor_seen_at: float | None = None
     killed: bool = False  # the holder outlived KILL_AFTER and had its group SIGKILLed
 
@@ -244,14 +275,11 @@ class Watch:
         if self.dead_at is None and not running(self.child):
             self.dead_at = now
         if self.successor is None:
-            fresh = [pid for pid in heartbeat_files(heartbeat_dir(self.group)) if pid not in self.known]
-            started = [(beats[0], pid) for pid in fresh if (beats := self._beats(pid))]
+            fresh = [path for path in heartbeat_files(heartbeat_dir(self.group)) if path not in self.known]
+            started = [(beats[0], path) for path in fresh if (beats := read_beats(path))]
             if started:
                 self.successor = min(started)[1]
                 self.successor_seen_at = now
-
-    def _beats(self, pid: int) -> list[float]:
-        return read_beats(heartbeat_dir(self.group) / f"hb-{pid}.log")
 
     def done(self, now: float, deadline: float) -> bool:
         if now >= deadline:
@@ -265,8 +293,8 @@ class Watch:
         return self.kind == "graceful" and now - self.successor_seen_at >= OVERLAP_WATCH
 
     def figures(self, ended_at: float) -> dict[str, Any]:
-        old = self._beats(self.child)
-        new = self._beats(self.successor) if self.successor is not None else []
+        old = read_beats(self.child)
+        new = read_beats(self.successor) if self.successor is not None else []
         row = round_figures(
             self.t0, old[-1] if old else None, self.dead_at, new[0] if new else None, ended_at
         )
@@ -280,20 +308,17 @@ class Watch:
         }
 
 
-def wait_holder(group: Group, timeout: float = 90.0) -> tuple[Contender, int]:
+def wait_holder(group: Group, timeout: float = 90.0) -> tuple[Contender, Path]:
     """Wait until every contender is queued and exactly one child runs, under a live contender."""
     directory = heartbeat_dir(group)
     deadline = time.monotonic() + timeout
     while True:
         by_pid = {c.pid: c for c in group.contenders.values() if c.alive}
-        children = [pid for pid in heartbeat_files(directory) if running(pid)]
-        holders = [by_pid.get(parent_of(pid) or -1) for pid in children]
+        children = [path for path in heartbeat_files(directory) if running(path)]
+        holders = [by_pid.get(parent_of(path) or -1) for path in children]
         if len(children) == 1 and holders[0] is not None and len(by_pid) == group.size:
             with contextlib.suppress(Exception):
-                if (
-                    group.registered() >= group.size
-                    and len(read_beats(directory / f"hb-{children[0]}.log")) > 1
-                ):
+                if group.registered() >= group.size and len(read_beats(children[0])) > 1:
                     return holders[0], children[0]
         if time.monotonic() > deadline:
             raise TimeoutError(
@@ -357,9 +382,7 @@ def _stop_event(log_path: Path, t0: float) -> dict[str, Any]:
 
 def settle(watch: Watch) -> None:
     """Kill what the round left (old child, old holder), heal the relay, start the holder again."""
-    if running(watch.child):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(watch.child, signal.SIGKILL)
+    kill_child(watch.child)
     holder = watch.holder
     assert holder.proc is not None
     if watch.kind == "graceful":
@@ -461,10 +484,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
 
 def _kill_children(group: Group) -> None:
     """Whatever heartbeat child is still running (an orphan of etcdctl, say) is killed."""
-    for pid in heartbeat_files(heartbeat_dir(group)):
-        if running(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    for path in heartbeat_files(heartbeat_dir(group)):
+        kill_child(path)
 
 
 def _spread(st: dict[str, float], fmt: Any) -> list[str]:

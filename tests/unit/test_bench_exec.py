@@ -3,12 +3,14 @@ figures in docs/BENCHMARKS.md come from it, so it is checked like code, not trus
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from bench.common import proc_stat
 from bench.etcd import prefix_end
-from bench.scenarios.exec_work import read_beats, round_figures, summarise
+from bench.scenarios.exec_work import read_beats, round_figures, running, summarise
 
 T0 = 1000.0
 
@@ -75,11 +77,23 @@ def test_summarise_counts_rounds_and_takes_percentiles_of_what_was_measured() ->
 
 
 def test_beats_skip_the_header_and_a_half_written_last_line(tmp_path: Path) -> None:
-    path = tmp_path / "hb-42.log"
+    path = tmp_path / "hb-42-1.log"
     path.write_text('1.000000\n#{"pid": 42}\n1.010000\n1.02')
     assert read_beats(path) == [1.0, 1.01]
-    assert read_beats(tmp_path / "hb-43.log") == []
+    assert read_beats(tmp_path / "hb-43-1.log") == []
 
 
 def test_an_etcd_prefix_range_ends_just_past_the_prefix() -> None:
     assert prefix_end(b"/bench/exec/etcd/") == b"/bench/exec/etcd0"
+
+
+def test_a_reused_pid_is_not_the_child_of_an_old_heartbeat_file(tmp_path: Path) -> None:
+    # This very process stands in for a later process that got a dead child's pid.
+    fields = proc_stat(os.getpid())
+    assert fields is not None
+    path = tmp_path / f"hb-{os.getpid()}-1.log"
+    path.write_text(f'1.0\n#{{"pid": {os.getpid()}, "starttime": "{fields[19]}"}}\n')
+    assert running(path)
+    other = tmp_path / f"hb-{os.getpid()}-2.log"
+    other.write_text(f'1.0\n#{{"pid": {os.getpid()}, "starttime": "{int(fields[19]) - 1}"}}\n')
+    assert not running(other)
