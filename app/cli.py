@@ -8,9 +8,10 @@ Exit statuses:
 =====  =======================================================================================
 0      ``run``: stopped by SIGTERM/SIGINT and released everything; ``status``: a leader exists
 1      ``run``: could not heal within ``--failover-timeout``, or shutdown exceeded
-       ``--shutdown-timeout``; ``status``: nobody leads; ``audit``: a violation was found
+       ``--shutdown-timeout``; ``status``: nobody leads; ``audit``: a violation was found;
+       ``fence``: the fence could not be taken or read (busy lock, I/O error, corrupt record)
 2      bad configuration or usage (one line on stderr names the setting)
-3      ``status``: ZooKeeper unreachable
+3      ``status``: ZooKeeper unreachable; ``fence``: a newer epoch has written (nothing was run)
 130    ``run``: a second SIGINT during shutdown (143 for a second SIGTERM)
 =====  =======================================================================================
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import threading
 from collections.abc import Callable
@@ -55,6 +57,7 @@ from app.config import (
     tls_settings,
 )
 from app.durations import format_duration
+from app.fence_cmd import parse_epoch, parse_fence_dir
 
 EXIT_CONFIG = 2
 EXIT_NO_LEADER = 1
@@ -183,7 +186,8 @@ def _zk_options(func: F) -> F:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="election")
 def cli() -> None:
-    """Leader election over a ZooKeeper ephemeral node; the leader writes a file every leader-timeout."""
+    """Leader election over a ZooKeeper ephemeral node; the leader writes a file every leader-timeout,
+    or runs your command (run --exec)."""
 
 
 @cli.command(context_settings={"allow_interspersed_args": False})
@@ -403,6 +407,63 @@ def audit(file_dir: Path, storage_capacity: int | None, as_json: bool) -> None:
         _config_error(f"invalid --file-dir: cannot read {str(file_dir)!r}: {exc.strerror or exc}")
     click.echo(report.to_json() if as_json else report.to_text())
     sys.exit(0 if report.ok else EXIT_AUDIT_FAILED)
+
+
+@cli.command(context_settings={"allow_interspersed_args": False})
+@click.option(
+    "--dir",
+    "directory",
+    type=_Parsed("directory", parse_fence_dir),
+    help="Existing directory whose fence to check (.election-fence and its lock).  [required]",
+)
+@_option(
+    "--epoch",
+    _Parsed("integer", parse_epoch),
+    None,
+    "This term's fencing token; `election run --exec` gives its command ELECTION_EPOCH.",
+    show_default=False,
+)
+@click.option(
+    "--lock-timeout",
+    type=DURATION,
+    default="10s",
+    show_default=True,
+    help="Longest to wait for the fence lock (held by another writer) before giving up (status 1).",
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def fence(directory: Path | None, epoch: int | None, lock_timeout: float, command: tuple[str, ...]) -> None:
+    """Exit 0 if no newer epoch than --epoch has written to --dir (recording it), 3 if one has.
+
+    With `-- COMMAND ARGS...`, run the command while holding the fence lock and exit with its status:
+    no writer of a newer epoch can interleave with it. Without, the check is over when this exits.
+    """
+    from app import fence_cmd  # noqa: PLC0415
+    from app.ports.storage import StorageError  # noqa: PLC0415
+
+    # Checked here rather than by click, whose message for a missing option is not one of ours.
+    if directory is None:
+        _config_error("no --dir: give the directory whose fence to check")
+    if epoch is None:
+        _config_error("no epoch: give --epoch or set ELECTION_EPOCH (election run --exec sets it)")
+    if command and shutil.which(command[0]) is None:
+        _config_error(f"command not found: {command[0]!r}")
+
+    def refused(verdict: fence_cmd.Verdict) -> None:
+        click.echo(f"election fence: {verdict.refusal(directory)}", err=True)
+
+    try:
+        if command:
+            sys.exit(fence_cmd.run_fenced(directory, epoch, command, lock_timeout, refused=refused))
+        verdict = fence_cmd.check(directory, epoch, lock_timeout)
+    except StorageError as exc:
+        click.echo(f"election fence: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        _config_error(f"cannot run {command[0]!r}: {exc.strerror or exc}")
+    if not verdict.allowed:
+        refused(verdict)
+        sys.exit(fence_cmd.EXIT_FENCED)
+    sys.exit(0)
 
 
 def _tls(enabled: bool, ca: Path | None, cert: Path | None, key: Path | None) -> TlsSettings | None:

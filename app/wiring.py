@@ -4,9 +4,9 @@ This is the only place that knows which adapter implements which port. Tests bui
 :class:`Replica` with fakes for some ports; ``election run`` builds it with the real ones.
 
 Threads of a running replica: the main thread runs the state machine (and receives signals); kazoo
-runs its connection thread (callbacks only record and wake); the HTTP server answers on a daemon
-thread; a signal thread turns SIGTERM/SIGINT into a stop request, and a shutdown watchdog thread
-starts with the first of them.
+runs its connection thread (callbacks only record and wake); the HTTP server waits on all its
+connections on one daemon thread and answers on up to four (app.http); a signal thread turns
+SIGTERM/SIGINT into a stop request, and a shutdown watchdog thread starts with the first of them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import random
+import resource
 import signal
 import socket
 import threading
@@ -61,6 +62,23 @@ def _ignore_in_handler(_signum: int, _frame: FrameType | None) -> None:
 def _write_stderr(data: bytes) -> None:
     with contextlib.suppress(OSError):
         os.write(2, data)
+
+
+def raise_open_files_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit; return the soft limit now.
+
+    The HTTP port is a load balancer's target: it must hold 1,000 and more connections at once, and
+    the usual soft limit (1,024) would run out first (app.http sizes its connection budget from
+    this limit). The hard limit is the operator's bound; we only stop short of it.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError) as exc:  # e.g. an infinite hard limit some kernels refuse
+            log.warning("could not raise the open files limit from %d: %s", soft, exc)
+            return soft
+    return hard
 
 
 def make_coordinator(settings: Settings) -> KazooCoordinator:
@@ -207,11 +225,28 @@ class Replica:
             return False, unhealthy
         return True, "connected to ZooKeeper"
 
+    def leading(self) -> tuple[bool, str]:
+        """For /leader: True only while the machine is in Leader with a term and the term's work
+        runs (its first file written); a stopping replica is not leading."""
+        state = self.machine.state
+        if state is not StateName.LEADER:
+            return False, f"not leading: {state}"
+        term = self.ctx.term
+        if term is None:
+            return False, "not leading: no term held"
+        if self.ctx.stop_reason is not None:
+            return False, "stopping"
+        if not self.ctx.work.running():
+            return False, f"leading epoch {term.epoch}, its work not running yet"
+        return True, f"leading epoch {term.epoch}"
+
     # -- running ----------------------------------------------------------------------------
     def bind_http(self) -> int:
-        """Open the HTTP port (raises OSError if it cannot); return the bound port."""
+        """Open the HTTP port (raises OSError if it cannot); return the bound port. Raises the
+        open files limit first: the server's connection budget is sized from it."""
+        raise_open_files_limit()
         address = self.settings.http_address
-        app = Endpoints(self.registry, self.status, self.live, self.ready)
+        app = Endpoints(self.registry, self.status, self.live, self.ready, self.leading)
         self._http = HttpServer(address.host, address.port, app)
         return self._http.port
 
@@ -250,7 +285,9 @@ class Replica:
         a second signal exits at once with 128+signum."""
         self._signals += 1
         if self._signals > 1:
-            # A second signal: the operator insists. Leave now; files stay consistent (atomic writes).
+            # A second signal: the operator insists. Leave now; files stay consistent (atomic writes),
+            # and the command's group dies with us (not only its direct child).
+            self.ctx.work.kill_now()
             os._exit(128 + signum)
         # First, so that nothing below (a lock, a log line to a full pipe) can outlast the timeout.
         threading.Thread(target=self._watchdog, name="shutdown-watchdog", daemon=True).start()
@@ -284,6 +321,7 @@ class Replica:
         )
         writer.start()
         writer.join(WATCHDOG_LAST_LINE_SECONDS)
+        self.ctx.work.kill_now()
         os._exit(EXIT_SHUTDOWN_TIMEOUT)
 
     def run(self) -> int:

@@ -450,6 +450,9 @@ class FakeWork:
             self._log("stop", reason)
         self._started = None
 
+    def kill_now(self) -> None:
+        self._log("kill_now")
+
     def ended(self) -> Ended | None:
         return self._ended
 

@@ -6,6 +6,12 @@ replica's ``/status`` endpoint and the directory. Kill a replica to watch the ha
 restarts exited replicas after a moment, as Kubernetes would); Ctrl-C stops everything gracefully.
 
     python -m tools.demo [--replicas 3] [--leader-timeout 2s] [--duration 0] [--plain]
+    python -m tools.demo --exec examples/exec/fenced-writer.sh [--exec-stop-timeout 1s]
+
+With ``--exec`` the leader runs that command instead of writing files (``election run --exec``); each
+replica gets ``FENCED_DIR`` (the demo's ``files`` directory, for the example's fenced journal) and the
+virtualenv's ``bin`` first on ``PATH`` (so the command finds ``election``), and the view shows where
+the command runs and the journal's last lines.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class Replica:
     port: int
     args: list[str]
     log_path: Path
+    env: dict[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = None
     exited_at: float | None = None
     last_status: int | None = None
@@ -48,7 +55,7 @@ class Replica:
 
     def start(self) -> None:
         self.log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         self.exited_at = None
 
     def poll(self) -> None:
@@ -66,7 +73,18 @@ class Replica:
             return None
 
 
-def _render(zk: LocalZooKeeper, replicas: list[Replica], file_dir: Path, capacity: int) -> str:
+JOURNAL = "journal.txt"  # what examples/exec/fenced-writer.sh appends to, in FENCED_DIR
+
+
+def _work(st: dict[str, Any]) -> str:
+    work = st.get("work") or {}
+    if work.get("kind") != "exec":
+        return ""
+    return f"  command pid {work['pid']} epoch {work['epoch']}" if work.get("running") else "  command -"
+
+
+def _render(zk: LocalZooKeeper, replicas: list[Replica], file_dir: Path, capacity: int | None) -> str:
+    """The view; ``capacity`` None: the leader runs a command, so there are no leader files to list."""
     lines = [
         f"election demo  ZooKeeper {zk.address}  file-dir {file_dir}  (Ctrl-C stops everything)",
         "",
@@ -82,16 +100,21 @@ def _render(zk: LocalZooKeeper, replicas: list[Replica], file_dir: Path, capacit
         leader = st.get("leader") or {}
         lines.append(
             f"{rep.name:<11} {pid:>7}  {st['state']:<10} {leader.get('identity', '-'):<11} "
-            f"{st['zookeeper']['state']:<10} http://127.0.0.1:{rep.port}/status"
+            f"{st['zookeeper']['state']:<10} http://127.0.0.1:{rep.port}/status{_work(st)}"
         )
-    files = sorted(p.name for p in file_dir.glob("leader-*.json"))
-    lines += ["", f"files in {file_dir}: {len(files)} (capacity {capacity})"]
+    files = sorted(p.name for p in file_dir.glob("leader-*.json")) if capacity is not None else []
+    if capacity is not None:
+        lines += ["", f"files in {file_dir}: {len(files)} (capacity {capacity})"]
     for name in files[-3:]:
         try:
             rec = json.loads((file_dir / name).read_text())
             lines.append(f"  {name}  {rec['identity']} epoch {rec['epoch']} seq {rec['sequence']}")
         except (OSError, ValueError, KeyError):
             continue
+    journal = file_dir / JOURNAL
+    if journal.exists():
+        entries = journal.read_text(errors="replace").splitlines()
+        lines += ["", f"{journal}: {len(entries)} lines"] + [f"  {entry}" for entry in entries[-3:]]
     leader_pid = next(
         (r.proc.pid for r in replicas if r.proc is not None and (r.status() or {}).get("state") == "Leader"),
         None,
@@ -115,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path(".demo"))
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: never)")
     parser.add_argument("--plain", action="store_true", help="print the view when it changes; no redraw")
+    parser.add_argument("--exec", dest="command", help="the leader runs this command, not the file writer")
+    # The demo's servers grant at most 4 s (tickTime 200 ms): the app's 3 s default cannot fit the lease.
+    parser.add_argument("--exec-stop-timeout", default="1s", help="with --exec: SIGTERM -> SIGKILL grace")
     args = parser.parse_args(argv)
 
     reason = java_available()
@@ -137,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
 
     zk = LocalZooKeeper(workdir / "zookeeper", tick_ms=200)
     zk.start()
+    env = dict(os.environ)
+    if args.command:
+        env["FENCED_DIR"] = str(file_dir)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     replicas = []
     for i in range(1, args.replicas + 1):
         port = _free_port()
@@ -148,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
             f"--attempter-timeout={args.attempter_timeout}", f"--storage-capacity={args.storage_capacity}",
             f"--zk-session-timeout={args.session_timeout}", "--log-format=text",
         ]  # fmt: skip
-        replicas.append(Replica(name, port, cmd, workdir / f"{name}.log"))
+        if args.command:
+            cmd += [f"--exec={args.command}", f"--exec-stop-timeout={args.exec_stop_timeout}"]
+        replicas.append(Replica(name, port, cmd, workdir / f"{name}.log", env=env))
     for rep in replicas:
         rep.start()
     print(f"demo: logs in {workdir}/replica-*.log", flush=True)
@@ -161,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 rep.poll()
                 if rep.exited_at is not None and time.monotonic() - rep.exited_at > RESTART_AFTER:
                     rep.start()  # as a StatefulSet would
-            view = _render(zk, replicas, file_dir, args.storage_capacity)
+            view = _render(zk, replicas, file_dir, None if args.command else args.storage_capacity)
             if view != shown:
                 if plain:
                     print(view + "\n", flush=True)

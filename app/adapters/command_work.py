@@ -31,6 +31,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import queue
 import select
 import signal
 import subprocess
@@ -51,6 +52,8 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 # How often stop() looks whether the group's last processes are gone (only while stopping).
 _GONE_POLL = 0.005
+# How often the dead-man looks at a group whose leader is gone (a shell's background children).
+_GROUP_POLL = 0.05
 
 
 def _libc() -> Any:
@@ -75,6 +78,42 @@ def _describe_status(status: int) -> tuple[str, str | None]:
     except ValueError:
         name = f"signal {-code}"
     return name, name
+
+
+class _DeferredLog:
+    """Log lines written by a thread of their own, in order.
+
+    The dead-man must never wait on a log sink: a full stderr pipe (a stalled log collector) blocks
+    a handler's write while it holds the handler's lock, and a dead-man that logs before it signals
+    would then let the command run on past the lease (two commands at once after a cut). So the
+    dead-man only queues its lines; :meth:`drain` lets the machine thread write what is pending
+    before its own next line (stop() does, so that nothing is lost at exit)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[int, str, tuple[Any, ...], dict[str, Any]]] = queue.SimpleQueue()
+        self._emitting = threading.Lock()  # one writer at a time: lines stay in order
+        threading.Thread(target=self._run, name="work-log", daemon=True).start()
+
+    def __call__(self, level: int, message: str, *args: Any, extra: dict[str, Any]) -> None:
+        self._queue.put((level, message, args, extra))
+
+    def drain(self) -> None:
+        """Write every pending line on the calling thread (which may block on the sink)."""
+        with self._emitting:
+            while True:
+                try:
+                    level, message, args, extra = self._queue.get_nowait()
+                except queue.Empty:
+                    return
+                log.log(level, message, *args, extra=extra)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            with self._emitting:
+                level, message, args, extra = item
+                log.log(level, message, *args, extra=extra)
+            self.drain()
 
 
 @dataclass
@@ -127,6 +166,7 @@ class CommandWork:
         self._lock = threading.Lock()
         self._child: _Child | None = None
         self._ended: Ended | None = None
+        self._later = _DeferredLog()  # the dead-man's log lines (it must not block on the sink)
         self._poke_r, self._poke_w = os.pipe()  # wakes the dead-man when a deadline moves
         os.set_blocking(self._poke_w, False)
         # Orphans of the command's shell are reparented to us, so that stop() can reap them: a
@@ -178,7 +218,9 @@ class CommandWork:
             now = self._monotonic()
             if child.stop_at is None:
                 child.stop_at = now
-        self._signal(child, signal.SIGTERM, reason)
+        # A group already gone gets no signal: its number may already be another's.
+        if not (child.reaped.is_set() and not self._group_alive(child.pid)):
+            self._signal(child, signal.SIGTERM, reason)
         self._poke()
         kill_at = min(now + child.grace, child.deadline - KILL_MARGIN)
         # The direct child first (the dead-man reaps it and records its status), then any process
@@ -192,6 +234,7 @@ class CommandWork:
             threading.Event().wait(_GONE_POLL)
         with self._lock:
             self._child = None
+        self._later.drain()  # the dead-man's lines about this child first, and none lost at exit
         self._metrics.work_running(False)
         if child.terminated or child.killed:
             self._metrics.work_stopped("SIGKILL" if child.killed else "SIGTERM")
@@ -201,6 +244,14 @@ class CommandWork:
             child.epoch,
             extra={"event": "work_stopped", "pid": child.pid, "epoch": child.epoch, "killed": child.killed},
         )
+
+    def kill_now(self) -> None:
+        # PR_SET_PDEATHSIG reaches only the direct child: without this, a shell's background
+        # children outlive an election that leaves with os._exit, and the successor's command.
+        child = self._child
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
 
     def ended(self) -> Ended | None:
         return self._ended
@@ -275,9 +326,34 @@ class CommandWork:
 
     # -- the dead-man: one thread per child -------------------------------------------------
     def _dead_man(self, child: _Child) -> None:
+        """The thread's body: :meth:`_watch`; if that fails (say ``pidfd_open`` out of file
+        descriptors), nothing guards the lease any more: kill the group now and reap, so that
+        stop() and the Leader learn that it ended."""
+        try:
+            self._watch(child)
+        except Exception as exc:  # any failure here must end in a dead group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.killed = True
+            self._later(
+                logging.ERROR,
+                "the command's dead-man failed (%s); killed its process group",
+                exc,
+                extra={"event": "work_stopping", "pid": child.pid, "epoch": child.epoch, "signal": "SIGKILL"},
+            )
+            if not child.reaped.is_set():
+                child.by_dead_man = child.stop_at is None
+                try:
+                    status = os.waitpid(child.pid, 0)[1]
+                except ChildProcessError:
+                    status = 0
+                self._reap(child, status)
+
+    def _watch(self, child: _Child) -> None:
         """Reap the child (recording how it ended) and stop its group at the lease's end if no
         confirmation moved the deadline meanwhile."""
         pidfd = os.pidfd_open(child.pid) if hasattr(os, "pidfd_open") else None
+        reaped = False
         try:
             while True:
                 with self._lock:
@@ -290,11 +366,19 @@ class CommandWork:
                 elif now >= term_at and not child.terminated:
                     child.by_dead_man = child.by_dead_man or not stopping
                     self._signal(child, signal.SIGTERM, "the lease is running out unconfirmed")
-                if self._reap(child):
+                reaped = reaped or self._reap(child)
+                # The group outlives its leader when a shell's background children do (and they may
+                # ignore the SIGTERM that ended the shell): they too must be dead by deadline - K,
+                # even if the state machine is stuck and never calls stop().
+                if reaped and not self._group_alive(child.pid):
                     return
                 nxt = kill_at if child.terminated else term_at
-                timeout = 0.05 if pidfd is None else (None if child.killed else max(0.0, nxt - now))
-                waited = [pidfd, self._poke_r] if pidfd is not None else [self._poke_r]
+                timeout: float | None
+                if reaped:  # no pidfd for a group: look again soon
+                    timeout = _GROUP_POLL if child.killed else min(_GROUP_POLL, max(0.0, nxt - now))
+                else:
+                    timeout = 0.05 if pidfd is None else (None if child.killed else max(0.0, nxt - now))
+                waited = [pidfd, self._poke_r] if pidfd is not None and not reaped else [self._poke_r]
                 ready, _, _ = select.select(waited, [], [], timeout)
                 if self._poke_r in ready:
                     with contextlib.suppress(BlockingIOError, OSError):
@@ -303,14 +387,16 @@ class CommandWork:
             if pidfd is not None:
                 os.close(pidfd)
 
-    def _reap(self, child: _Child) -> bool:
-        """Reap the direct child if it exited; record and report how. True once reaped."""
-        try:
-            pid, status = os.waitpid(child.pid, os.WNOHANG)
-        except ChildProcessError:
-            pid, status = child.pid, 0
-        if pid == 0:
-            return False
+    def _reap(self, child: _Child, status: int | None = None) -> bool:
+        """Reap the direct child if it exited (``status``: already reaped with it); record and
+        report how. True once reaped."""
+        if status is None:
+            try:
+                pid, status = os.waitpid(child.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = child.pid, 0
+            if pid == 0:
+                return False
         child.proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits for it itself
         code, signame = _describe_status(status)
         ran = self._monotonic() - child.started
@@ -322,7 +408,7 @@ class CommandWork:
         if not stopped and not child.by_dead_man:
             self._metrics.work_exited(code)
         self._ended = None if stopped else Ended(code=code, ran_seconds=ran, stopped=child.by_dead_man)
-        log.log(
+        self._later(
             logging.INFO if stopped or code == "0" else logging.WARNING,
             "command exited with %s after %.3fs (pid %d, epoch %d)",
             code,
@@ -353,7 +439,10 @@ class CommandWork:
                 child.killed = True
             else:
                 child.terminated = True
-        log.log(
+        # First the signal, then the line: a log sink that blocks must not hold the signal back.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signum)
+        self._later(
             logging.WARNING if signum is signal.SIGKILL else logging.INFO,
             "sending %s to the command's process group %d: %s",
             signum.name,
@@ -367,25 +456,55 @@ class CommandWork:
                 "reason": reason,
             },
         )
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.pid, signum)
 
     def _group_alive(self, pgid: int) -> bool:
-        """True while any process of group ``pgid`` exists (reaping our own zombies of it first)."""
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-pgid, os.WNOHANG)[0] > 0:
-                pass
+        """True while a live process of group ``pgid`` exists (reaping our own zombies of it first).
+
+        A zombie is a member too for ``killpg(pgid, 0)``; one that is not ours (a process of the
+        group that left it with ``setsid`` and never reaps its children) would keep the group
+        "alive" forever, so members are then looked up in /proc and zombies do not count."""
+        self._reap_group(pgid)
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
             return True
-        return True
+        if _live_member(pgid):
+            return True
+        # Only zombies left: those whose parent died meanwhile were reparented to us when it exited,
+        # so reap them now rather than leave them behind.
+        self._reap_group(pgid)
+        return False
+
+    @staticmethod
+    def _reap_group(pgid: int) -> None:
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-pgid, os.WNOHANG)[0] > 0:
+                pass
 
     def _poke(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._poke_w, b"x")
+
+
+def _live_member(pgid: int) -> bool:
+    """Whether /proc lists a process of group ``pgid`` that is not a zombie (True without /proc)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def _die_with_parent(parent: int) -> None:

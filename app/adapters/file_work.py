@@ -56,21 +56,28 @@ class FileWork:
         self._storage.begin_term()  # others wrote while we did not lead
         if self._next is None or self._next[0] != epoch:
             self._next = (epoch, 0)
-        self._running = False
 
     def step(self, epoch: int, *, valid_until: float) -> Step:
         sequence = self._next[1] if self._next is not None and self._next[0] == epoch else 0
         done = self._write(epoch, sequence, valid_until)
         if done.outcome is Outcome.DONE:
             self._next = (epoch, sequence + 1)
-            self._running = True
+            if not self._running:
+                self._running = True
+                self._metrics.work_running(True)
             fenced = self._retain(epoch, valid_until)
             if fenced is not None:
                 return fenced
         return done
 
     def stop(self, reason: str) -> None:
-        self._running = False  # a write in progress has completed or vanished: nothing runs on
+        # A write in progress has completed or vanished (the state calls this between steps).
+        if self._running:
+            self._running = False
+            self._metrics.work_running(False)
+
+    def kill_now(self) -> None:
+        pass  # a write in progress is atomic: nothing to kill
 
     def ended(self) -> Ended | None:
         return None  # files never end by themselves

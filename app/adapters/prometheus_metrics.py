@@ -95,7 +95,9 @@ class PrometheusMetrics:
             registry=registry,
         )
         self.work_is_running = Gauge(
-            "election_work_running", "1 while the leader's command (--exec) runs here", registry=registry
+            "election_work_running",
+            "1 while this replica's leader work runs (its command with --exec, its files otherwise)",
+            registry=registry,
         )
         self.work_exits = Counter(
             "election_work_exits",

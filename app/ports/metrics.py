@@ -43,7 +43,8 @@ class Metrics(Protocol):
         ...
 
     def work_running(self, running: bool) -> None:
-        """The leader's command (``--exec``) started (True) or its process group is gone (False)."""
+        """The leader's work began (the term's first file; the command started) or stopped (the
+        term ended; the command's process group is gone)."""
         ...
 
     def work_exited(self, code: str) -> None:

@@ -87,6 +87,12 @@ class Work(Protocol):
         """Stop the work now; return once it has stopped. Safe to call when nothing runs."""
         ...
 
+    def kill_now(self) -> None:
+        """Last act before the process leaves without stopping (a second signal, the shutdown
+        watchdog): kill whatever of the work still runs, at once, taking no lock and writing no log
+        (the thread that holds one may be what is stuck). Safe from any thread."""
+        ...
+
     def ended(self) -> Ended | None:
         """The work's end since it began, if it ended by itself; None while it runs (or never ran)."""
         ...

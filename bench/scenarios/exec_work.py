@@ -1,4 +1,4 @@
-"""Scenario 8, exec: the leader runs a command; how fast it moves, and how soon a cut-off one stops.
+"""Scenario 9, exec: the leader runs a command; how fast it moves, and how soon a cut-off one stops.
 
 Three wrappers run the same child, in the same run, each with two contenders:
 
@@ -52,7 +52,7 @@ from bench.proxy import Relay
 from bench.scenarios import RunContext
 
 NAME = "exec"
-TITLE = "8. Exec (a child under leadership: SIGTERM -> successor's child; cut -> child dead)"
+TITLE = "9. Exec (a child under leadership: SIGTERM -> successor's child; cut -> child dead)"
 TICK_MS = 200
 SESSION_TIMEOUT = 4.0  # the most a server with tickTime 200 grants
 STOP_TIMEOUT = 1.0  # ours must fit (4/9) x 4 s - 0.25 s = 1.53 s; the kazoo wrapper uses the same

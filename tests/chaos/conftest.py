@@ -127,14 +127,15 @@ def summary_line(results: list[dict[str, Any]]) -> str:
         return f"{value:.3f}s ({r['fault']}/{r['zk']})" if value else f"{value:.3f}s"
 
     failed = [r for r in results if not r["ok"]]
-    clean = sum(1 for r in results if r["audit"] == "clean")
+    audited = [r for r in results if not r["audit"].startswith("n/a")]  # the exec share has no files
+    clean = sum(1 for r in audited if r["audit"] == "clean")
     stale = sum(r["stale_writes"] for r in results)
     return (
         f"chaos: {len(results)} fault(s), {len(failed)} violated; "
         f"longest without a leader {worst('no_leader_s')}, "
         f"longest hand-over {worst('handover_s')}, "
         f"max overlap {worst('overlap_s')}, "
-        f"stale writes {stale}, audits clean {clean}/{len(results)}"
+        f"stale writes {stale}, audits clean {clean}/{len(audited)}"
     )
 
 

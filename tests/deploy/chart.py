@@ -265,6 +265,7 @@ def exposed_metric_names() -> set[str]:
     registry = CollectorRegistry()
     metrics = PrometheusMetrics(registry, time.monotonic, state_names())
     metrics.state_entered("Attempter", "Init", time.monotonic())  # labelled counters get a child
+    metrics.work_exited("0")  # its codes are only known when a command exits
     return {sample.name for family in registry.collect() for sample in family.samples}
 
 

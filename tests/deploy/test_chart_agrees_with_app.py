@@ -5,7 +5,8 @@
   pod's name), the credentials (a Secret), the TLS files (paths into the mounted Secret, which the
   app's own options and TLS rule accept once the Secret's keys are there);
 * the probes' paths are served by the app's router and their port is the one it listens on;
-* the grace period exceeds the shutdown timeout;
+* the grace period exceeds the shutdown timeout, which covers the command's stop and the release;
+* the command of exec.command reaches the app as the same words (ELECTION_EXEC, shell-quoted);
 * every metric that the dashboard and the alerts name is in a replica's exposition, and every state
   they select is a real state.
 
@@ -15,17 +16,20 @@ The live check (three real processes with this configuration) is test_chart_to_p
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
-from app.config import TlsSettings, tls_settings
+from app.config import ConfigError, TlsSettings, check_exec_timing, tls_settings
 from app.durations import parse_duration
 from app.http import Endpoints
-from app.leases import LEASE_FRACTION
+from app.leases import LEASE_FRACTION, exec_grace_bound, lease_of
 from tests.deploy.chart import (
+    CHART,
     FULLNAME,
     MONITORING,
     SCENARIOS,
@@ -42,6 +46,7 @@ from tests.deploy.chart import (
     env_of,
     exposed_metric_names,
     find,
+    helm_template,
     metric_names_in,
     render,
     run_options,
@@ -73,10 +78,19 @@ def _set_for_the_app(scenario: str) -> set[str]:
 def test_every_flag_is_set_by_the_configmap_or_by_the_pod() -> None:
     """Flags that come from elsewhere: the identity (the pod's name), the credentials (a Secret, with
     zookeeper.auth) and the TLS files (paths into the mounted Secret, with zookeeper.tls)."""
-    assert set(run_options()) - set(_config()) == {"ELECTION_IDENTITY", "ELECTION_ZK_AUTH", *TLS_FILES}
-    assert set(run_options()) - _set_for_the_app("defaults") == {"ELECTION_ZK_AUTH", *TLS_FILES}
-    assert set(run_options()) - _set_for_the_app("zookeeper-auth") == TLS_FILES
-    assert set(run_options()) - _set_for_the_app("external-zookeeper-tls") == {"ELECTION_ZK_AUTH"}
+    unset = {"ELECTION_IDENTITY", "ELECTION_ZK_AUTH", "ELECTION_EXEC", *TLS_FILES}
+    assert set(run_options()) - set(_config()) == unset
+    assert set(run_options()) - _set_for_the_app("defaults") == {
+        "ELECTION_ZK_AUTH",
+        "ELECTION_EXEC",
+        *TLS_FILES,
+    }
+    assert set(run_options()) - _set_for_the_app("zookeeper-auth") == {"ELECTION_EXEC", *TLS_FILES}
+    assert set(run_options()) - _set_for_the_app("external-zookeeper-tls") == {
+        "ELECTION_ZK_AUTH",
+        "ELECTION_EXEC",
+    }
+    assert set(run_options()) - _set_for_the_app("exec") == {"ELECTION_ZK_AUTH", *TLS_FILES}
     env = env_of(app_container(render(ZOOKEEPER_AUTH)))
     assert env["ELECTION_IDENTITY"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["ELECTION_ZK_AUTH"] == {"secretKeyRef": {"name": "election-zookeeper-auth", "key": "zk-auth"}}
@@ -149,7 +163,13 @@ def test_probe_port_is_the_port_the_app_listens_on(kind: str) -> None:
 @pytest.mark.parametrize(("kind", "path"), [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")])
 def test_probe_path_is_served_by_the_apps_router(kind: str, path: str) -> None:
     assert _probe(kind)["path"] == path
-    app = Endpoints(CollectorRegistry(), status=dict, live=lambda: (True, "ok"), ready=lambda: (False, "no"))
+    app = Endpoints(
+        CollectorRegistry(),
+        status=dict,
+        live=lambda: (True, "ok"),
+        ready=lambda: (False, "no"),
+        leading=lambda: (False, "no"),
+    )
     statuses = []
     body = b"".join(app({"PATH_INFO": path}, lambda status, _headers: statuses.append(status)))
     assert statuses[0] == ("200 OK" if kind == "livenessProbe" else "503 Service Unavailable")
@@ -163,6 +183,88 @@ def test_grace_period_exceeds_the_shutdown_timeout() -> None:
     shutdown = parse_duration(_config()["ELECTION_SHUTDOWN_TIMEOUT"])
     assert grace > shutdown
     assert (grace, shutdown) == (30, 20.0)
+
+
+def test_with_a_command_the_grace_covers_the_shutdown_which_covers_the_stop_and_the_release() -> None:
+    docs = render(SCENARIOS["exec"])
+    grace = app_statefulset(docs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    config = _config("exec")
+    shutdown = parse_duration(config["ELECTION_SHUTDOWN_TIMEOUT"])
+    stop = parse_duration(config["ELECTION_EXEC_STOP_TIMEOUT"])
+    session = parse_duration(config["ELECTION_ZK_SESSION_TIMEOUT"])
+    check_exec_timing(stop, session, shutdown)  # the app's own refusal at start
+    assert stop <= exec_grace_bound(lease_of(session))
+    assert grace > shutdown
+
+
+@pytest.mark.parametrize(
+    ("stop", "session", "shutdown"),
+    [
+        ("3s", "10s", "20s"),
+        ("4.19s", "10s", "20s"),
+        ("4.2s", "10s", "20s"),
+        ("1500ms", "4s", "20s"),
+        ("1600ms", "4s", "20s"),
+        ("3s", "10s", "4s"),
+        ("3s", "10s", "3900ms"),
+        ("10s", "30s", "11s"),
+    ],
+)
+def test_the_chart_refuses_exactly_the_exec_timings_the_app_refuses(
+    stop: str, session: str, shutdown: str
+) -> None:
+    # An external ensemble: the bundled one also clamps the session, which the app cannot know at start.
+    sets = (
+        "zookeeper.enabled=false",
+        "zookeeper.external.servers={zk:2181}",
+        "exec.command={sh}",
+        f"exec.stopTimeout={stop}",
+        f"config.zkSessionTimeout={session}",
+        f"config.shutdownTimeout={shutdown}",
+        "terminationGracePeriodSeconds=60",
+    )
+    chart_accepts = helm_template(sets=sets).returncode == 0
+    try:
+        check_exec_timing(parse_duration(stop), parse_duration(session), parse_duration(shutdown))
+        app_accepts = True
+    except ConfigError:
+        app_accepts = False
+    assert chart_accepts == app_accepts
+
+
+# Words a shell would mangle unquoted: spaces, quotes, an empty word, variables, globs, separators.
+AWKWARD_WORDS = [
+    "/app/run",
+    "a b",
+    "it's",
+    "",
+    "$ELECTION_EPOCH",
+    '"q"',
+    "x;y",
+    "back\\slash",
+    "*",
+    "naïve",
+    "-",
+]
+
+
+def test_the_command_reaches_the_app_as_the_same_words(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"exec": {"command": AWKWARD_WORDS}}, allow_unicode=True))
+    config = find(render((str(values),)), "ConfigMap", FULLNAME)["data"]
+    assert shlex.split(config["ELECTION_EXEC"]) == AWKWARD_WORDS
+    option = run_options()["ELECTION_EXEC"]
+    assert option.type.convert(config["ELECTION_EXEC"], option, None) == tuple(AWKWARD_WORDS)
+    scenario = yaml.safe_load((CHART / "ci" / "exec-values.yaml").read_text())["exec"]["command"]
+    assert shlex.split(_config("exec")["ELECTION_EXEC"]) == scenario
+
+
+def test_without_a_command_the_app_writes_files() -> None:
+    # The stop timeout is always set (every flag is); the command only when there is one, since the
+    # app refuses an empty ELECTION_EXEC.
+    assert _config()["ELECTION_EXEC_STOP_TIMEOUT"] == "3s"
+    assert "ELECTION_EXEC" not in _config()
+    assert "ELECTION_EXEC" not in env_of(app_container(render()))
 
 
 def _queries() -> dict[str, str]:
@@ -182,7 +284,9 @@ def test_the_alerts_and_the_dashboard_have_what_the_issue_asks() -> None:
         "ElectionWriteErrors",
         "ElectionFencedWrites",
         "ElectionNoWorkPublished",
+        "ElectionWorkOnSeveralReplicas",
     }
+    assert "ElectionWorkNotRunning" in alert_rules(render((*MONITORING, "ci/exec-values.yaml")))
     titles = {p["title"] for p in dashboard()["panels"]}
     assert {
         "Current leader",
@@ -193,7 +297,38 @@ def test_the_alerts_and_the_dashboard_have_what_the_issue_asks() -> None:
         "Files written and deleted",
         "Write errors",
         "ZooKeeper connection state",
+        "Replicas doing the work",
+        "Work running on each replica",
+        "Command exits and stops",
     } <= titles
+
+
+def _panel(title: str) -> dict[str, Any]:
+    (panel,) = [p for p in dashboard()["panels"] if p["title"] == title]
+    return panel
+
+
+def test_the_dashboard_shows_the_work_on_exactly_one_replica_in_green() -> None:
+    stat = _panel("Replicas doing the work")
+    (target,) = stat["targets"]
+    assert target["expr"] == 'sum(election_work_running{namespace="$namespace", job="$job"})'
+    steps = stat["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps == [
+        {"color": "red", "value": None},
+        {"color": "green", "value": 1},
+        {"color": "red", "value": 2},
+    ]
+    timeline = _panel("Work running on each replica")
+    (per_pod,) = timeline["targets"]
+    assert per_pod["expr"].startswith("max by (pod) (election_work_running{")
+    (mapping,) = timeline["fieldConfig"]["defaults"]["mappings"]
+    assert {value: option["text"] for value, option in mapping["options"].items()} == {
+        "0": "not running",
+        "1": "running",
+    }
+    exits, stops = _panel("Command exits and stops")["targets"]
+    assert "sum by (code) (increase(election_work_exits_total{" in exits["expr"]
+    assert "sum by (signal) (increase(election_work_stops_total{" in stops["expr"]
 
 
 def test_every_metric_named_by_the_alerts_and_the_dashboard_is_exposed_by_the_app() -> None:
@@ -213,6 +348,7 @@ def test_every_state_the_queries_select_is_a_real_state() -> None:
     mapped = {
         option["text"]
         for panel in board["panels"]
+        if any('state="' in target["expr"] for target in panel.get("targets", []))
         for mapping in panel.get("fieldConfig", {}).get("defaults", {}).get("mappings", [])
         for option in mapping["options"].values()
     }

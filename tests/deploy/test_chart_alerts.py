@@ -3,7 +3,9 @@ when it should.
 
 The rules file is the rendered PrometheusRule's ``spec`` (release ``election`` in namespace
 ``election``: the series carry ``job="election-metrics"`` and ``namespace="election"``, as the
-ServiceMonitor's scrapes would). Series are sampled every minute.
+ServiceMonitor's scrapes would). Series are sampled every minute. A chart with ``exec.command``
+renders ElectionWorkNotRunning in place of ElectionNoWorkPublished (its leader writes no files): that
+alert is tested on the rules of the monitoring scenario plus ``ci/exec-values.yaml``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ from tests.deploy.chart import MONITORING, alert_rules, debian_tool, prometheus_
 pytestmark = pytest.mark.deploy
 
 JOB = {"job": "election-metrics", "namespace": "election"}
+EXEC_MONITORING = (*MONITORING, "ci/exec-values.yaml")
+EXEC_ONLY = {"ElectionWorkNotRunning"}  # and ElectionNoWorkPublished only without a command
+
+
+def _scenario(alert: str) -> tuple[str, ...]:
+    return EXEC_MONITORING if alert in EXEC_ONLY else MONITORING
 
 
 def _series(metric: str, values: str, **labels: str) -> dict[str, str]:
@@ -29,7 +37,7 @@ def _series(metric: str, values: str, **labels: str) -> dict[str, str]:
 def _annotations(alert: str, **values: str) -> dict[str, str]:
     """The rule's annotations with Prometheus's templates filled in by hand."""
     rendered = {}
-    for key, template in alert_rules(render(MONITORING))[alert]["annotations"].items():
+    for key, template in alert_rules(render(_scenario(alert)))[alert]["annotations"].items():
         text = template
         for placeholder, value in values.items():
             text = text.replace("{{ " + placeholder + " }}", value)
@@ -52,6 +60,10 @@ def _quiet(at: str, alert: str) -> dict[str, Any]:
 
 def _leaders(*values: str) -> list[dict[str, str]]:
     return [_series("election_is_leader", v, pod=f"election-{i}") for i, v in enumerate(values)]
+
+
+def _running(*values: str) -> list[dict[str, str]]:
+    return [_series("election_work_running", v, pod=f"election-{i}") for i, v in enumerate(values)]
 
 
 CASES: dict[str, list[dict[str, Any]]] = {
@@ -175,6 +187,46 @@ CASES: dict[str, list[dict[str, Any]]] = {
             "alert_rule_test": [_quiet("30m", "ElectionFencedWrites")],
         },
     ],
+    "ElectionWorkOnSeveralReplicas": [
+        {  # fires: the work runs on two replicas for minutes
+            "input_series": _running("1x5", "1x5", "0x5"),
+            "alert_rule_test": [
+                _quiet("30s", "ElectionWorkOnSeveralReplicas"),
+                _fires("3m", "ElectionWorkOnSeveralReplicas", {"severity": "critical"}, **{"$value": "2"}),
+            ],
+        },
+        {  # quiet: hand-overs, the old replica's last scrape overlapping the new one's first (one sample)
+            "input_series": _running("1 1 1 0 0 0 0 0", "0 0 1 1 1 0 0 0", "0 0 0 0 1 1 1 1"),
+            "alert_rule_test": [
+                _quiet("3m", "ElectionWorkOnSeveralReplicas"),
+                _quiet("6m", "ElectionWorkOnSeveralReplicas"),
+            ],
+        },
+        {  # quiet: one replica's file writer (the gauge counts it too), the others standing by
+            "input_series": _running("1x5", "0x5", "0x5"),
+            "alert_rule_test": [_quiet("4m", "ElectionWorkOnSeveralReplicas")],
+        },
+    ],
+    "ElectionWorkNotRunning": [
+        {  # fires: replicas up, the command nowhere for ten minutes (a command that keeps crashing)
+            "input_series": _running("0x10", "0x10", "0x10"),
+            "alert_rule_test": [
+                _quiet("4m", "ElectionWorkNotRunning"),  # pending, not yet firing
+                _fires("6m", "ElectionWorkNotRunning", {"severity": "critical"}),
+            ],
+        },
+        {  # fires: nothing scraped at all
+            "input_series": [{"series": 'up{job="something-else"}', "values": "1x10"}],
+            "alert_rule_test": [_fires("6m", "ElectionWorkNotRunning", {"severity": "critical"})],
+        },
+        {  # quiet: the command runs on one replica, then moves with a hand-over (a two-minute gap)
+            "input_series": _running("1 1 1 0 0 0 0 0 0 0 0", "0 0 0 0 0 1 1 1 1 1 1", "0x10"),
+            "alert_rule_test": [
+                _quiet("4m", "ElectionWorkNotRunning"),
+                _quiet("10m", "ElectionWorkNotRunning"),
+            ],
+        },
+    ],
     "ElectionNoWorkPublished": [
         {  # fires: two replicas up, a leader among them, and no file for ten minutes
             "input_series": [
@@ -211,25 +263,32 @@ CASES: dict[str, list[dict[str, Any]]] = {
 }
 
 
-@pytest.fixture
-def rules_file(tmp_path: Path) -> Path:
-    path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump(prometheus_rule_groups(render(MONITORING)), sort_keys=False))
+def _rules_file(directory: Path, values: tuple[str, ...]) -> Path:
+    path = directory / ("exec-rules.yaml" if values == EXEC_MONITORING else "rules.yaml")
+    path.write_text(yaml.safe_dump(prometheus_rule_groups(render(values)), sort_keys=False))
     return path
 
 
-def test_promtool_check_rules_accepts_the_rendered_rules(rules_file: Path) -> None:
-    proc = run([debian_tool("promtool"), "check", "rules", str(rules_file)])
+@pytest.mark.parametrize("values", [MONITORING, EXEC_MONITORING], ids=["files", "exec"])
+def test_promtool_check_rules_accepts_the_rendered_rules(values: tuple[str, ...], tmp_path: Path) -> None:
+    proc = run([debian_tool("promtool"), "check", "rules", str(_rules_file(tmp_path, values))])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 7 rules found" in proc.stdout
+    assert "SUCCESS: 8 rules found" in proc.stdout
 
 
 def test_every_alert_has_a_unit_test() -> None:
-    assert set(CASES) == set(alert_rules(render(MONITORING)))
+    assert set(CASES) == set(alert_rules(render(MONITORING))) | set(alert_rules(render(EXEC_MONITORING)))
+
+
+def test_with_a_command_the_work_is_watched_through_the_command_not_the_files() -> None:
+    files, command = set(alert_rules(render(MONITORING))), set(alert_rules(render(EXEC_MONITORING)))
+    assert files - command == {"ElectionNoWorkPublished"}
+    assert command - files == {"ElectionWorkNotRunning"}
 
 
 @pytest.mark.parametrize("alert", CASES)
-def test_alert_fires_when_it_should_and_stays_quiet_otherwise(alert: str, rules_file: Path) -> None:
+def test_alert_fires_when_it_should_and_stays_quiet_otherwise(alert: str, tmp_path: Path) -> None:
+    rules_file = _rules_file(tmp_path, _scenario(alert))
     tests = {
         "rule_files": [rules_file.name],
         "evaluation_interval": "30s",

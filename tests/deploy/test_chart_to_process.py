@@ -13,6 +13,10 @@ a laptop is not a cluster for:
 * ``ELECTION_ELECTION_PATH``: a path of this test run, under a root of its own (the app creates
   missing parents with its ACL, which must not close a path other tests share).
 
+The exec scenario (ci/exec-values.yaml) runs the same way, separately: its command (a shell line with
+quotes and ``$ELECTION_EPOCH``) must run on the leader only, as the words the chart wrote, and
+SIGTERM must stop it and every replica within the grace period.
+
 Then the chart's probes are asked on each replica, the helm test pod's own command runs against
 them, a real Prometheus (Debian's) scrapes them every second with the rendered PrometheusRule as
 its rules file, and every dashboard query is evaluated over the live data. Last, SIGTERM: each
@@ -47,6 +51,7 @@ from tests.deploy.chart import (
     FULLNAME,
     MONITORING,
     NAMESPACE,
+    SCENARIOS,
     ZOOKEEPER_AUTH,
     app_container,
     app_statefulset,
@@ -360,6 +365,8 @@ def test_every_dashboard_query_returns_data_from_the_live_replicas(deployment: D
         for r in deployment.query(queries["State of each replica [A]"])
     }
     assert sorted(states.values()) == [2.0, 2.0, 3.0], "two Attempters (2) and one Leader (3)"
+    working = deployment.query(queries["Replicas doing the work [A]"])
+    assert [float(r["value"][1]) for r in working] == [1.0], "the work runs on exactly one replica"
     # Grafana's variables are label_values() over the build info: the release must be found there.
     assert NAMESPACE in deployment.api("label/namespace/values?match[]=election_build_info")
     assert JOB in deployment.api(
@@ -381,3 +388,52 @@ def test_sigterm_stops_every_replica_with_status_0_within_the_grace_period(deplo
             pytest.fail(f"{pod.name} still runs {grace} s after SIGTERM\n{pod.log_tail()}")
         assert status == 0, f"{pod.name} exited {status}\n{pod.log_tail()}"
     assert time.monotonic() - started < grace
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (this container's pid 1 may not reap orphans)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_exec_scenario_runs_its_command_on_the_leader_only_and_sigterm_stops_it(
+    zk_server: ZooKeeperEndpoint, tmp_path: Path
+) -> None:
+    docs = render(SCENARIOS["exec"])
+    grace = app_statefulset(docs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    election_path = f"/chart-to-process-exec-{uuid.uuid4().hex[:8]}/election"
+    pods, _config = _start_replicas(docs, zk_server, election_path, tmp_path / "files", tmp_path)
+    try:
+
+        def running() -> list[tuple[str, dict[str, Any]]]:
+            statuses = [(pod.name, _status(pod)) for pod in pods]
+            return [(name, s) for name, s in statuses if (s.get("work") or {}).get("running")]
+
+        try:
+            ((name, status),) = wait_for(
+                running, timeout=30, interval=0.1, message="the command on one replica"
+            )
+        except (AssertionError, ValueError):
+            pytest.fail("\n\n".join(f"{p.name}:\n{p.log_tail()}" for p in pods))
+        assert status["state"] == "Leader" and status["work"]["kind"] == "exec"
+        epoch, pid = status["work"]["epoch"], status["work"]["pid"]
+        leader = next(p for p in pods if p.name == name)
+        # The shell line reached sh as the chart's words: the quotes held and the variable expanded.
+        wait_for(lambda: f"leading in epoch {epoch}, it's mine" in leader.log.read_text(), timeout=10)
+        assert _alive(pid)
+
+        started = time.monotonic()
+        for pod in pods:
+            pod.process.send_signal(signal.SIGTERM)
+        for pod in pods:
+            remaining = grace - (time.monotonic() - started)
+            assert pod.process.wait(timeout=max(remaining, 0.1)) == 0, pod.log_tail()
+        assert not _alive(pid), "the command outlived its replica"
+    finally:
+        for pod in pods:
+            if pod.process.poll() is None:
+                pod.process.kill()
+                pod.process.wait(timeout=10)

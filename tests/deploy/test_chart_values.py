@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -165,6 +166,10 @@ def _refusal(*sets: str) -> str:
             ("zookeeper.tls.existingSecret=ZK_TLS",),
             "at '/zookeeper/tls/existingSecret': 'ZK_TLS' does not match pattern",
         ),
+        (("exec.stopTimeout=3",), "at '/exec/stopTimeout': got number, want string"),
+        (("exec.stopTimeout=3sec",), "at '/exec/stopTimeout': '3sec' does not match pattern"),
+        (("exec.command=sh",), "at '/exec/command': got string, want array"),
+        (("exec.bogus=1",), "at '/exec': additional properties 'bogus' not allowed"),
         (
             ("metrics.serviceMonitor.interval=1m30.5s",),
             "at '/metrics/serviceMonitor/interval': '1m30.5s' does",
@@ -191,6 +196,58 @@ def test_grace_period_not_longer_than_the_shutdown_timeout_is_refused() -> None:
 def test_grace_period_longer_than_the_shutdown_timeout_is_accepted() -> None:
     proc = helm_template(sets=("terminationGracePeriodSeconds=61", "config.shutdownTimeout=1m0.5s"))
     assert proc.returncode == 0, proc.stderr
+
+
+EXEC = ("exec.command={/app/worker}",)
+
+
+def test_an_exec_stop_timeout_that_cannot_fit_the_lease_is_refused() -> None:
+    # G <= (4/9) S - 250ms: 4.19s at the default 10s session.
+    message = _refusal(*EXEC, "exec.stopTimeout=4.2s")
+    assert (
+        "exec.stopTimeout (4.2s) cannot fit the lease: the SIGKILL must land 250ms before a lease of 2/3 "
+        "of the session runs out, so the grace is at most 4/9 of config.zkSessionTimeout (10s) minus "
+        "250ms = 4.19s"
+    ) in message, message
+    message = _refusal(*EXEC, "config.zkSessionTimeout=4s", "exec.stopTimeout=1600ms")
+    assert "at most 4/9 of config.zkSessionTimeout (4s) minus 250ms = 1.53s" in message, message
+
+
+def test_an_exec_stop_timeout_that_fits_the_lease_is_accepted() -> None:
+    for sets in [("exec.stopTimeout=4.19s",), ("config.zkSessionTimeout=4s", "exec.stopTimeout=1500ms")]:
+        proc = helm_template(sets=(*EXEC, *sets))
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_the_stop_timeout_is_checked_against_the_session_the_bundled_servers_grant() -> None:
+    # tickTime 200 ms: the bundled servers grant at most 4 s of the 10 s asked for.
+    message = _refusal(*EXEC, "zookeeper.tickTime=200")
+    assert "(10s, granted as 4s by the bundled servers: 2-20 x zookeeper.tickTime) minus 250ms" in message
+    proc = helm_template(sets=(*EXEC, "zookeeper.tickTime=200", "exec.stopTimeout=1.5s"))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_stop_timeout_is_not_checked_without_a_command() -> None:
+    proc = helm_template(sets=("exec.stopTimeout=1m",))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_shutdown_timeout_that_cannot_cover_the_stop_and_the_release_is_refused() -> None:
+    message = _refusal(*EXEC, "config.shutdownTimeout=3.9s", "terminationGracePeriodSeconds=10")
+    assert (
+        "config.shutdownTimeout (3.9s) must cover exec.stopTimeout (3s) + 1s to kill the command and "
+        "release the leadership = 4s"
+    ) in message, message
+    proc = helm_template(sets=(*EXEC, "config.shutdownTimeout=4s", "terminationGracePeriodSeconds=10"))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_command_without_a_program_is_refused(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text('exec:\n  command: ["", "--flag"]\n')
+    proc = run([tool("helm"), "template", "election", str(CHART), "-f", str(values)])
+    assert proc.returncode != 0
+    assert "exec.command: the first item, the program to run, is empty" in proc.stderr
 
 
 EXTERNAL = (

@@ -421,3 +421,81 @@ def test_image_leads_writes_into_mounted_dir_and_stops_with_0(
     finally:
         client.stop()
         client.close()
+
+
+# --------------------------------------------------------------------------
+# examples/exec/Dockerfile: a user's image with election as its entrypoint wrapper
+# --------------------------------------------------------------------------
+
+WRAPPER_DIR = ROOT / "examples" / "exec"
+
+
+def test_hadolint_reports_nothing_on_the_wrapper_example() -> None:
+    hadolint = _lint_tool("hadolint")
+    proc = subprocess.run(
+        [str(hadolint), "--no-color", str(WRAPPER_DIR / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout + proc.stderr) == (0, ""), proc.stdout + proc.stderr
+
+
+def test_the_wrapper_example_runs_its_command_as_leader_and_stops_it_with_0(
+    podman: Podman,
+    image: BuiltImage,
+    zk_server: ZooKeeperEndpoint,
+    election_path: str,
+    data_dir: Path,
+    container_name: str,
+) -> None:
+    """The documented pattern, built and run: the user's image copies election's virtualenv, its
+    ENTRYPOINT is `election run --` and its CMD the command (examples/exec/fenced-writer.sh)."""
+    tag = f"localhost/election-wrapper-example:{uuid.uuid4().hex[:8]}"
+    podman("build", "--pull=never", "-q", "--build-arg", f"ELECTION_IMAGE={image.ref}", "-t", tag,
+           str(WRAPPER_DIR), timeout=300)  # fmt: skip
+    port = _free_port()
+    try:
+        podman(
+            "run", "--detach", "--name", container_name, "--network", "host",
+            "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "--volume", f"{data_dir}:/data",
+            "--env", f"ELECTION_ZK_SERVERS={zk_server.address}",
+            "--env", f"ELECTION_HTTP_ADDRESS=127.0.0.1:{port}",
+            "--env", f"ELECTION_ELECTION_PATH={election_path}",
+            "--env", "ELECTION_EXEC_STOP_TIMEOUT=1s",
+            "--env", "ELECTION_IDENTITY=wrapper-test",
+            tag,
+        )  # fmt: skip
+
+        def logs() -> str:
+            proc = podman("logs", container_name, check=False)
+            return f"--- container logs ---\n{(proc.stdout + proc.stderr)[-6000:]}"
+
+        def work() -> dict[str, Any] | None:
+            code, body = _get(f"http://127.0.0.1:{port}/status")
+            return json.loads(body)["work"] if code == 200 else None
+
+        journal = data_dir / "journal.txt"
+        try:
+            running = wait_for(
+                lambda: (w := work()) is not None and w["running"] and w, 45, 0.1, "the command"
+            )
+            wait_for(
+                lambda: journal.exists() and len(journal.read_text().splitlines()) >= 2, 15, 0.1, "2 lines"
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{logs()}") from None
+        assert running["kind"] == "exec" and running["command"] == ["/app/fenced-writer.sh"]
+        epoch = running["epoch"]
+        assert all(line.startswith(f"epoch {epoch} write ") for line in journal.read_text().splitlines())
+        assert not list(data_dir.glob("leader-*.json")), "with a command the leader writes no files"
+
+        podman("stop", "--time", str(GRACE_PERIOD_S), container_name, timeout=GRACE_PERIOD_S + 30)
+        state = json.loads(podman("inspect", container_name, "--format", "{{json .State}}").stdout)
+        assert state["ExitCode"] == 0, logs()
+        assert f"fenced-writer: epoch {epoch} stopped" in logs()
+    finally:
+        podman("rm", "--force", "--time", "0", container_name, check=False)
+        podman("rmi", "-f", tag, check=False)

@@ -26,3 +26,24 @@ def test_demo_runs_three_replicas_with_one_leader_and_stops_cleanly(tmp_path: Pa
     assert sum(" Attempter " in row for row in rows) == 2
     assert "replicas exited with [0, 0, 0]" in proc.stdout
     assert list((tmp_path / "demo" / "files").glob("leader-*.json"))
+
+
+@pytest.mark.e2e
+def test_demo_with_exec_runs_the_fenced_example_on_the_leader_only(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.demo", "--duration", "6", "--plain",
+         "--workdir", str(tmp_path / "demo"), "--exec", "examples/exec/fenced-writer.sh"],
+        check=False, capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    views = [v for v in proc.stdout.split("\n\n") if "replica-1" in v and "state" in v]
+    rows = [line for line in views[-1].splitlines() if line.startswith("replica-")]
+    assert [" Leader " in row for row in rows].count(True) == 1
+    running = [row for row in rows if "command pid" in row]
+    assert len(running) == 1 and " Leader " in running[0], rows
+    assert "replicas exited with [0, 0, 0]" in proc.stdout
+    journal = (tmp_path / "demo" / "files" / "journal.txt").read_text().splitlines()
+    assert journal, "the leader's command wrote nothing"
+    epoch = running[0].split("epoch ")[1].split()[0]
+    assert all(line.startswith(f"epoch {epoch} write ") for line in journal), journal
+    assert not list((tmp_path / "demo" / "files").glob("leader-*.json")), "with --exec no file is written"

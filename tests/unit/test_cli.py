@@ -206,7 +206,7 @@ def test_top_level_help_lists_every_command() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
     commands = [ln.split()[0] for ln in result.output.split("Commands:")[1].splitlines() if ln.strip()]
-    assert commands == ["audit", "run", "status"]
+    assert commands == ["audit", "fence", "run", "status"]
 
 
 def test_version_prints_the_package_version_and_exits_0() -> None:

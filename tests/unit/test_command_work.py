@@ -3,6 +3,7 @@ whole group inside the lease, the dead-man when no confirmation renews it, and e
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -211,3 +212,95 @@ def test_signal_names_for_deaths_by_signal(runners: list[Runner]) -> None:
     assert r.woken.wait(10)
     ended = r.work.ended()
     assert ended is not None and ended.code == "SIGSEGV"
+
+
+def test_the_dead_man_kills_what_outlives_the_groups_leader(runners: list[Runner]) -> None:
+    # The shell dies of the dead-man's SIGTERM, its background child ignores it: that one too must be
+    # dead by the lease's end although nobody calls stop() (the state machine is stuck).
+    r = Runner(_sh("(trap '' TERM; while :; do sleep 0.05; done) & sleep 1000"), stop_timeout=0.2)
+    runners.append(r)
+    r.work.period(60.0)
+    r.work.begin(1)
+    deadline = CLOCK.monotonic() + 1.5
+    r.work.step(1, valid_until=deadline)
+    pid = r.work.describe()["pid"]
+    wait_for(lambda: len(_members(pid)) >= 3, 10, message="the shell started its background child")
+    wait_for(lambda: not _alive(pid), 5, message="the whole group dead")
+    assert CLOCK.monotonic() <= deadline
+
+
+def test_a_blocked_log_sink_does_not_hold_back_the_dead_man(runners: list[Runner]) -> None:
+    # A full stderr pipe blocks a handler's write (holding its lock): the dead-man must signal anyway.
+    gate = threading.Event()
+
+    class Blocked(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            gate.wait(30)
+
+    r = Runner(_sh("sleep 1000"), stop_timeout=0.2)
+    runners.append(r)
+    r.work.period(60.0)
+    r.work.begin(1)
+    deadline = CLOCK.monotonic() + 1.5
+    r.work.step(1, valid_until=deadline)
+    pid = r.work.describe()["pid"]
+    logger = logging.getLogger("election.work")
+    handler = Blocked()
+    logger.addHandler(handler)  # from now on every line of the command runner blocks
+    try:
+        wait_for(lambda: not _alive(pid), 5, message="the dead-man stopped the group")
+        assert CLOCK.monotonic() <= deadline
+    finally:
+        gate.set()
+        logger.removeHandler(handler)
+
+
+DETACHED_WITH_A_ZOMBIE = """
+import os, time
+if os.fork() == 0:            # in the group
+    if os.fork() == 0:        # in the group too: exits at once, never reaped by its parent
+        os._exit(0)
+    os.setsid()               # its parent leaves the group (a daemon's detach)
+    time.sleep(30)
+    os._exit(0)
+time.sleep(1000)              # the direct child
+"""
+
+
+def test_stop_returns_though_the_group_keeps_a_zombie_that_is_not_ours(runners: list[Runner]) -> None:
+    r = Runner([sys.executable, "-c", DETACHED_WITH_A_ZOMBIE], stop_timeout=0.3)
+    runners.append(r)
+    pid = r.start()
+    wait_for(lambda: _zombies(pid) >= 1, 10, message="the group holds a zombie that is not ours")
+    done = threading.Event()
+    threading.Thread(target=lambda: (r.work.stop("test"), done.set()), daemon=True).start()
+    assert done.wait(10), "stop() still waits for a group that has only a zombie left"
+    assert _members(pid) == []
+
+
+def test_a_dead_man_that_cannot_watch_kills_the_group_and_reports_it(
+    runners: list[Runner], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fds(_pid: int) -> int:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(os, "pidfd_open", no_fds)
+    r = Runner(_sh("sleep 1000"))
+    runners.append(r)
+    pid = r.start()
+    assert r.woken.wait(10)
+    ended = r.work.ended()
+    assert ended is not None and ended.stopped and ended.code == "SIGKILL"
+    wait_for(lambda: _members(pid) == [], 10, message="the group is dead")
+
+
+def _zombies(pgid: int) -> int:
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            count += int(fields[2]) == pgid and fields[0] == "Z"
+    return count

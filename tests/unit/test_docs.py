@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from app.adapters.prometheus_metrics import PrometheusMetrics
 from app.cli import cli
+from app.http import Endpoints
 from app.machine import StateName
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -47,3 +49,14 @@ def test_every_exposed_metric_is_in_the_readme_and_nothing_else() -> None:
     exposed = {f.name + "_total" if f.type == "counter" else f.name for f in registry.collect()}
     documented = {re.sub(r"\{.*\}", "", name) for name in _table_rows("`election_")}
     assert exposed == documented
+
+
+def test_every_path_the_router_serves_is_in_the_readme() -> None:
+    def probe() -> tuple[bool, str]:
+        return True, ""
+
+    app = Endpoints(CollectorRegistry(), dict, probe, probe, probe)
+    body = b"".join(app({"PATH_INFO": "/no-such-path"}, lambda _status, _headers: None))
+    paths = json.loads(body)["paths"]  # the 404 lists what the router serves
+    assert "/leader" in paths
+    assert sorted(paths) == sorted(_table_rows("`/"))

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import select
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -13,8 +17,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from app.http import Endpoints, HttpServer
-from app.wiring import LIVENESS_STALL_SECONDS
+from app.http import WORKERS, Endpoints, HttpServer, backlog
+from app.wiring import LIVENESS_STALL_SECONDS, raise_open_files_limit
 from tests.unit.conftest import Harness, keep_publishing, other_leader
 
 RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
@@ -54,6 +58,7 @@ class Backend:
         self.status: Callable[[], dict[str, Any]] = lambda: {"state": "Init"}
         self.live: Callable[[], tuple[bool, str]] = Probe()
         self.ready: Callable[[], tuple[bool, str]] = Probe()
+        self.leading: Callable[[], tuple[bool, str]] = Probe()
 
     # Looked up on each request, so a test may swap the callables above after the server started.
     def current_status(self) -> dict[str, Any]:
@@ -65,11 +70,65 @@ class Backend:
     def current_ready(self) -> tuple[bool, str]:
         return self.ready()
 
+    def current_leading(self) -> tuple[bool, str]:
+        return self.leading()
+
 
 @dataclass
 class Served:
     url: str
     backend: Backend
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _open_files() -> None:
+    """The tests below hold hundreds of connections: as many descriptors as `election run` gets."""
+    raise_open_files_limit()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, message: str) -> Any:
+    """The first truthy value of ``predicate``, polled; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(0.01)
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """True once the server closed ``sock`` (EOF or reset); never blocks."""
+    readable, _w, _x = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(1) == b""
+    except OSError:
+        return True
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+@pytest.fixture
+def fresh() -> Iterator[Callable[..., HttpServer]]:
+    """Started HttpServers with the given keyword arguments, stopped at the end of the test."""
+    made: list[HttpServer] = []
+
+    def make(**kwargs: Any) -> HttpServer:
+        http = HttpServer(
+            "127.0.0.1", 0, Endpoints(CollectorRegistry(), dict, Probe(), Probe(), Probe()), **kwargs
+        )
+        made.append(http)
+        http.start()
+        return http
+
+    yield make
+    for http in made:
+        http.stop()
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +137,9 @@ def server() -> Iterator[Served]:
     registry = CollectorRegistry()
     Counter("demo_things", "Things counted for the test", registry=registry).inc(3)
     backend = Backend()
-    app = Endpoints(registry, backend.current_status, backend.current_live, backend.current_ready)
+    app = Endpoints(
+        registry, backend.current_status, backend.current_live, backend.current_ready, backend.current_leading
+    )
     http = HttpServer("127.0.0.1", 0, app)
     http.start()
     yield Served(f"http://127.0.0.1:{http.port}", backend)
@@ -106,18 +167,18 @@ def test_metrics_does_not_serve_the_global_registry(served: Served) -> None:
     assert b"python_gc_objects_collected_total" not in body  # registered on prometheus_client.REGISTRY
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/leader"])
 def test_probe_returns_200_with_ok_and_reason(served: Served, path: str) -> None:
-    served.backend.live = served.backend.ready = Probe(True, "all good")
+    served.backend.live = served.backend.ready = served.backend.leading = Probe(True, "all good")
     code, content_type, body = get(served.url + path)
     assert code == 200
     assert content_type == "application/json"
     assert json.loads(body) == {"ok": True, "reason": "all good"}
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/leader"])
 def test_failing_probe_returns_503_with_its_reason(served: Served, path: str) -> None:
-    served.backend.live = served.backend.ready = Probe(False, "not today")
+    served.backend.live = served.backend.ready = served.backend.leading = Probe(False, "not today")
     code, _type, body = get(served.url + path)
     assert code == 503
     assert json.loads(body) == {"ok": False, "reason": "not today"}
@@ -130,6 +191,15 @@ def test_healthz_asks_live_and_readyz_asks_ready(served: Served) -> None:
     code, _type, body = get(served.url + "/readyz")
     assert code == 503
     assert json.loads(body)["reason"] == "ZooKeeper connection lost"
+
+
+def test_leader_asks_leading_only(served: Served) -> None:
+    served.backend.live = served.backend.ready = Probe(True, "fine")
+    served.backend.leading = Probe(False, "not leading: Attempter")
+    code, _type, body = get(served.url + "/leader")
+    assert code == 503
+    assert json.loads(body) == {"ok": False, "reason": "not leading: Attempter"}
+    assert get(served.url + "/readyz")[0] == 200  # readiness does not depend on leadership
 
 
 def test_probes_are_asked_on_every_request(served: Served) -> None:
@@ -155,16 +225,119 @@ def test_unknown_path_is_404(served: Served, path: str) -> None:
     assert code == 404
     assert content_type == "application/json"
     assert path in json.loads(body)["error"]
+    assert json.loads(body)["paths"] == ["/metrics", "/healthz", "/readyz", "/leader", "/status"]
 
 
 def test_stop_closes_the_port() -> None:
-    http = HttpServer("127.0.0.1", 0, Endpoints(CollectorRegistry(), dict, Probe(), Probe()))
+    http = HttpServer("127.0.0.1", 0, Endpoints(CollectorRegistry(), dict, Probe(), Probe(), Probe()))
     http.start()
     url = f"http://127.0.0.1:{http.port}/healthz"
     assert get(url)[0] == 200
     http.stop()
     with pytest.raises(urllib.error.URLError):
         get(url)
+
+
+# -- the server under idle, slow and many connections ------------------------------------------
+
+
+def test_an_idle_connection_is_closed_after_the_request_timeout(fresh: Callable[..., HttpServer]) -> None:
+    http = fresh(request_timeout=0.2)
+    idle = connect(http.port)
+    wait_for(lambda: closed_by_server(idle), 5, "the server to close a connection that sent nothing")
+    idle.close()
+    assert get(f"http://127.0.0.1:{http.port}/healthz")[0] == 200
+
+
+def test_a_connection_that_never_completes_its_request_is_closed(fresh: Callable[..., HttpServer]) -> None:
+    http = fresh(request_timeout=0.2)
+    slow = connect(http.port)
+    slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # no blank line: the head never ends
+    wait_for(lambda: closed_by_server(slow), 5, "the server to close a connection with half a request")
+    slow.close()
+
+
+def test_an_oversized_request_head_is_closed(fresh: Callable[..., HttpServer]) -> None:
+    http = fresh()
+    big = connect(http.port)
+    big.sendall(b"GET / HTTP/1.1\r\n" + b"X-Padding: " + b"x" * 20_000)  # past MAX_HEAD_BYTES, no end
+    wait_for(lambda: closed_by_server(big), 5, "the server to close an endless request head")
+    big.close()
+
+
+def test_idle_connections_hold_no_threads_and_do_not_stop_probes(fresh: Callable[..., HttpServer]) -> None:
+    before = threading.active_count()
+    http = fresh()
+    idle = [connect(http.port) for _ in range(200)]
+    try:
+        # Half-sent requests too: they must not occupy a handler either.
+        for sock in idle[: WORKERS * 2]:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        for _ in range(3):
+            assert get(f"http://127.0.0.1:{http.port}/healthz")[0] == 200
+        # The selector thread and the handlers, whatever the number of connections.
+        assert threading.active_count() - before <= 1 + WORKERS
+        assert not any(closed_by_server(sock) for sock in idle)  # still open: held, not refused
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_at_the_connection_limit_the_oldest_idle_connection_makes_room(
+    fresh: Callable[..., HttpServer],
+) -> None:
+    http = fresh(max_connections=5)
+    idle = [connect(http.port) for _ in range(5)]
+    try:
+        assert get(f"http://127.0.0.1:{http.port}/healthz")[0] == 200
+        wait_for(lambda: closed_by_server(idle[0]), 5, "the oldest idle connection to be closed")
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_a_burst_of_connections_fits_the_listen_backlog() -> None:
+    # The server is not started: nobody accepts, so only the kernel's queue (the backlog) holds
+    # them. A connection beyond it would wait for SYN retries (1 s, 3 s, ...) that still find it full.
+    http = HttpServer("127.0.0.1", 0, Endpoints(CollectorRegistry(), dict, Probe(), Probe(), Probe()))
+    burst = []
+    try:
+        assert backlog() >= 50
+        for _ in range(50):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", http.port))
+            burst.append(sock)
+        pending = list(burst)
+
+        def all_connected() -> bool:
+            _r, writable, _x = select.select([], pending, [], 0.05)
+            for sock in writable:
+                pending.remove(sock)
+            return not pending
+
+        wait_for(all_connected, 5, "50 connections to be queued by the kernel")
+        assert all(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 for sock in burst)
+    finally:
+        for sock in burst:
+            sock.close()
+        http.stop()  # never started: still closes the port
+    with pytest.raises(OSError):
+        connect(http.port)
+
+
+def test_stop_closes_idle_connections_and_the_port(fresh: Callable[..., HttpServer]) -> None:
+    http = fresh()
+    idle = [connect(http.port) for _ in range(20)]
+    wait_for(lambda: get(f"http://127.0.0.1:{http.port}/healthz")[0] == 200, 5, "the server to answer")
+    http.stop()
+    assert all(
+        wait_for(lambda s=sock: closed_by_server(s), 5, "idle connections to be closed") for sock in idle
+    )
+    with pytest.raises(OSError):
+        connect(http.port)
+    for sock in idle:
+        sock.close()
 
 
 # -- Replica.status / ready / live with fake ports --------------------------------------------
@@ -273,6 +446,52 @@ def test_not_ready_once_stopping_even_if_connected(harness: Harness) -> None:
     assert seen[0] == (False, "stopping")
 
 
+def test_not_leading_before_start(harness: Harness) -> None:
+    assert harness.replica.leading() == (False, "not leading: Init")
+
+
+def test_leading_only_once_the_terms_work_runs_and_until_it_ends(harness: Harness) -> None:
+    harness.storage.fail_writes = 1  # the first write fails: leader, but no work done yet
+    seen: dict[float, tuple[bool, str]] = {}
+
+    def look(at: float) -> None:
+        harness.at(at, lambda: seen.__setitem__(at, harness.replica.leading()))
+
+    for at in (5.0, 15.0, 21.0):
+        look(at)
+    harness.at(20.0, harness.coordinator.suspend)
+    harness.stop_at(25.0)
+    harness.run()
+    epoch = harness.storage.written[0][1].epoch
+    assert seen[5.0] == (False, f"leading epoch {epoch}, its work not running yet")
+    assert seen[15.0] == (True, f"leading epoch {epoch}")  # the retry at the next tick wrote
+    assert seen[21.0] == (False, "not leading: Failover")  # suspended: Leader left at once
+
+
+def test_not_leading_while_another_replica_leads(harness: Harness) -> None:
+    other_leader(harness.server, "other")
+    keep_publishing(harness)
+    seen: list[tuple[bool, str]] = []
+    harness.at(3.0, lambda: seen.append(harness.replica.leading()))
+    harness.stop_at(4.0)
+    harness.run()
+    assert seen == [(False, "not leading: Attempter")]
+
+
+def test_not_leading_once_stopping(harness: Harness) -> None:
+    seen: list[tuple[bool, str]] = []
+
+    def stop_and_look() -> None:
+        before = harness.replica.leading()
+        harness.replica.ctx.request_stop("test")
+        seen.extend([before, harness.replica.leading()])
+
+    harness.at(3.0, stop_and_look)
+    harness.run()
+    assert seen[0][0] is True
+    assert seen[1] == (False, "stopping")
+
+
 def test_live_at_start(harness: Harness) -> None:
     assert harness.replica.live()[0] is True
 
@@ -303,11 +522,13 @@ def test_replica_endpoints_serve_its_status_over_http(served: Served, harness: H
     served.backend.status = harness.replica.status
     served.backend.live = harness.replica.live
     served.backend.ready = harness.replica.ready
+    served.backend.leading = harness.replica.leading
     code, _type, body = get(served.url + "/status")
     assert code == 200
     assert json.loads(body)["identity"] == "me"
     assert get(served.url + "/healthz")[0] == 200
     assert get(served.url + "/readyz")[0] == 503  # never connected
+    assert get(served.url + "/leader")[0] == 503
 
 
 def test_status_and_metrics_show_the_session_timeout_the_server_granted(make_harness) -> None:  # type: ignore[no-untyped-def]

@@ -150,3 +150,16 @@ def test_the_grace_arithmetic_of_the_docs() -> None:
     assert round(exec_grace_bound(lease_of(10.0)), 3) == 4.194  # (4/9) x 10 s - 0.25 s
     assert round(exec_grace_bound(lease_of(4.0)), 3) == 1.528
     assert exec_confirm_period(lease_of(9.0)) == 1.0
+
+
+def test_the_file_writer_reports_its_work_running_from_the_first_file_to_the_terms_end(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    h = make_harness()
+    seen: list[float | None] = []
+    h.at(5.0, lambda: seen.append(h.metric("election_work_running")))
+    h.at(5.0, h.coordinator.suspend)
+    h.at(5.5, lambda: seen.append(h.metric("election_work_running")))
+    h.stop_at(6.0)
+    h.run()
+    assert seen == [1.0, 0.0]

@@ -260,3 +260,62 @@ pod's fsGroup (podSecurityContext.fsGroup), not by others.
       {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+A list of words as one POSIX shell line that shlex.split (ELECTION_EXEC's parser) turns back into the
+same list: a word of only safe characters as it is, any other in single quotes, each ' as '"'"'
+(Python's shlex.quote).
+*/}}
+{{- define "election.shellJoin" -}}
+{{- $words := list }}
+{{- range . }}
+{{- $word := toString . }}
+{{- if regexMatch "^[A-Za-z0-9_@%+=:,./-]+$" $word }}
+{{- $words = append $words $word }}
+{{- else }}
+{{- $words = append $words (printf "'%s'" (replace "'" "'\"'\"'" $word)) }}
+{{- end }}
+{{- end }}
+{{- join " " $words }}
+{{- end }}
+
+{{/*
+The refusals of exec (the arithmetic of README, "Running your command"); empty when the values are
+coherent or no command is set. S is the session the servers grant: the one asked for, clamped to
+[2, 20] x zookeeper.tickTime by the bundled ensemble. The lease is 2/3 S and the leader confirms it
+every lease/6, so the grace G between SIGTERM and SIGKILL fits when G <= (4/9) S - 250ms: the SIGKILL
+lands 250ms before a lease that stopped being confirmed runs out. (The app refuses a larger grace at
+start with the session it asks for; the chart also sees the bundled servers' clamp.) The Stopping
+path is the grace, then the kill and the release (closing the session, one round-trip), for which
+the app keeps 1s: config.shutdownTimeout must be at least the grace + 1s (the app's own rule,
+app.config.check_exec_timing), and terminationGracePeriodSeconds must exceed the shutdown timeout
+(checked in statefulset.yaml).
+*/}}
+{{- define "election.execCheck" -}}
+{{- $exec := .Values.exec }}
+{{- if $exec.command }}
+{{- if not (toString (first $exec.command)) }}
+{{- fail "exec.command: the first item, the program to run, is empty" }}
+{{- end }}
+{{- $asked := include "election.durationSeconds" .Values.config.zkSessionTimeout | float64 }}
+{{- $session := $asked }}
+{{- $clamp := "" }}
+{{- if .Values.zookeeper.enabled }}
+{{- $tick := divf (int .Values.zookeeper.tickTime) 1000.0 }}
+{{- $session = minf (maxf $asked (mulf 2.0 $tick)) (mulf 20.0 $tick) }}
+{{- if ne $session $asked }}
+{{- $clamp = printf ", granted as %gs by the bundled servers: 2-20 x zookeeper.tickTime" $session }}
+{{- end }}
+{{- end }}
+{{- $stop := include "election.durationSeconds" $exec.stopTimeout | float64 }}
+{{- $most := subf (divf (mulf 4.0 (minf $asked $session)) 9.0) 0.25 }}
+{{- if gt $stop $most }}
+{{- fail (printf "exec.stopTimeout (%s) cannot fit the lease: the SIGKILL must land 250ms before a lease of 2/3 of the session runs out, so the grace is at most 4/9 of config.zkSessionTimeout (%s%s) minus 250ms = %.2fs" $exec.stopTimeout .Values.config.zkSessionTimeout $clamp (maxf $most 0.0)) }}
+{{- end }}
+{{- $need := addf $stop 1.0 }}
+{{- $shutdown := include "election.durationSeconds" .Values.config.shutdownTimeout | float64 }}
+{{- if lt $shutdown $need }}
+{{- fail (printf "config.shutdownTimeout (%s) must cover exec.stopTimeout (%s) + 1s to kill the command and release the leadership = %gs: the replica would exit before its command is stopped and its leadership released" .Values.config.shutdownTimeout $exec.stopTimeout $need) }}
+{{- end }}
+{{- end }}
+{{- end }}
