@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO_ROOT, LoadMonitor, clean_nan, machine_info, write_json
+from bench.etcd import etcd_available
 from bench.scenarios import IN_ALL, RunContext, all_scenarios
 from tools.localzk import java_available
 
@@ -38,7 +39,9 @@ def build_parser(names: list[str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", type=Path, default=REPO_ROOT / "bench" / "results", help="JSON and plots go here"
     )
-    parser.add_argument("--quick", action="store_true", help="a CI-sized smoke run (under a minute in all)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a CI-sized smoke run (under two minutes in all)"
+    )
     parser.add_argument("--plots-dir", type=Path, help="where PNGs go (default: OUT/plots)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     parser.add_argument(
@@ -115,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
     reason = java_available()
     if needs_zk and reason is not None:
         print(f"bench: {reason} (scripts/bootstrap.sh installs it)", file=sys.stderr)
+        return 2
+    no_etcd = etcd_available() if "exec" in wanted else None
+    if no_etcd is not None:
+        print(f"bench: the exec scenario's anchor needs etcd: {no_etcd}", file=sys.stderr)
         return 2
     plots_dir = args.plots_dir or args.out / "plots"
     make_plots = not args.no_plots

@@ -22,6 +22,9 @@ command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
 # libfaketime runs one replica with its wall clock behind the others' (audit under clock skew).
 compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || need_apt+=(faketime)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# The exec benchmark's anchor: `etcdctl lock NAME -- COMMAND` on a local etcd (no service is started).
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=(); elif command -v sudo >/dev/null; then SUDO=(sudo); else
     echo "bootstrap: need root or sudo to apt-get install ${need_apt[*]}" >&2; exit 1; fi

@@ -102,6 +102,7 @@ def all_scenarios() -> dict[str, ModuleType]:
         cadence,
         cadence_ensemble,
         crash,
+        exec_work,
         footprint,
         graceful,
         isolation,
@@ -110,9 +111,30 @@ def all_scenarios() -> dict[str, ModuleType]:
         trace,
     )
 
-    modules = (graceful, crash, isolation, scale, footprint, cadence, cadence_ensemble, retention, trace)
+    modules = (
+        graceful,
+        crash,
+        isolation,
+        scale,
+        footprint,
+        cadence,
+        cadence_ensemble,
+        retention,
+        exec_work,
+        trace,
+    )
     return {m.NAME: m for m in modules}
 
 
 # ``all`` runs the scenarios of issue 5; the others (``trace``, a profiler) run only by name.
-IN_ALL = ("graceful", "crash", "isolation", "scale", "footprint", "cadence", "cadence-ensemble", "retention")
+IN_ALL = (
+    "graceful",
+    "crash",
+    "isolation",
+    "scale",
+    "footprint",
+    "cadence",
+    "cadence-ensemble",
+    "retention",
+    "exec",
+)
