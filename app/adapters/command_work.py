@@ -8,9 +8,11 @@ What it guarantees (the arithmetic is in :mod:`app.leases`):
   ``ELECTION_ELECTION_PATH`` and ``ELECTION_LEASE_SECONDS``. stdin is /dev/null; stdout and stderr
   are ours (the same file descriptors: nothing buffered here, nothing lost if we die).
 * **The whole group.** The child leads a process group of its own, so a shell's background
-  children get every signal too. On Linux the child has ``PR_SET_PDEATHSIG(SIGKILL)`` (it dies with
-  the thread that started it: the state machine's, which lives as long as the process) and this
-  process is a child subreaper, so orphaned grandchildren are reparented to us and reaped here.
+  children get every signal too. On Linux the child is a guardian shell (``GUARDIAN``) that runs the
+  command; its ``PR_SET_PDEATHSIG`` (sent when the thread that started it dies: the state
+  machine's, which lives as long as the process) makes it kill the whole group, so nothing of it
+  outlives an ``election`` killed with SIGKILL. This process is a child subreaper, so orphaned
+  grandchildren are reparented to us and reaped here.
 * **Inside the lease.** Every ``step`` moves the deadline to its ``valid_until``. A dead-man thread
   sends SIGTERM to the group at ``deadline - G - K`` and SIGKILL at ``deadline - K`` if no step
   renewed it (the state machine may be stuck in a read); ``stop`` sends SIGTERM at once and SIGKILL
@@ -18,9 +20,9 @@ What it guarantees (the arithmetic is in :mod:`app.leases`):
 * **Ended, reported.** A child that exits by itself is logged (``work_exited``) and counted
   (``election_work_exits_total{code}``); ``ended()`` reports it and the Leader is woken.
 
-Not covered: a process of the group that leaves it (``setsid``, ``setpgid``) is out of reach; the
-grandchildren of an ``election`` killed with SIGKILL outside a container survive it (in a container
-whose PID 1 is ``election`` the kernel kills them all); a machine frozen as a whole (a VM pause)
+Not covered: a process of the group that leaves it (``setsid``, ``setpgid``) is out of reach; a
+guardian killed with SIGKILL by someone else leaves the group to our dead-man and stop() (it is
+reported as the command's end); a machine frozen as a whole (a VM pause)
 resumes with the child running for the moment the dead-man needs to see the deadline passed: the
 child's own fence (``ELECTION_EPOCH``) is the second wall there.
 """
