@@ -27,6 +27,7 @@ import json
 import math
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -45,7 +46,8 @@ from kazoo.protocol.states import EventType, WatchedEvent
 from bench.common import ms, num, paired_ratio_summary, summary, table, wait_for
 from bench.fleet import APP, Group, child_env
 from bench.scenarios import RunContext
-from bench.scenarios._handover import handover_round, watch_deletion
+from bench.scenarios._handover import handover_round, server_work, steady_state, watch_deletion
+from bench.zk import BenchZooKeeper
 
 NAME = "switchover"
 TITLE = "11. Planned switchover (request -> the target's first file) beside the graceful hand-over"
@@ -132,13 +134,30 @@ def _no_slower(value: float, base: float) -> bool | None:
     return None if ratio is None else ratio <= 1.0
 
 
-def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def net_requests(row: dict[str, Any], steady: dict[str, float] | None) -> float | None:
+    """A round's requests (pings apart) less the steady rate of idle replicas' looks over its window."""
+    if row.get("zk_requests") is None:
+        return None
+    rate = (steady or {}).get("non_ping_requests_per_s", 0.0)
+    return float(row["zk_requests"] - rate * row.get("zk_seconds", 0.0))
+
+
+def _by_type_median(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    kinds = sorted({k for r in rows for k in r.get("zk_requests_by_type", {})})
+    return {k: statistics.median(r.get("zk_requests_by_type", {}).get(k, 0) for r in rows) for k in kinds}
+
+
+def summarise(
+    rows: Sequence[dict[str, Any]], steady: dict[str, dict[str, float]] | None = None
+) -> dict[str, Any]:
     """Per N: each method's distributions, the switchover's ratios to the graceful hand-over (of the
-    medians, and round by round), and the verdict "no slower" (the protocol's median hand-over at
-    most the graceful one's; the command's with its start-up taken out, and with it in)."""
+    medians, and round by round), the verdict "no slower" (the protocol's median hand-over at most
+    the graceful one's; the command's with its start-up taken out, and with it in), and ZooKeeper's
+    work per round (``steady``: per N, the idle rates whose share of each window is taken out)."""
     out: dict[str, Any] = {}
     for n in sorted({r["n"] for r in rows}):
         mine = {m: [r for r in rows if r["n"] == n and r["method"] == m] for m in METHODS}
+        idle_rates = (steady or {}).get(str(n))
         stats = {m: summary(_values(mine[m], "handover_s")) for m in METHODS}
         graceful_p50 = stats["graceful"]["p50"]
         switchovers = mine["protocol"] + mine["cli"]
@@ -162,6 +181,18 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "cli_net_no_slower": _no_slower(cli_net["p50"], graceful_p50),
             "cli_no_slower": _no_slower(stats["cli"]["p50"], graceful_p50),
             "rounds": {m: len(mine[m]) for m in METHODS},
+            "zk": {
+                m: {
+                    "transactions": summary(_values(mine[m], "zk_transactions")),
+                    "notifications": summary(_values(mine[m], "zk_notifications")),
+                    "failed_writes": summary(_values(mine[m], "zk_failed_writes")),
+                    "net_requests": summary(
+                        v for v in (net_requests(r, idle_rates) for r in mine[m]) if v is not None
+                    ),
+                    "requests_by_type_p50": _by_type_median(mine[m]),
+                }
+                for m in METHODS
+            },
             "target_missed": sum(1 for r in switchovers if not r["target_led"]),
             "old_leader_exited": sum(1 for r in switchovers if not r.get("old_alive", True)),
             "cli_exit_codes": sorted({r["exit_code"] for r in mine["cli"] if "exit_code" in r}),
@@ -263,8 +294,17 @@ def watch_request(client: KazooClient, path: str) -> list[float]:
 # --------------------------------------------------------------------------
 
 
-def switchover_round(group: Group, *, method: str, ctx: RunContext, timeout: float = 30.0) -> dict[str, Any]:
-    """Move leadership to the next in the queue by a request (``protocol``) or the command (``cli``)."""
+def switchover_round(
+    group: Group,
+    *,
+    method: str,
+    ctx: RunContext,
+    zk: BenchZooKeeper,
+    steady: dict[str, float] | None = None,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
+    """Move leadership to the next in the queue by a request (``protocol``) or the command (``cli``),
+    with ZooKeeper's work from just before the request until the server is quiet again."""
     queue = wait_settled(group)
     time.sleep(ctx.rng.uniform(0.2, 0.6))
     client = group.connect_observer()
@@ -273,6 +313,8 @@ def switchover_round(group: Group, *, method: str, ctx: RunContext, timeout: flo
     gone = watch_deletion(group)
     seen = watch_request(client, group.path)
     done: dict[str, Any] = {}
+    request_offset = zk.log_offset()
+    before = zk.snapshot()
     if method == "protocol":
         data, stat = client.get(f"{group.path}/switchover")
         if json.loads(data or b"{}") != {}:
@@ -339,13 +381,25 @@ def switchover_round(group: Group, *, method: str, ctx: RunContext, timeout: flo
     # The next round starts from an idle node: the new leader clears the request after its first step.
     wait_for(lambda: idle(client, group.path), 10.0, "the switchover request cleared", 0.005)
     row["cleared_seen_s"] = time.time() - t0
+    row.update(server_work(zk, before, request_offset, steady=steady))
     return row
 
 
-def graceful_round(group: Group, ctx: RunContext) -> dict[str, Any]:
+def graceful_round(
+    group: Group, ctx: RunContext, zk: BenchZooKeeper, steady: dict[str, float] | None = None
+) -> dict[str, Any]:
     """Scenario 1's round (SIGTERM the leader, start it again), from the same settled start."""
     queue = wait_settled(group)
-    row = handover_round(group, sig=signal.SIGTERM, rng=ctx.rng, phase=(0.2, 0.6), timeout=30.0, observe=True)
+    row = handover_round(
+        group,
+        sig=signal.SIGTERM,
+        rng=ctx.rng,
+        phase=(0.2, 0.6),
+        timeout=30.0,
+        observe=True,
+        zk=zk,
+        steady=steady,
+    )
     row.update(method="graceful", target=queue.next, target_led=row["new_leader"] == queue.next)
     return row
 
@@ -376,25 +430,30 @@ def run(ctx: RunContext) -> dict[str, Any]:
         print(f"  no `election switchover` in the app under test ({no_cli}): the cli rounds are skipped")
     started = time.time()
     rows: list[dict[str, Any]] = []
-    with ctx.zookeeper(NAME) as zk:
+    steadies: dict[str, dict[str, float]] = {}
+    with ctx.zookeeper(NAME, request_log=True) as zk:
         for n in sizes:
             group = Group(
                 APP, n, zk.address, f"/bench/{NAME}/n{n}", ctx.workdir / NAME / f"n{n}", ctx.app_src
             )
             try:
                 group.start(batch=10, timeout=300.0)
+                wait_settled(group, timeout=120.0)
+                time.sleep(0.3 if ctx.quick else 2.0)  # the last batch finishes its first looks
+                # Idle replicas look now and then: their requests land in every round's window.
+                steady = steadies[str(n)] = steady_state(zk, 1.0 if ctx.quick else 10.0)
                 for r in range(rounds):
                     order = methods[r % len(methods) :] + methods[: r % len(methods)]
                     for method in order:
                         if method == "graceful":
-                            row = graceful_round(group, ctx)
+                            row = graceful_round(group, ctx, zk, steady)
                         else:
-                            row = switchover_round(group, method=method, ctx=ctx)
+                            row = switchover_round(group, method=method, ctx=ctx, zk=zk, steady=steady)
                         row["round"] = r
                         rows.append(row)
             finally:
                 group.stop(timeout=60.0)
-            by_n = summarise(rows)[str(n)]
+            by_n = summarise(rows, steadies)[str(n)]
             print(
                 f"  N={n:>3} p50 ms: "
                 + ", ".join(f"{m} {ms(by_n['handover_s'][m]['p50'])}" for m in methods),
@@ -410,7 +469,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
             "expires_in_s": EXPIRES_IN,
             "zk_tick_ms": 200,
         },
-        "summary": {"by_n": summarise(rows)},
+        "summary": {"by_n": summarise(rows, steadies)},
+        "steady": steadies,
         "load": ctx.note_window(started),
         "rounds": rows,
     }
@@ -445,6 +505,10 @@ def report(result: dict[str, Any]) -> str:
                     ms(s["takeover_s"][m]["p50"]),
                     ms(s["cli_startup_s"]["p50"]) if m == "cli" else "-",
                     ms(s["cli_exit_s"]["p50"]) if m == "cli" else "-",
+                    num(s["zk"][m]["transactions"]["p50"], 0),
+                    num(s["zk"][m]["failed_writes"]["p50"], 0),
+                    num(s["zk"][m]["notifications"]["p50"], 0),
+                    num(s["zk"][m]["net_requests"]["p50"], 0),
                 ]
             )
     text = table(
@@ -461,6 +525,10 @@ def report(result: dict[str, Any]) -> str:
             "take-over p50 ms",
             "start-up p50 ms",
             "exit p50 ms",
+            "txn",
+            "failed",
+            "notif",
+            "net req",
         ],
         rows,
     )
@@ -468,7 +536,9 @@ def report(result: dict[str, Any]) -> str:
         "\n(hand-over: the request (set, spawn or kill) -> the target's first file's written_at;"
         "\n node gone: -> the old leader's node deleted, as a watching client hears it; take-over:"
         "\n node gone -> written_at; start-up: spawn -> the command's request heard by a watching"
-        "\n client; exit: spawn -> the command exited)"
+        "\n client; exit: spawn -> the command exited; per round, p50: txn: zxids, failed: failed writes,"
+        "\n notif: watchers reached, the observer's one or two included, net req: requests pings apart"
+        "\n less the idle replicas' steady rate over the window)"
     )
     for n, s in by_n.items():
         paired_p = s["paired_protocol_to_graceful"]
@@ -485,6 +555,11 @@ def report(result: dict[str, Any]) -> str:
             f" command exit codes {s['cli_exit_codes'] or '-'}, its own report p50"
             f" {ms(s['cli_reported_s']['p50'])} ms"
         )
+        for m in METHODS:
+            kinds = s["zk"][m]["requests_by_type_p50"]
+            if kinds:
+                listed = ", ".join(f"{k} {v:g}" for k, v in kinds.items() if k != "ping")
+                text += f"\n  requests per round by type (p50), {m}: {listed}"
     if result["config"].get("cli_unavailable"):
         text += f"\n(no cli rounds: {result['config']['cli_unavailable']})"
     return text
