@@ -46,7 +46,13 @@ from kazoo.protocol.states import EventType, WatchedEvent
 from bench.common import ms, num, paired_ratio_summary, summary, table, wait_for
 from bench.fleet import APP, Group, child_env
 from bench.scenarios import RunContext
-from bench.scenarios._handover import handover_round, server_work, steady_state, watch_deletion
+from bench.scenarios._handover import (
+    app_breakdown,
+    handover_round,
+    server_work,
+    steady_state,
+    watch_deletion,
+)
 from bench.zk import BenchZooKeeper
 
 NAME = "switchover"
@@ -168,6 +174,8 @@ def summarise(
             "cli_startup_s": summary(_values(mine["cli"], "startup_s")),
             "cli_after_request_s": cli_net,
             "cli_exit_s": summary(_values(mine["cli"], "exit_s")),
+            "old_left_leader_s": {m: summary(_values(mine[m], "old_left_leader_s")) for m in METHODS},
+            "new_entered_leader_s": {m: summary(_values(mine[m], "new_entered_leader_s")) for m in METHODS},
             "cli_reported_s": summary(v / 1000 for v in _values(mine["cli"], "reported_ms")),
             "node_deleted_s": {m: summary(_values(mine[m], "node_deleted_s")) for m in METHODS},
             "takeover_s": {m: summary(_values(mine[m], "takeover_s")) for m in METHODS},
@@ -382,6 +390,8 @@ def switchover_round(
     wait_for(lambda: idle(client, group.path), 10.0, "the switchover request cleared", 0.005)
     row["cleared_seen_s"] = time.time() - t0
     row.update(server_work(zk, before, request_offset, steady=steady))
+    # From both replicas' logs: when the old leader left Leader, when the target entered it.
+    row.update(app_breakdown(group, queue.leader, nxt.identity, t0))
     return row
 
 
@@ -555,6 +565,15 @@ def report(result: dict[str, Any]) -> str:
             f" command exit codes {s['cli_exit_codes'] or '-'}, its own report p50"
             f" {ms(s['cli_reported_s']['p50'])} ms"
         )
+        for m in METHODS:
+            if s["handover_s"][m]["n"]:
+                text += (
+                    f"\n  {m}, p50 ms after the request: the old leader leaves Leader"
+                    f" {ms(s['old_left_leader_s'][m]['p50'])}, its node gone"
+                    f" {ms(s['node_deleted_s'][m]['p50'])},"
+                    f" the new one enters Leader {ms(s['new_entered_leader_s'][m]['p50'])}, its first file"
+                    f" {ms(s['handover_s'][m]['p50'])}"
+                )
         for m in METHODS:
             kinds = s["zk"][m]["requests_by_type_p50"]
             if kinds:

@@ -10,7 +10,16 @@ from typing import Any
 
 import pytest
 
-from bench.scenarios.switchover import read_queue, reported_ms, round_figures, summarise
+from app.adapters.kazoo_coordinator import _decode, _parse_request
+from bench.scenarios.switchover import (
+    Queue,
+    net_requests,
+    read_queue,
+    reported_ms,
+    request_payload,
+    round_figures,
+    summarise,
+)
 
 T0 = 1000.0
 
@@ -147,3 +156,42 @@ def test_the_queue_is_in_sequence_order_and_next_skips_the_leader() -> None:
     assert queue.epoch == 77
     assert queue.order == ["r1", "r3", "r2"]
     assert queue.next == "r3"
+
+
+def test_zookeepers_work_per_round_takes_the_idle_replicas_looks_out() -> None:
+    # 40 requests in a 2 s window while idle replicas look 5 times a second: 30 are the round's.
+    row = _row(
+        "protocol",
+        0,
+        0.008,
+        zk_requests=40,
+        zk_seconds=2.0,
+        zk_transactions=8,
+        zk_notifications=53,
+        zk_failed_writes=0,
+        zk_requests_by_type={"getData": 52, "setData": 4},
+    )
+    assert net_requests(row, {"non_ping_requests_per_s": 5.0}) == pytest.approx(30.0)
+    assert net_requests(row, None) == pytest.approx(40.0)
+    assert net_requests(_row("graceful", 0, 0.01), {"non_ping_requests_per_s": 5.0}) is None
+    rows = [row, _row("graceful", 0, 0.010, zk_requests=10, zk_seconds=1.0, zk_transactions=4)]
+    zk = summarise(rows, {"3": {"non_ping_requests_per_s": 5.0}})["3"]["zk"]
+    assert zk["protocol"]["net_requests"]["p50"] == pytest.approx(30.0)
+    assert zk["protocol"]["notifications"]["p50"] == 53
+    assert zk["protocol"]["requests_by_type_p50"] == {"getData": 52, "setData": 4}
+    assert zk["graceful"]["net_requests"]["p50"] == pytest.approx(5.0)
+    assert zk["graceful"]["transactions"]["p50"] == 4
+    assert zk["cli"]["transactions"]["n"] == 0
+
+
+def test_the_request_the_benchmark_writes_is_one_the_replicas_read() -> None:
+    # The protocol rounds write the node themselves: a payload the adapter cannot parse would make
+    # every replica ignore it, and the rounds would time out instead of measuring a switchover.
+    queue = Queue(leader="r1", epoch=4294967306, order=["r1", "r3", "r2"])
+    request = _parse_request(_decode(request_payload(queue, "r3")))
+    assert request is not None
+    assert request.from_epoch == 4294967306
+    assert request.from_identity == "r1"
+    assert request.to == "r3"
+    assert request.expires_in > 0
+    assert len(request.id) == 32
