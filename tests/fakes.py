@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode, Member
+from app.ports.coordination import (
+    ConnectionState,
+    CoordinationError,
+    LeaderNode,
+    Member,
+    PermissionDeniedError,
+    SwitchoverBusyError,
+    SwitchoverRequest,
+    TermRecord,
+)
 from app.ports.storage import FencedError, LeaseExpiredError, Record, StorageError, Written
 from app.ports.work import Ended, Outcome, Step
 
@@ -94,6 +103,11 @@ class FakeZooKeeper:
     candidates: dict[int, int] = field(default_factory=dict)  # sequence -> session
     candidate_watchers: dict[int, set[Callable[[], None]]] = field(default_factory=dict)
     candidate_seq: itertools.count = field(default_factory=lambda: itertools.count(1))
+    # -- switchover and history (swcli, interim until the core's fakes land) --------------------
+    switchover: SwitchoverRequest | None = None  # the switchover node; None: idle ({})
+    terms: list[TermRecord] = field(default_factory=list)  # the history node, oldest first
+    acl_protected: bool = False  # writes to switchover/history need credentials (see FakeCoordinator.auth)
+    on_switchover: Callable[[SwitchoverRequest], None] | None = None  # a test's leader reacting
 
     def fire_watches(self, *, deleted: bool) -> None:
         watchers, self.watchers = self.watchers, set()
@@ -157,6 +171,7 @@ class FakeCoordinator:
         self.starts = 0
         self.on_call: Callable[[str], None] | None = None  # e.g. advance the clock: a slow server
         self._vacancy = False
+        self.auth = False  # whether this client holds the credentials an acl_protected server wants
 
     # -- port -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -256,6 +271,60 @@ class FakeCoordinator:
         self._session = None
         self._state = ConnectionState.CLOSED
         self._notify()
+
+    # -- switchover and history (swcli, interim until the core's fakes land) ------------------
+    def switchover_request(self) -> SwitchoverRequest | None:
+        return self.server.switchover
+
+    def request_switchover(self, request: SwitchoverRequest) -> None:
+        self._check("request_switchover")
+        self._check_acl()
+        self.server.writes += 1
+        if self.server.switchover is not None:
+            raise SwitchoverBusyError(f"switchover {self.server.switchover.id} is pending")
+        self.server.switchover = request
+        if self.server.on_switchover is not None:
+            self.server.on_switchover(request)
+
+    def clear_switchover(self, request_id: str) -> None:
+        self._check("clear_switchover")
+        self._check_acl()
+        if self.server.switchover is not None and self.server.switchover.id == request_id:
+            self.server.writes += 1
+            self.server.switchover = None
+
+    def history(self) -> list[TermRecord]:
+        self._check("history")
+        self.server.reads += 1
+        return list(self.server.terms)
+
+    def begin_term_record(self, record: TermRecord) -> TermRecord | None:
+        self._check("begin_term_record")
+        self._check_acl()
+        self.server.writes += 1
+        terms = self.server.terms
+        previous = terms[-1] if terms else None
+        if previous is not None and previous.ended is None:
+            previous = TermRecord(previous.epoch, previous.identity, previous.began, record.began, "expired")
+            terms[-1] = previous
+        terms.append(record)
+        del terms[:-20]
+        return previous
+
+    def end_term_record(self, epoch: int, reason: str, ended: str) -> None:
+        self._check("end_term_record")
+        self._check_acl()
+        self.server.writes += 1
+        self.server.terms = [
+            TermRecord(t.epoch, t.identity, t.began, ended, reason)
+            if t.epoch == epoch and t.ended is None
+            else t
+            for t in self.server.terms
+        ]
+
+    def _check_acl(self) -> None:
+        if self.server.acl_protected and not self.auth:
+            raise PermissionDeniedError("ZooKeeper refused the operation: not authorized")
 
     # -- test controls ----------------------------------------------------------------------
     def suspend(self) -> None:

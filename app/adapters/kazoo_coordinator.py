@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 
 import kazoo
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError, NoNodeError
+from kazoo.exceptions import BadVersionError, KazooException, NoAuthError, NodeExistsError, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.serialization import Connect
 from kazoo.protocol.states import EventType, WatchedEvent
@@ -50,7 +50,13 @@ from kazoo.retry import KazooRetry
 from kazoo.security import OPEN_ACL_UNSAFE, make_acl, make_digest_acl
 
 from app.config import TlsSettings
-from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode, Member
+from app.ports.coordination import (
+    ConnectionState,
+    CoordinationError,
+    LeaderNode,
+    Member,
+    PermissionDeniedError,
+)
 
 log = logging.getLogger("election.zookeeper")
 
@@ -540,5 +546,10 @@ class KazooCoordinator:
             return func(*args)
         except KazooTimeoutError as exc:
             raise CoordinationError(f"no answer from ZooKeeper within {self.operation_timeout:g}s") from exc
+        except NoAuthError as exc:
+            # An ACL naming credentials this session lacks (say, no --zk-auth): the caller's mistake.
+            raise PermissionDeniedError(
+                "ZooKeeper refused the operation: not authorized (no or other --zk-auth)"
+            ) from exc
         except KazooException as exc:
             raise CoordinationError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc

@@ -40,6 +40,37 @@ class CoordinationError(Exception):
     """ZooKeeper could not be reached or refused an operation; the message says which."""
 
 
+class SwitchoverBusyError(CoordinationError):
+    """Another switchover request is pending: one at a time."""
+
+
+class PermissionDeniedError(CoordinationError):
+    """The server refused a write for want of rights: the node's ACL names credentials we lack."""
+
+
+@dataclass(frozen=True)
+class SwitchoverRequest:
+    """A request that the leader of ``from_epoch`` hand over, to ``to`` (None: the next in the queue)."""
+
+    id: str  # uuid4 hex, chosen by the requester
+    from_epoch: int  # the epoch of the leader it is meant for: any other leader ignores it
+    from_identity: str
+    to: str | None
+    requested_at: str  # ISO-8601 UTC
+    expires_in: float  # seconds: candidates stop deferring to the target this long after they saw it
+
+
+@dataclass(frozen=True)
+class TermRecord:
+    """One leadership term as the history node records it."""
+
+    epoch: int
+    identity: str
+    began: str  # ISO-8601 UTC
+    ended: str | None = None  # None while it lasts (or if nobody could tell)
+    reason: str | None = None  # "graceful" | "switchover" | "resigned" | "fenced" | "expired" | "work exited"
+
+
 @dataclass(frozen=True)
 class LeaderNode:
     """The leader node as a look at it found it.
@@ -146,6 +177,31 @@ class Coordinator(Protocol):
 
     def members(self) -> list[Member]:
         """The replicas connected now, in registration order."""
+        ...
+
+    def switchover_request(self) -> SwitchoverRequest | None:
+        """The replica's watched copy of the switchover request; None: idle."""
+        ...
+
+    def request_switchover(self, request: SwitchoverRequest) -> None:
+        """Write ``request`` if the switchover node is idle (compare-and-set); raise
+        :class:`SwitchoverBusyError` if another one is pending."""
+        ...
+
+    def clear_switchover(self, request_id: str) -> None:
+        """Make the switchover node idle again, only if the request ``request_id`` is still there."""
+        ...
+
+    def history(self) -> list[TermRecord]:
+        """The last terms recorded (a read), oldest first."""
+        ...
+
+    def begin_term_record(self, record: TermRecord) -> TermRecord | None:
+        """Append our term; close the previous open one as "expired"; return the previous term."""
+        ...
+
+    def end_term_record(self, epoch: int, reason: str, ended: str) -> None:
+        """Record the end of term ``epoch`` (best effort)."""
         ...
 
     def close(self) -> None:
