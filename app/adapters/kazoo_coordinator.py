@@ -34,6 +34,7 @@ Translation rules:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import threading
@@ -56,6 +57,9 @@ from app.ports.coordination import (
     LeaderNode,
     Member,
     PermissionDeniedError,
+    SwitchoverBusyError,
+    SwitchoverRequest,
+    TermRecord,
 )
 
 log = logging.getLogger("election.zookeeper")
@@ -83,6 +87,43 @@ def _decode(data: bytes | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+_HISTORY_LENGTH = 20  # terms kept in the history node
+
+
+def _request(data: dict[str, Any]) -> SwitchoverRequest | None:
+    """The request in the switchover node's data; None when idle (``{}``) or unreadable."""
+    try:
+        return SwitchoverRequest(
+            id=str(data["id"]),
+            from_epoch=int(data["from_epoch"]),
+            from_identity=str(data["from_identity"]),
+            to=None if data.get("to") is None else str(data["to"]),
+            requested_at=str(data["requested_at"]),
+            expires_in=float(data["expires_in"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _terms(data: dict[str, Any]) -> list[TermRecord]:
+    """The history node's terms, skipping records that do not parse."""
+    terms = []
+    for item in data.get("terms", []) if isinstance(data.get("terms"), list) else []:
+        try:
+            terms.append(
+                TermRecord(
+                    epoch=int(item["epoch"]),
+                    identity=str(item["identity"]),
+                    began=str(item["began"]),
+                    ended=None if item.get("ended") is None else str(item["ended"]),
+                    reason=None if item.get("reason") is None else str(item["reason"]),
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return terms
 
 
 def _record_connect_replies(client: KazooClient, record: Callable[[float], None]) -> None:
@@ -166,6 +207,8 @@ class KazooCoordinator:
         self.leader_path = f"{election_path}/leader"
         self.members_path = f"{election_path}/members"
         self.candidates_path = f"{election_path}/candidates"
+        self.switchover_path = f"{election_path}/switchover"
+        self.history_path = f"{election_path}/history"
         self._candidate: tuple[int, str] | None = None  # (session, node name) in the queue
         self._hosts = hosts
         # A chroot suffix (``a:2181,b:2181/apps/election``) goes to kazoo as it is; the servers alone
@@ -505,6 +548,102 @@ class KazooCoordinator:
 
         return self._call(read)
 
+    # -- switchover and history (swcli, interim: the core replaces this block) ------------------
+    def switchover_request(self) -> SwitchoverRequest | None:
+        def read() -> SwitchoverRequest | None:
+            try:
+                data, _stat = self._client.get_async(self.switchover_path).get(timeout=self.operation_timeout)
+            except NoNodeError:
+                return None
+            return _request(_decode(data))
+
+        return self._call(read)
+
+    def request_switchover(self, request: SwitchoverRequest) -> None:
+        def write() -> None:
+            try:
+                data, stat = self._client.get_async(self.switchover_path).get(timeout=self.operation_timeout)
+            except NoNodeError:
+                raise CoordinationError(
+                    f"no {self.switchover_path}: no replica of a version with switchover has prepared it"
+                ) from None
+            pending = _request(_decode(data))
+            if pending is not None:
+                raise SwitchoverBusyError(f"switchover {pending.id} is pending")
+            try:  # the version makes this a compare-and-set on the idle node we just read
+                self._client.set_async(
+                    self.switchover_path,
+                    json.dumps(dataclasses.asdict(request)).encode(),
+                    version=stat.version,
+                ).get(timeout=self.operation_timeout)
+            except BadVersionError:
+                raise SwitchoverBusyError("another switchover was requested meanwhile") from None
+
+        self._call(write)
+
+    def clear_switchover(self, request_id: str) -> None:
+        def clear() -> None:
+            try:
+                data, stat = self._client.get_async(self.switchover_path).get(timeout=self.operation_timeout)
+                pending = _request(_decode(data))
+                if pending is None or pending.id != request_id:
+                    return
+                self._client.set_async(self.switchover_path, b"{}", version=stat.version).get(
+                    timeout=self.operation_timeout
+                )
+            except (NoNodeError, BadVersionError):
+                return  # gone or changed: no longer ours to clear
+
+        self._call(clear)
+
+    def history(self) -> list[TermRecord]:
+        def read() -> list[TermRecord]:
+            try:
+                data, _stat = self._client.get_async(self.history_path).get(timeout=self.operation_timeout)
+            except NoNodeError:
+                return []
+            return _terms(_decode(data))
+
+        return self._call(read)
+
+    def begin_term_record(self, record: TermRecord) -> TermRecord | None:
+        def append(terms: list[TermRecord]) -> tuple[list[TermRecord], TermRecord | None]:
+            previous = terms[-1] if terms else None
+            if previous is not None and previous.ended is None:
+                previous = dataclasses.replace(previous, ended=record.began, reason="expired")
+                terms[-1] = previous
+            return [*terms, record][-_HISTORY_LENGTH:], previous
+
+        return self._update_history(append)
+
+    def end_term_record(self, epoch: int, reason: str, ended: str) -> None:
+        def end(terms: list[TermRecord]) -> tuple[list[TermRecord], None]:
+            return [
+                dataclasses.replace(t, ended=ended, reason=reason)
+                if t.epoch == epoch and t.ended is None
+                else t
+                for t in terms
+            ], None
+
+        with contextlib.suppress(CoordinationError):
+            self._update_history(end)
+
+    def _update_history(self, change: Callable[[list[TermRecord]], tuple[list[TermRecord], T]]) -> T:
+        def update() -> T:
+            while True:  # compare-and-set: a concurrent writer makes us read again
+                data, stat = self._client.get_async(self.history_path).get(timeout=self.operation_timeout)
+                terms, result = change(_terms(_decode(data)))
+                encoded = json.dumps({"terms": [dataclasses.asdict(t) for t in terms]}).encode()
+                try:
+                    self._client.set_async(self.history_path, encoded, version=stat.version).get(
+                        timeout=self.operation_timeout
+                    )
+                except BadVersionError:
+                    continue
+                return result
+
+        return self._call(update)
+
     def _ensure_chroot(self) -> None:
         """Create the chroot if it is missing, with ZooKeeper's open ACL (it may be shared by several
         services). Inside a chrooted session "/" is the chroot, which it cannot create: a short
@@ -537,6 +676,9 @@ class KazooCoordinator:
             acl = OPEN_ACL_UNSAFE if depth < depth_of_election_path else None  # None: default_acl
             with contextlib.suppress(NodeExistsError):
                 self._client.create_async(path, b"", acl=acl).get(timeout=self.operation_timeout)
+        for path, initial in ((self.switchover_path, b"{}"), (self.history_path, b'{"terms": []}')):
+            with contextlib.suppress(NodeExistsError):
+                self._client.create_async(path, initial).get(timeout=self.operation_timeout)
 
     def _call(self, func: Callable[..., T], *args: Any) -> T:
         """Run a server call, translating kazoo's failures into CoordinationError."""
@@ -549,7 +691,7 @@ class KazooCoordinator:
         except NoAuthError as exc:
             # An ACL naming credentials this session lacks (say, no --zk-auth): the caller's mistake.
             raise PermissionDeniedError(
-                "ZooKeeper refused the operation: not authorized (no or other --zk-auth)"
+                "NoAuthError: not authorized by the node's ACL (no --zk-auth, or other credentials)"
             ) from exc
         except KazooException as exc:
             raise CoordinationError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
