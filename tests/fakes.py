@@ -16,7 +16,7 @@ import heapq
 import itertools
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -103,11 +103,17 @@ class FakeZooKeeper:
     candidates: dict[int, int] = field(default_factory=dict)  # sequence -> session
     candidate_watchers: dict[int, set[Callable[[], None]]] = field(default_factory=dict)
     candidate_seq: itertools.count = field(default_factory=lambda: itertools.count(1))
-    # -- switchover and history (swcli, interim until the core's fakes land) --------------------
-    switchover: SwitchoverRequest | None = None  # the switchover node; None: idle ({})
-    terms: list[TermRecord] = field(default_factory=list)  # the history node, oldest first
-    acl_protected: bool = False  # writes to switchover/history need credentials (see FakeCoordinator.auth)
-    on_switchover: Callable[[SwitchoverRequest], None] | None = None  # a test's leader reacting
+    switchover: SwitchoverRequest | None = None
+    history: list[TermRecord] = field(default_factory=list)
+    clients: list[FakeCoordinator] = field(default_factory=list)  # told of switchover changes
+
+    def set_switchover(self, request: SwitchoverRequest | None) -> None:
+        """Write the switchover node (as ``election switchover`` would), telling every client."""
+        self.writes += 1
+        self.next_zxid()
+        self.switchover = request
+        for client in list(self.clients):
+            client._notify()
 
     def fire_watches(self, *, deleted: bool) -> None:
         watchers, self.watchers = self.watchers, set()
@@ -171,7 +177,8 @@ class FakeCoordinator:
         self.starts = 0
         self.on_call: Callable[[str], None] | None = None  # e.g. advance the clock: a slow server
         self._vacancy = False
-        self.auth = False  # whether this client holds the credentials an acl_protected server wants
+        self.settled = True  # switchover_settled(): set False to model a re-read in flight
+        self.server.clients.append(self)
 
     # -- port -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -264,6 +271,46 @@ class FakeCoordinator:
         self._check("members")
         return [Member(session, data) for session, data in self.server.members.items()]
 
+    def switchover_request(self) -> SwitchoverRequest | None:
+        return self.server.switchover
+
+    def switchover_settled(self) -> bool:
+        return self.settled
+
+    def request_switchover(self, request: SwitchoverRequest) -> None:
+        self._check("request_switchover")
+        if self.server.switchover is not None:
+            raise SwitchoverBusyError("another switchover is pending")
+        self.server.set_switchover(request)
+
+    def clear_switchover(self, request_id: str) -> None:
+        self.calls.append("clear_switchover")
+        if self.server.switchover is not None and self.server.switchover.id == request_id:
+            self.server.set_switchover(None)
+
+    def history(self) -> list[TermRecord]:
+        self._check("history")
+        return list(self.server.history)
+
+    def begin_term_record(self, record: TermRecord) -> TermRecord | None:
+        self._check("begin_term_record")
+        terms = self.server.history
+        if terms and terms[-1].epoch == record.epoch:
+            return None
+        previous = terms[-1] if terms else None
+        if previous is not None and previous.ended is None:
+            previous = replace(previous, ended=record.began, reason="expired")
+            terms[-1] = previous
+        terms.append(record)
+        del terms[:-20]
+        return previous
+
+    def end_term_record(self, epoch: int, reason: str, ended: str) -> None:
+        self.calls.append("end_term_record")
+        terms = self.server.history
+        if terms and terms[-1].epoch == epoch and self._state is ConnectionState.CONNECTED:
+            terms[-1] = replace(terms[-1], ended=ended, reason=reason)
+
     def close(self) -> None:
         self.calls.append("close")
         if self._session is not None and self._state is not ConnectionState.CLOSED and self.server.up:
@@ -271,60 +318,6 @@ class FakeCoordinator:
         self._session = None
         self._state = ConnectionState.CLOSED
         self._notify()
-
-    # -- switchover and history (swcli, interim until the core's fakes land) ------------------
-    def switchover_request(self) -> SwitchoverRequest | None:
-        return self.server.switchover
-
-    def request_switchover(self, request: SwitchoverRequest) -> None:
-        self._check("request_switchover")
-        self._check_acl()
-        self.server.writes += 1
-        if self.server.switchover is not None:
-            raise SwitchoverBusyError(f"switchover {self.server.switchover.id} is pending")
-        self.server.switchover = request
-        if self.server.on_switchover is not None:
-            self.server.on_switchover(request)
-
-    def clear_switchover(self, request_id: str) -> None:
-        self._check("clear_switchover")
-        self._check_acl()
-        if self.server.switchover is not None and self.server.switchover.id == request_id:
-            self.server.writes += 1
-            self.server.switchover = None
-
-    def history(self) -> list[TermRecord]:
-        self._check("history")
-        self.server.reads += 1
-        return list(self.server.terms)
-
-    def begin_term_record(self, record: TermRecord) -> TermRecord | None:
-        self._check("begin_term_record")
-        self._check_acl()
-        self.server.writes += 1
-        terms = self.server.terms
-        previous = terms[-1] if terms else None
-        if previous is not None and previous.ended is None:
-            previous = TermRecord(previous.epoch, previous.identity, previous.began, record.began, "expired")
-            terms[-1] = previous
-        terms.append(record)
-        del terms[:-20]
-        return previous
-
-    def end_term_record(self, epoch: int, reason: str, ended: str) -> None:
-        self._check("end_term_record")
-        self._check_acl()
-        self.server.writes += 1
-        self.server.terms = [
-            TermRecord(t.epoch, t.identity, t.began, ended, reason)
-            if t.epoch == epoch and t.ended is None
-            else t
-            for t in self.server.terms
-        ]
-
-    def _check_acl(self) -> None:
-        if self.server.acl_protected and not self.auth:
-            raise PermissionDeniedError("ZooKeeper refused the operation: not authorized")
 
     # -- test controls ----------------------------------------------------------------------
     def suspend(self) -> None:
@@ -378,6 +371,28 @@ class FakeCoordinator:
     def _on_candidate_gone(self) -> None:
         self._vacancy = True
         self._notify()
+
+
+# -- for `election switchover` (swcli): the command's own session -------------------------------
+
+
+class SwitchoverToolCoordinator(FakeCoordinator):
+    """The session of an ``election switchover`` process: a FakeCoordinator whose writes of the
+    request can be refused for want of credentials (``denied``: a protected path, no ``--zk-auth``),
+    and that calls ``on_request`` with each request it wrote (a test's leader reacting to it)."""
+
+    def __init__(self, server: FakeZooKeeper) -> None:
+        super().__init__(server)
+        self.denied = False
+        self.on_request: Callable[[SwitchoverRequest], None] | None = None
+
+    def request_switchover(self, request: SwitchoverRequest) -> None:
+        if self.denied:
+            self.calls.append("request_switchover")
+            raise PermissionDeniedError("NoAuthError: not authorized by the node's ACL")
+        super().request_switchover(request)
+        if self.on_request is not None:
+            self.on_request(request)
 
 
 def _as_leader(node: _Node) -> LeaderNode:

@@ -45,30 +45,38 @@ class SwitchoverBusyError(CoordinationError):
 
 
 class PermissionDeniedError(CoordinationError):
-    """The server refused a write for want of rights: the node's ACL names credentials we lack."""
+    """The server refused a write for want of rights: the node's ACL names credentials we lack
+    (``--zk-auth`` missing or other). A mistake of the caller's, not an outage."""
 
 
 @dataclass(frozen=True)
 class SwitchoverRequest:
-    """A request that the leader of ``from_epoch`` hand over, to ``to`` (None: the next in the queue)."""
+    """An operator's request that the leader of ``from_epoch`` hand over (``election switchover``).
 
-    id: str  # uuid4 hex, chosen by the requester
-    from_epoch: int  # the epoch of the leader it is meant for: any other leader ignores it
+    ``to`` names the target (None: the next in the queue). Any other leader ignores it (and clears
+    it); candidates stop deferring to the target ``expires_in`` seconds after they first saw it."""
+
+    id: str
+    from_epoch: int
     from_identity: str
     to: str | None
-    requested_at: str  # ISO-8601 UTC
-    expires_in: float  # seconds: candidates stop deferring to the target this long after they saw it
+    requested_at: str
+    expires_in: float
 
 
 @dataclass(frozen=True)
 class TermRecord:
-    """One leadership term as the history node records it."""
+    """One leadership term in the election's history (``<election-path>/history``).
+
+    ``reason`` says why it ended: ``graceful`` (its replica stopped), ``switchover``, ``resigned``
+    (write failures, an unknown session timeout), ``fenced``, ``work_exited``, or ``expired`` (its
+    session ended without a word: a crash, a cut; written by its successor). None while it lasts."""
 
     epoch: int
     identity: str
-    began: str  # ISO-8601 UTC
-    ended: str | None = None  # None while it lasts (or if nobody could tell)
-    reason: str | None = None  # "graceful" | "switchover" | "resigned" | "fenced" | "expired" | "work exited"
+    began: str
+    ended: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,28 +188,38 @@ class Coordinator(Protocol):
         ...
 
     def switchover_request(self) -> SwitchoverRequest | None:
-        """The replica's watched copy of the switchover request; None: idle."""
+        """The pending switchover request as this replica's watch last read it (None: none). The
+        read is re-armed on every change and the subscribers are told; local, never blocks."""
+        ...
+
+    def switchover_settled(self) -> bool:
+        """False from the moment a watch reported a change of the request until the re-read came
+        back: a candidate must not create the leader node meanwhile. ZooKeeper delivers watch events
+        in the order of the changes, so a request written before the leader node went is known
+        (at least as "not settled") before that deletion is; local, never blocks."""
         ...
 
     def request_switchover(self, request: SwitchoverRequest) -> None:
-        """Write ``request`` if the switchover node is idle (compare-and-set); raise
-        :class:`SwitchoverBusyError` if another one is pending."""
+        """Write ``request`` if none is pending (a conditional set); SwitchoverBusyError if one is."""
         ...
 
     def clear_switchover(self, request_id: str) -> None:
-        """Make the switchover node idle again, only if the request ``request_id`` is still there."""
+        """Remove the pending request if it is still ``request_id`` (best effort)."""
         ...
 
     def history(self) -> list[TermRecord]:
-        """The last terms recorded (a read), oldest first."""
+        """The last terms, oldest first (a read)."""
         ...
 
     def begin_term_record(self, record: TermRecord) -> TermRecord | None:
-        """Append our term; close the previous open one as "expired"; return the previous term."""
+        """Append our term to the history (once per epoch): the previous term, if nobody recorded
+        its end, is closed as ``expired`` at our beginning. Return the previous term as now
+        recorded (None: the first term ever, or ours was already there)."""
         ...
 
     def end_term_record(self, epoch: int, reason: str, ended: str) -> None:
-        """Record the end of term ``epoch`` (best effort)."""
+        """Record why our term ``epoch`` ended, without waiting for the answer (it goes out before
+        a following resign or close, which the server then processes after it). Best effort."""
         ...
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ TERMS = [
 
 def cluster_with_history(leader: str | None = "r3") -> FakeCoordinator:
     server = FakeZooKeeper()
-    server.terms = list(TERMS)
+    server.history = list(TERMS)
     replica = FakeCoordinator(server)
     replica.start()
     replica.prepare("r3", {"identity": "r3"})
@@ -93,7 +93,7 @@ def test_watch_does_not_print_again_only_because_the_current_term_grew_older() -
     earlier = read_view(tool, "/election", history_now=NOW)
     later = read_view(tool, "/election", history_now=NOW.replace(minute=5))
     assert earlier != later and earlier.same_as(later)
-    tool.server.terms.append(TermRecord(120, "r1", "2026-01-01T12:01:00Z"))
+    tool.server.history.append(TermRecord(120, "r1", "2026-01-01T12:01:00Z"))
     assert not read_view(tool, "/election", history_now=NOW).same_as(earlier)
 
 

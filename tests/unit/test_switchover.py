@@ -14,7 +14,7 @@ import pytest
 
 from app import switchover as planned
 from app.ports.coordination import CoordinationError, LeaderNode, SwitchoverRequest
-from tests.fakes import FakeClock, FakeCoordinator, FakeZooKeeper
+from tests.fakes import FakeClock, FakeCoordinator, FakeZooKeeper, SwitchoverToolCoordinator
 
 WAIT = 30.0
 
@@ -33,8 +33,8 @@ class Cluster:
             self.replicas[name] = replica
         self.first = self.lead(names[0])
         self.requests: list[SwitchoverRequest] = []
-        self.server.on_switchover = self.requests.append
-        self.tool = FakeCoordinator(self.server)  # the command's own session
+        self.tool = SwitchoverToolCoordinator(self.server)  # the command's own session
+        self.tool.on_request = self.requests.append
         self.tool.start()
 
     def lead(self, name: str) -> LeaderNode:
@@ -51,11 +51,11 @@ class Cluster:
             def act() -> None:
                 self.server.delete_leader_by_hand()
                 self.lead(to)
-                self.server.switchover = None  # the new leader clears the request after its first step
+                self.server.set_switchover(None)  # the new leader clears the request after its first step
 
             self.clock.call_later(after, act)
 
-        self.server.on_switchover = react
+        self.tool.on_request = react
 
     def run(self, to: str | None, wait: float = WAIT) -> planned.SwitchoverResult:
         return planned.switchover(self.tool, self.clock, to=to, wait=wait, new_id=lambda: "req-1")
@@ -136,7 +136,7 @@ def test_nobody_leading_is_a_failure_with_nothing_written() -> None:
 def test_a_pending_request_makes_the_command_busy_and_is_left_alone() -> None:
     cluster = Cluster("r1", "r2")
     pending = SwitchoverRequest("other", cluster.first.epoch, "r1", None, "2026-01-01T00:00:00Z", 30.0)
-    cluster.server.switchover = pending
+    cluster.server.set_switchover(pending)
     result = cluster.run("r2")
     assert result.outcome == planned.BUSY
     assert cluster.server.switchover == pending
@@ -145,7 +145,7 @@ def test_a_pending_request_makes_the_command_busy_and_is_left_alone() -> None:
 
 def test_a_protected_path_without_credentials_is_denied_with_a_hint() -> None:
     cluster = Cluster("r1", "r2")
-    cluster.server.acl_protected = True
+    cluster.tool.denied = True
     result = cluster.run("r2")
     assert result.outcome == planned.DENIED
     assert "--zk-auth (ELECTION_ZK_AUTH)" in result.message
@@ -159,7 +159,7 @@ def test_another_replica_taking_over_is_a_failure_and_the_request_is_withdrawn()
         cluster.clock.call_later(1.0, lambda: cluster.server.expire(cluster.replicas["r1"].session_id() or 0))
         cluster.clock.call_later(1.5, lambda: cluster.lead("r3"))
 
-    cluster.server.on_switchover = r3_instead
+    cluster.tool.on_request = r3_instead
     result = cluster.run("r2")
     assert result.outcome == planned.OTHER_LEADER
     assert result.message.startswith("r3 (epoch ")
@@ -182,7 +182,7 @@ def test_no_hand_over_within_the_wait_times_out_exactly_then_and_withdraws_the_r
 def test_a_leader_that_resigned_with_nobody_taking_over_times_out_saying_nobody_leads() -> None:
     cluster = Cluster("r1", "r2")
     resign = cluster.server.delete_leader_by_hand
-    cluster.server.on_switchover = lambda _r: cluster.clock.call_later(0.5, resign)
+    cluster.tool.on_request = lambda _r: cluster.clock.call_later(0.5, resign)
     result = cluster.run("r2", wait=3.0)
     assert result.outcome == planned.TIMED_OUT
     assert "nobody leads" in result.message
@@ -196,7 +196,7 @@ def test_a_target_that_takes_over_after_a_vacancy_is_seen_although_a_free_node_s
         cluster.clock.call_later(0.5, cluster.server.delete_leader_by_hand)
         cluster.clock.call_later(2.0, lambda: cluster.lead("r2"))
 
-    cluster.server.on_switchover = slow
+    cluster.tool.on_request = slow
     result = cluster.run("r2")
     assert result.ok
     assert result.elapsed_ms is not None and 2000 <= result.elapsed_ms <= 2100
@@ -220,7 +220,7 @@ def test_an_interrupted_or_failed_wait_withdraws_the_request_and_raises(
     def fail() -> None:
         raise interrupt()
 
-    cluster.server.on_switchover = lambda _r: cluster.clock.call_later(1.0, fail)
+    cluster.tool.on_request = lambda _r: cluster.clock.call_later(1.0, fail)
     with pytest.raises(interrupt):  # type: ignore[call-overload]
         cluster.run("r2")
     assert cluster.server.switchover is None
