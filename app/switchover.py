@@ -50,6 +50,11 @@ OTHER_LEADER = "other-leader"  # 1: a replica other than the target took over
 TIMED_OUT = "timed-out"  # 1: no new term within --wait
 
 
+# The longest candidates defer to a named target: it takes over within milliseconds when it lives;
+# if it died after the request, the others lead again this long after they saw the request.
+DEFER_MAX = 10.0
+
+
 @dataclass(frozen=True)
 class SwitchoverResult:
     """What one ``election switchover`` did: the leader asked (``before``), the leader at the end
@@ -143,8 +148,9 @@ def switchover(
         from_identity=leader.identity,
         to=to,
         requested_at=clock.wall().isoformat(timespec="microseconds").replace("+00:00", "Z"),
-        # Candidates defer to the target no longer than this command waits for it.
-        expires_in=wait,
+        # Candidates defer to the target no longer than this command waits for it, and never long
+        # enough to leave the cluster leaderless for long if the target dies meanwhile.
+        expires_in=min(wait, DEFER_MAX),
     )
     began = clock.monotonic()
     try:

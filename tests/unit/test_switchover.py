@@ -83,7 +83,7 @@ def test_the_named_target_taking_over_is_reported_with_both_terms_and_the_time_i
 def test_the_request_names_the_leaders_epoch_and_target_and_expires_with_the_wait() -> None:
     cluster = Cluster("r1", "r2")
     cluster.hand_over("r2", after=0.1)
-    cluster.run("r2", wait=12.0)
+    cluster.run("r2", wait=8.0)
     [request] = cluster.requests
     assert (request.id, request.from_epoch, request.from_identity, request.to) == (
         "req-1",
@@ -91,8 +91,15 @@ def test_the_request_names_the_leaders_epoch_and_target_and_expires_with_the_wai
         "r1",
         "r2",
     )
-    assert request.expires_in == 12.0
+    assert request.expires_in == 8.0
     assert request.requested_at == "2026-01-01T00:00:00.000000Z"  # the fake wall clock, in UTC
+
+
+def test_candidates_defer_to_the_target_ten_seconds_at_most() -> None:
+    cluster = Cluster("r1", "r2")
+    cluster.hand_over("r2", after=0.1)
+    cluster.run("r2", wait=60.0)
+    assert cluster.requests[0].expires_in == 10.0
 
 
 def test_without_a_target_whoever_leads_next_is_success() -> None:
