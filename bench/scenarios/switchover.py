@@ -63,7 +63,8 @@ LABELS = {
     "protocol": "switchover, request by kazoo",
     "cli": "switchover, `election switchover --to`",
 }
-EXPIRES_IN = 30.0  # seconds; the command's default --timeout
+# Seconds, as the command writes it: min(--wait, app.switchover.DEFER_MAX), i.e. 10 s by default.
+EXPIRES_IN = 10.0
 REPORTED_RE = re.compile(r"\bin (\d+(?:\.\d+)?) ?ms\b")
 
 
@@ -339,7 +340,7 @@ def switchover_round(
             f"--to={target}",
             f"--zk-servers={group.zk_address}",
             f"--election-path={group.path}",
-            f"--timeout={timeout:g}s",
+            f"--wait={timeout:g}s",
         ]
         t0 = time.time()
         proc = subprocess.Popen(

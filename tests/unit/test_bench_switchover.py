@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from app.adapters.kazoo_coordinator import _decode, _parse_request
+from app.switchover import DEFER_MAX
 from bench.scenarios.switchover import (
     Queue,
     net_requests,
@@ -193,5 +194,5 @@ def test_the_request_the_benchmark_writes_is_one_the_replicas_read() -> None:
     assert request.from_epoch == 4294967306
     assert request.from_identity == "r1"
     assert request.to == "r3"
-    assert request.expires_in > 0
+    assert request.expires_in == DEFER_MAX  # what the command writes with its default --wait (30 s)
     assert len(request.id) == 32
