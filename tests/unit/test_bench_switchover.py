@@ -5,6 +5,8 @@ code, not trusted."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,6 +23,7 @@ from bench.scenarios.switchover import (
     round_figures,
     summarise,
 )
+from bench.zk import BenchZooKeeper
 
 T0 = 1000.0
 
@@ -31,7 +34,7 @@ def test_a_command_round_splits_its_start_up_from_the_protocol() -> None:
         target="r2",
         new_leader="r2",
         first_written_at=T0 + 0.206,
-        request_seen_at=T0 + 0.200,
+        request_committed_at=T0 + 0.200,
         node_gone_at=T0 + 0.203,
         exited_at=T0 + 0.250,
     )
@@ -196,3 +199,26 @@ def test_the_request_the_benchmark_writes_is_one_the_replicas_read() -> None:
     assert request.to == "r3"
     assert request.expires_in == DEFER_MAX  # what the command writes with its default --wait (30 s)
     assert len(request.id) == 32
+
+
+def test_the_servers_log_says_when_it_committed_each_write(tmp_path: Path) -> None:
+    zk = BenchZooKeeper(tmp_path, request_log=True)
+    processor = "[SyncThread:0] DEBUG org.apache.zookeeper.server.FinalRequestProcessor - "
+    zk.log_path.parent.mkdir(parents=True, exist_ok=True)
+    zk.log_path.write_text(
+        f"23:46:56.700 {processor}Processing request:: sessionid:0x1 type:getData cxid:0x5"
+        " zxid:0xfffffffffffffffe txntype:unknown reqpath:n/a\n"
+        f"23:46:56.733 {processor}Processing request:: sessionid:0x1 type:setData cxid:0x6 zxid:0x4"
+        " txntype:5 reqpath:n/a\n"
+        # The second line of the same request, without "Processing": not counted again.
+        f"23:46:56.735 {processor}sessionid:0x1 type:setData cxid:0x6 zxid:0x4 txntype:5 reqpath:n/a\n"
+        f"23:46:56.790 {processor}Processing request:: sessionid:0x2 type:setData cxid:0x9 zxid:0x7"
+        " txntype:5 reqpath:n/a\n"
+    )
+    near = datetime(2026, 12, 1, 23, 46, 50).timestamp()
+    times = zk.processed_at(0, "setData", near=near)
+    expected = datetime(2026, 12, 1, 23, 46, 56, 733000).timestamp()
+    assert times == [pytest.approx(expected), pytest.approx(expected + 0.057)]
+    # Shortly after midnight, a time of day just before it is yesterday's.
+    after_midnight = datetime(2026, 12, 2, 0, 0, 5).timestamp()
+    assert zk.processed_at(0, "setData", near=after_midnight)[0] == pytest.approx(expected)
