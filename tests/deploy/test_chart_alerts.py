@@ -62,6 +62,11 @@ def _leaders(*values: str) -> list[dict[str, str]]:
     return [_series("election_is_leader", v, pod=f"election-{i}") for i, v in enumerate(values)]
 
 
+def _changes(values: str, *, pod: str, reason: str) -> dict[str, str]:
+    """New terms on ``pod`` by how the previous term ended (the counter lives on the new leader)."""
+    return _series("election_leadership_changes_total", values, pod=pod, reason=reason)
+
+
 def _running(*values: str) -> list[dict[str, str]]:
     return [_series("election_work_running", v, pod=f"election-{i}") for i, v in enumerate(values)]
 
@@ -104,10 +109,11 @@ CASES: dict[str, list[dict[str, Any]]] = {
         },
     ],
     "ElectionLeadershipFlapping": [
-        {  # fires: five terms begin within 15 minutes
+        {  # fires: five terms begin within 15 minutes after session expiries and a fenced write
             "input_series": [
-                _series("election_leadership_acquired_total", "0 1 1 2 2 3+0x10", pod="election-0"),
-                _series("election_leadership_acquired_total", "0 0 1 1 2+0x11", pod="election-1"),
+                _changes("0 1 1 2 2 3+0x10", pod="election-0", reason="expired"),
+                _changes("0 0 1 1 1 1+0x10", pod="election-1", reason="expired"),
+                _changes("0 0 0 0 1 1+0x10", pod="election-1", reason="fenced"),
             ],
             "alert_rule_test": [
                 _fires(
@@ -115,10 +121,33 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 )
             ],
         },
-        {  # quiet: one hand-over
+        {  # fires: the unplanned ones are counted beside planned ones, which are left out of the count
             "input_series": [
-                _series("election_leadership_acquired_total", "1x15", pod="election-0"),
-                _series("election_leadership_acquired_total", "0 0 0 1+0x12", pod="election-1"),
+                _changes("0 2 4 6 8 10+0x10", pod="election-0", reason="switchover"),
+                _changes("0 1 2 2 3 4+0x10", pod="election-1", reason="resigned"),
+                _changes("0 0 1 1 1 1+0x10", pod="election-2", reason="work_exited"),
+            ],
+            "alert_rule_test": [
+                _fires(
+                    "15m", "ElectionLeadershipFlapping", {"severity": "warning"}, **{"$value | humanize": "5"}
+                )
+            ],
+        },
+        {  # quiet: a rollout and a series of switchovers hand over twelve times, all of them planned
+            "input_series": [
+                _changes("0 1 2 3 3 3+0x10", pod="election-0", reason="graceful"),
+                _changes("0 1 3 5 7 9+0x10", pod="election-1", reason="switchover"),
+                _changes("1x15", pod="election-2", reason="first"),
+            ],
+            "alert_rule_test": [
+                _quiet("5m", "ElectionLeadershipFlapping"),
+                _quiet("15m", "ElectionLeadershipFlapping"),
+            ],
+        },
+        {  # quiet: one session expiry among the planned hand-overs
+            "input_series": [
+                _changes("0 0 0 1+0x12", pod="election-1", reason="expired"),
+                _changes("0 1 2 3 4 5+0x10", pod="election-0", reason="graceful"),
             ],
             "alert_rule_test": [_quiet("15m", "ElectionLeadershipFlapping")],
         },
