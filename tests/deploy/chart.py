@@ -258,6 +258,12 @@ def connection_states() -> list[str]:
     return [c.value for c in ConnectionState]
 
 
+def leadership_change_reasons() -> list[str]:
+    """The ``reason`` values of ``election_leadership_changes_total``: how the previous term ended."""
+    # Built against issue 11's spec until the core lands; then read from the app.
+    return ["graceful", "switchover", "resigned", "fenced", "expired", "work_exited", "first"]
+
+
 def exposed_metric_names() -> set[str]:
     """Every series name a replica exposes (``_total`` of counters included), from a fresh registry."""
     from app.adapters.prometheus_metrics import PrometheusMetrics  # noqa: PLC0415

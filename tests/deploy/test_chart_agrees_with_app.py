@@ -47,6 +47,7 @@ from tests.deploy.chart import (
     exposed_metric_names,
     find,
     helm_template,
+    leadership_change_reasons,
     metric_names_in,
     render,
     run_options,
@@ -56,6 +57,8 @@ from tests.deploy.chart import (
 )
 
 pytestmark = pytest.mark.deploy
+
+CHANGE_REASONS = leadership_change_reasons()
 
 
 def _config(scenario: str = "defaults") -> dict[str, str]:
@@ -300,6 +303,10 @@ def test_the_alerts_and_the_dashboard_have_what_the_issue_asks() -> None:
         "Replicas doing the work",
         "Work running on each replica",
         "Command exits and stops",
+        "Terms",
+        "Current term",
+        "Leadership changes by reason",
+        "Leader tenure",
     } <= titles
 
 
@@ -329,6 +336,41 @@ def test_the_dashboard_shows_the_work_on_exactly_one_replica_in_green() -> None:
     exits, stops = _panel("Command exits and stops")["targets"]
     assert "sum by (code) (increase(election_work_exits_total{" in exits["expr"]
     assert "sum by (signal) (increase(election_work_stops_total{" in stops["expr"]
+
+
+def test_the_dashboard_shows_each_term_by_its_epoch_why_it_ended_and_how_long_it_lasts() -> None:
+    terms = _panel("Terms")
+    assert terms["type"] == "state-timeline"
+    (per_pod,) = terms["targets"]
+    assert per_pod["expr"] == 'max by (pod) (election_leader_epoch{namespace="$namespace", job="$job"})'
+    assert terms["options"]["mergeValues"], "one band per term: consecutive equal epochs merge"
+    (mapping,) = terms["fieldConfig"]["defaults"]["mappings"]
+    assert mapping["options"] == {"0": {"text": "not leading", "color": "transparent", "index": 0}}
+
+    epoch, tenure = _panel("Current term")["targets"]
+    assert epoch["expr"].startswith("max by (pod) (election_leader_epoch{")
+    assert tenure["expr"].startswith("max by (pod) (election_leader_tenure_seconds{")
+    assert all(t["instant"] and t["format"] == "table" for t in (epoch, tenure))
+
+    (by_reason,) = _panel("Leadership changes by reason")["targets"]
+    assert by_reason["expr"].startswith("sum by (reason) (increase(election_leadership_changes_total{")
+    assert by_reason["legendFormat"] == "{{reason}}"
+    coloured = {
+        o["matcher"]["options"] for o in _panel("Leadership changes by reason")["fieldConfig"]["overrides"]
+    }
+    assert coloured == set(CHANGE_REASONS), "a colour for each reason the app counts, and only those"
+
+    (tenure_line,) = _panel("Leader tenure")["targets"]
+    assert tenure_line["expr"].startswith("max by (pod) (election_leader_tenure_seconds{")
+    assert _panel("Leader tenure")["fieldConfig"]["defaults"]["unit"] == "s"
+
+
+def test_the_flapping_alert_leaves_out_exactly_the_planned_reasons() -> None:
+    expr = alert_rules(render(MONITORING))["ElectionLeadershipFlapping"]["expr"]
+    assert "election_leadership_changes_total{" in expr
+    (excluded,) = re.findall(r'reason!~"([^"]+)"', expr)
+    assert set(excluded.split("|")) == {"graceful", "switchover"}
+    assert set(excluded.split("|")) <= set(CHANGE_REASONS)
 
 
 def test_every_metric_named_by_the_alerts_and_the_dashboard_is_exposed_by_the_app() -> None:
