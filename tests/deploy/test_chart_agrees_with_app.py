@@ -15,6 +15,7 @@ The live check (three real processes with this configuration) is test_chart_to_p
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from pathlib import Path, PurePosixPath
@@ -22,9 +23,12 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
-from app.config import ConfigError, TlsSettings, check_exec_timing, tls_settings
+import app.wiring
+from app.cli import cli
+from app.config import ConfigError, Settings, TlsSettings, check_exec_timing, tls_settings
 from app.durations import parse_duration
 from app.http import Endpoints
 from app.leases import LEASE_FRACTION, exec_grace_bound, lease_of
@@ -71,6 +75,7 @@ def test_every_configmap_key_is_a_flag_of_election_run(scenario: str) -> None:
 
 
 TLS_FILES = {"ELECTION_ZK_TLS_CA", "ELECTION_ZK_TLS_CERT", "ELECTION_ZK_TLS_KEY"}
+NO_LEAD = {"ELECTION_NO_LEAD", "ELECTION_NO_LEAD_ORDINALS"}
 
 
 def _set_for_the_app(scenario: str) -> set[str]:
@@ -80,20 +85,30 @@ def _set_for_the_app(scenario: str) -> set[str]:
 
 def test_every_flag_is_set_by_the_configmap_or_by_the_pod() -> None:
     """Flags that come from elsewhere: the identity (the pod's name), the credentials (a Secret, with
-    zookeeper.auth) and the TLS files (paths into the mounted Secret, with zookeeper.tls)."""
-    unset = {"ELECTION_IDENTITY", "ELECTION_ZK_AUTH", "ELECTION_EXEC", *TLS_FILES}
+    zookeeper.auth) and the TLS files (paths into the mounted Secret, with zookeeper.tls). The command
+    and the no-lead ordinals only when given; --no-lead never: every pod shares the ConfigMap, so the
+    ordinal list is how one pod is made no-lead."""
+    unset = {"ELECTION_IDENTITY", "ELECTION_ZK_AUTH", "ELECTION_EXEC", *NO_LEAD, *TLS_FILES}
     assert set(run_options()) - set(_config()) == unset
     assert set(run_options()) - _set_for_the_app("defaults") == {
         "ELECTION_ZK_AUTH",
         "ELECTION_EXEC",
+        *NO_LEAD,
         *TLS_FILES,
     }
-    assert set(run_options()) - _set_for_the_app("zookeeper-auth") == {"ELECTION_EXEC", *TLS_FILES}
+    assert set(run_options()) - _set_for_the_app("zookeeper-auth") == {"ELECTION_EXEC", *NO_LEAD, *TLS_FILES}
     assert set(run_options()) - _set_for_the_app("external-zookeeper-tls") == {
         "ELECTION_ZK_AUTH",
         "ELECTION_EXEC",
+        *NO_LEAD,
     }
-    assert set(run_options()) - _set_for_the_app("exec") == {"ELECTION_ZK_AUTH", *TLS_FILES}
+    assert set(run_options()) - _set_for_the_app("exec") == {"ELECTION_ZK_AUTH", *NO_LEAD, *TLS_FILES}
+    assert set(run_options()) - _set_for_the_app("no-lead") == {
+        "ELECTION_ZK_AUTH",
+        "ELECTION_EXEC",
+        "ELECTION_NO_LEAD",
+        *TLS_FILES,
+    }
     env = env_of(app_container(render(ZOOKEEPER_AUTH)))
     assert env["ELECTION_IDENTITY"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["ELECTION_ZK_AUTH"] == {"secretKeyRef": {"name": "election-zookeeper-auth", "key": "zk-auth"}}
@@ -140,6 +155,44 @@ def test_the_tls_files_the_pod_gets_are_accepted_by_the_apps_options(tmp_path: P
         enabled, files["ELECTION_ZK_TLS_CA"], files["ELECTION_ZK_TLS_CERT"], files["ELECTION_ZK_TLS_KEY"]
     )
     assert settings == TlsSettings(tmp_path / "ca.crt", tmp_path / "tls.crt", tmp_path / "tls.key")
+
+
+class _Captured(Exception):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("captured")
+        self.settings = settings
+
+
+def _settings_in_pod(docs: list[dict[str, Any]], pod_name: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The Settings ``election run`` builds from the environment Kubernetes gives the pod ``pod_name``
+    (the app's own CLI, stopped before anything runs)."""
+
+    def capture(settings: Settings, **_: Any) -> None:
+        raise _Captured(settings)
+
+    monkeypatch.setattr(app.wiring, "Replica", capture)
+    env = container_env(docs, app_container(docs), pod_name)  # the file-dir is parsed, never created
+    clean = {name: None for name in os.environ if name.startswith("ELECTION_")}
+    result = CliRunner().invoke(cli, ["run", *app_container(docs).get("args", [])], env={**clean, **env})
+    assert isinstance(result.exception, _Captured), result.output
+    return result.exception.settings
+
+
+@pytest.mark.parametrize(
+    ("sets", "never_lead"),
+    [((), set()), (("noLead.ordinals={2}",), {2}), (("noLead.ordinals={0,3}", "replicaCount=5"), {0, 3})],
+)
+def test_exactly_the_listed_pods_never_lead_as_the_app_reads_their_environment(
+    sets: tuple[str, ...], never_lead: set[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = render(sets=sets)
+    replicas = app_statefulset(docs)["spec"]["replicas"]
+    no_lead = {
+        ordinal
+        for ordinal in range(replicas)
+        if _settings_in_pod(docs, f"{FULLNAME}-{ordinal}", monkeypatch).no_lead
+    }
+    assert no_lead == never_lead
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
