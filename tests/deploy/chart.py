@@ -260,8 +260,9 @@ def connection_states() -> list[str]:
 
 def leadership_change_reasons() -> list[str]:
     """The ``reason`` values of ``election_leadership_changes_total``: how the previous term ended."""
-    # Built against issue 11's spec until the core lands; then read from the app.
-    return ["graceful", "switchover", "resigned", "fenced", "expired", "work_exited", "first"]
+    from app.ports.metrics import CHANGE_REASONS  # noqa: PLC0415
+
+    return list(CHANGE_REASONS)
 
 
 def exposed_metric_names() -> set[str]:

@@ -10,13 +10,22 @@ alert is tested on the rules of the monitoring scenario plus ``ci/exec-values.ya
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.deploy.chart import MONITORING, alert_rules, debian_tool, prometheus_rule_groups, render, run
+from tests.deploy.chart import (
+    MONITORING,
+    alert_rules,
+    debian_tool,
+    leadership_change_reasons,
+    prometheus_rule_groups,
+    render,
+    run,
+)
 
 pytestmark = pytest.mark.deploy
 
@@ -133,11 +142,11 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 )
             ],
         },
-        {  # quiet: a rollout and a series of switchovers hand over twelve times, all of them planned
+        {  # quiet: a rollout and a series of switchovers hand over thirteen times, all of them planned
             "input_series": [
                 _changes("0 1 2 3 3 3+0x10", pod="election-0", reason="graceful"),
                 _changes("0 1 3 5 7 9+0x10", pod="election-1", reason="switchover"),
-                _changes("1x15", pod="election-2", reason="first"),
+                _changes("0 1 1 1 1 1+0x10", pod="election-2", reason="graceful"),
             ],
             "alert_rule_test": [
                 _quiet("5m", "ElectionLeadershipFlapping"),
@@ -307,6 +316,16 @@ def test_promtool_check_rules_accepts_the_rendered_rules(values: tuple[str, ...]
 
 def test_every_alert_has_a_unit_test() -> None:
     assert set(CASES) == set(alert_rules(render(MONITORING))) | set(alert_rules(render(EXEC_MONITORING)))
+
+
+def test_the_flapping_cases_use_only_reasons_the_app_counts() -> None:
+    used = {
+        match
+        for case in CASES["ElectionLeadershipFlapping"]
+        for series in case["input_series"]
+        for match in re.findall(r'reason="([^"]+)"', series["series"])
+    }
+    assert used == set(leadership_change_reasons())
 
 
 def test_with_a_command_the_work_is_watched_through_the_command_not_the_files() -> None:
