@@ -1,4 +1,4 @@
-"""The ``election`` command line: ``run`` and ``status``.
+"""The ``election`` command line: ``run``, ``status``, ``switchover``, ``audit`` and ``fence``.
 
 Every flag also reads ``ELECTION_<FLAG>`` (``--some-flag`` -> ``ELECTION_SOME_FLAG``); a flag given on
 the command line wins over the variable.
@@ -6,13 +6,20 @@ the command line wins over the variable.
 Exit statuses:
 
 =====  =======================================================================================
-0      ``run``: stopped by SIGTERM/SIGINT and released everything; ``status``: a leader exists
+0      ``run``: stopped by SIGTERM/SIGINT and released everything; ``status``: a leader exists;
+       ``switchover``: the target (without ``--to``: a new leader) leads in a new term
 1      ``run``: could not heal within ``--failover-timeout``, or shutdown exceeded
        ``--shutdown-timeout``; ``status``: nobody leads; ``audit``: a violation was found;
-       ``fence``: the fence could not be taken or read (busy lock, I/O error, corrupt record)
-2      bad configuration or usage (one line on stderr names the setting)
-3      ``status``: ZooKeeper unreachable; ``fence``: a newer epoch has written (nothing was run)
-130    ``run``: a second SIGINT during shutdown (143 for a second SIGTERM)
+       ``fence``: the fence could not be taken or read (busy lock, I/O error, corrupt record);
+       ``switchover``: nobody leads, another request is pending, another replica took over, or no
+       hand-over within ``--wait`` (the request is then withdrawn)
+2      bad configuration or usage (one line on stderr names the setting); ``switchover``: ``--to``
+       names no connected member, the leader itself or a ``--no-lead`` member, or ZooKeeper refused
+       the request for want of ``--zk-auth`` (nothing was handed over)
+3      ``status``, ``switchover``: ZooKeeper unreachable (or failing); ``fence``: a newer epoch has
+       written (nothing was run)
+130    ``run``: a second SIGINT during shutdown (143 for a second SIGTERM); ``switchover``:
+       interrupted while waiting (the request is withdrawn)
 =====  =======================================================================================
 """
 
@@ -24,6 +31,7 @@ import shutil
 import sys
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -65,6 +73,7 @@ EXIT_CONFIG = 2
 EXIT_NO_LEADER = 1
 EXIT_UNREACHABLE = 3
 EXIT_AUDIT_FAILED = 1
+EXIT_HANDOVER_FAILED = 1
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -360,6 +369,11 @@ def run(**options: Any) -> None:
 @_zk_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (one per change with --watch).")
 @click.option("--watch", is_flag=True, help="Keep printing the view whenever it changes, until interrupted.")
+@click.option(
+    "--history",
+    is_flag=True,
+    help="Also show the last terms: epoch, leader, when it began, how long it lasted, why it ended.",
+)
 @_option("--timeout", ZK_TIMEOUT, "5s", "How long to wait for ZooKeeper.")
 def status(
     zk_servers: ZkConnect,
@@ -370,11 +384,12 @@ def status(
     zk_tls_key: Path | None,
     as_json: bool,
     watch: bool,
+    history: bool,
     timeout: float,
 ) -> None:
     """Show who leads now (identity, since, epoch) and which replicas are connected."""
     from app.ports.coordination import CoordinationError  # noqa: PLC0415
-    from app.status import read_view  # noqa: PLC0415
+    from app.status import ClusterView, read_view  # noqa: PLC0415
     from app.wiring import make_coordinator  # noqa: PLC0415
 
     # No logging is set up for this one-shot command, so kazoo's warning about every failed connection
@@ -391,15 +406,20 @@ def status(
     coordinator = make_coordinator(settings)
     changed = threading.Event()
     coordinator.subscribe(changed.set)
+
+    def look(*, watch: bool) -> ClusterView:
+        now = datetime.now(UTC) if history else None
+        return read_view(coordinator, election_path, watch=watch, chroot=settings.chroot, history_now=now)
+
     try:
         coordinator.connect(timeout)
-        view = read_view(coordinator, election_path, watch=watch, chroot=settings.chroot)
+        view = look(watch=watch)
         click.echo(view.to_json() if as_json else view.to_text())
         while watch:
             changed.wait(1.0)  # the leader watch wakes us at once; members are polled each second
             changed.clear()
-            latest = read_view(coordinator, election_path, watch=True, chroot=settings.chroot)
-            if latest != view:
+            latest = look(watch=True)
+            if not latest.same_as(view):
                 view = latest
                 click.echo(view.to_json() if as_json else "\n" + view.to_text())
     except CoordinationError as exc:
@@ -410,6 +430,92 @@ def status(
     finally:
         coordinator.close()
     sys.exit(0 if view.leader is not None else EXIT_NO_LEADER)
+
+
+@cli.command()
+@_zk_options
+@_option(
+    "--to",
+    IDENTITY,
+    None,
+    "Identity of the connected replica that should lead next.  [default: the next in the queue]",
+    show_default=False,
+)
+@_option(
+    "--wait",
+    DURATION,
+    "30s",
+    "Longest to wait for the new leader; the request is withdrawn after it (status 1).",
+)
+@_option(
+    "--zk-auth",
+    ZK_AUTH,
+    None,
+    "ZooKeeper digest credentials user:password: the replicas' own, when they run with --zk-auth.",
+    show_default=False,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of one line.")
+@_option("--timeout", ZK_TIMEOUT, "5s", "How long to wait for ZooKeeper.")
+def switchover(
+    zk_servers: ZkConnect,
+    election_path: str,
+    zk_tls: bool,
+    zk_tls_ca: Path | None,
+    zk_tls_cert: Path | None,
+    zk_tls_key: Path | None,
+    to: str | None,
+    wait: float,
+    zk_auth: str | None,
+    as_json: bool,
+    timeout: float,
+) -> None:
+    """Ask the leader to hand over (to --to, or to the next in the queue) and wait until a new leader
+    leads; print who led, who leads now and how long the hand-over took."""
+    from app import switchover as planned  # noqa: PLC0415
+    from app.adapters.system_clock import SystemClock  # noqa: PLC0415
+    from app.ports.coordination import CoordinationError  # noqa: PLC0415
+    from app.wiring import make_coordinator  # noqa: PLC0415
+
+    logging.getLogger("election").addHandler(logging.NullHandler())  # as in status: one line, no noise
+    settings = Settings(
+        zk_servers=zk_servers.servers,
+        chroot=zk_servers.chroot,
+        election_path=election_path,
+        identity="switchover",
+        zk_session_timeout=max(timeout, 4.0),
+        zk_auth=zk_auth,
+        zk_tls=_tls(zk_tls, zk_tls_ca, zk_tls_cert, zk_tls_key),
+    )
+    coordinator = make_coordinator(settings)
+    try:
+        coordinator.connect(timeout)
+        result = planned.switchover(coordinator, SystemClock(), to=to, wait=wait)
+    except CoordinationError as exc:
+        click.echo(f"election switchover: {exc}", err=True)
+        sys.exit(EXIT_UNREACHABLE)
+    except KeyboardInterrupt:
+        click.echo("election switchover: interrupted; a request already written was withdrawn", err=True)
+        sys.exit(130)
+    finally:
+        coordinator.close()
+    if as_json:
+        click.echo(result.to_json())
+    elif result.ok:
+        click.echo(result.to_text())
+    if not result.ok:
+        click.echo(f"election switchover: {result.message}", err=True)
+    sys.exit(_SWITCHOVER_EXIT[result.outcome])
+
+
+_SWITCHOVER_EXIT = {
+    "switched": 0,
+    "refused": EXIT_CONFIG,
+    "denied": EXIT_CONFIG,
+    "no-leader": EXIT_NO_LEADER,
+    "busy": EXIT_HANDOVER_FAILED,
+    "other-leader": EXIT_HANDOVER_FAILED,
+    "timed-out": EXIT_HANDOVER_FAILED,
+}
 
 
 @cli.command()

@@ -25,6 +25,7 @@ from app.ports.coordination import (
     CoordinationError,
     LeaderNode,
     Member,
+    PermissionDeniedError,
     SwitchoverBusyError,
     SwitchoverRequest,
     TermRecord,
@@ -370,6 +371,28 @@ class FakeCoordinator:
     def _on_candidate_gone(self) -> None:
         self._vacancy = True
         self._notify()
+
+
+# -- for `election switchover` (swcli): the command's own session -------------------------------
+
+
+class SwitchoverToolCoordinator(FakeCoordinator):
+    """The session of an ``election switchover`` process: a FakeCoordinator whose writes of the
+    request can be refused for want of credentials (``denied``: a protected path, no ``--zk-auth``),
+    and that calls ``on_request`` with each request it wrote (a test's leader reacting to it)."""
+
+    def __init__(self, server: FakeZooKeeper) -> None:
+        super().__init__(server)
+        self.denied = False
+        self.on_request: Callable[[SwitchoverRequest], None] | None = None
+
+    def request_switchover(self, request: SwitchoverRequest) -> None:
+        if self.denied:
+            self.calls.append("request_switchover")
+            raise PermissionDeniedError("NoAuthError: not authorized by the node's ACL")
+        super().request_switchover(request)
+        if self.on_request is not None:
+            self.on_request(request)
 
 
 def _as_leader(node: _Node) -> LeaderNode:

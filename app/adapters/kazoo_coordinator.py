@@ -19,6 +19,8 @@ Translation rules:
 * Every server call is asynchronous with ``.get(timeout=operation_timeout)``: a synchronous kazoo
   call made while SUSPENDED blocks until reconnection, which a leader must never do.
 * kazoo's exceptions become :class:`CoordinationError`; nothing else escapes.
+* ``NoAuthError`` (an ACL naming credentials we lack) becomes :class:`PermissionDeniedError`, so that
+  a command can tell a missing ``--zk-auth`` from an outage.
 * Listener and watch callbacks run on kazoo's thread: they only record the state and call the
   subscribers, which must not block either.
 * The session timeout the server granted: ZooKeeper clamps the requested timeout to its
@@ -45,7 +47,7 @@ from typing import Any, TypeVar
 
 import kazoo
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError, NoNodeError
+from kazoo.exceptions import BadVersionError, KazooException, NoAuthError, NodeExistsError, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.serialization import Connect
 from kazoo.protocol.states import EventType, WatchedEvent
@@ -58,6 +60,7 @@ from app.ports.coordination import (
     CoordinationError,
     LeaderNode,
     Member,
+    PermissionDeniedError,
     SwitchoverBusyError,
     SwitchoverRequest,
     TermRecord,
@@ -743,5 +746,10 @@ class KazooCoordinator:
             return func(*args)
         except KazooTimeoutError as exc:
             raise CoordinationError(f"no answer from ZooKeeper within {self.operation_timeout:g}s") from exc
+        except NoAuthError as exc:
+            # An ACL naming credentials this session lacks (say, no --zk-auth): the caller's mistake.
+            raise PermissionDeniedError(
+                "NoAuthError: not authorized by the node's ACL (no --zk-auth, or other credentials)"
+            ) from exc
         except KazooException as exc:
             raise CoordinationError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc

@@ -44,6 +44,11 @@ class SwitchoverBusyError(CoordinationError):
     """Another switchover request is pending: one at a time."""
 
 
+class PermissionDeniedError(CoordinationError):
+    """The server refused a write for want of rights: the node's ACL names credentials we lack
+    (``--zk-auth`` missing or other). A mistake of the caller's, not an outage."""
+
+
 @dataclass(frozen=True)
 class SwitchoverRequest:
     """An operator's request that the leader of ``from_epoch`` hand over (``election switchover``).

@@ -425,6 +425,9 @@ def test_the_exec_scenario_runs_its_command_on_the_leader_only_and_sigterm_stops
         # The shell line reached sh as the chart's words: the quotes held and the variable expanded.
         wait_for(lambda: f"leading in epoch {epoch}, it's mine" in leader.log.read_text(), timeout=10)
         assert _alive(pid)
+        # Every replica serving (its signal handlers are installed before it serves): a SIGTERM
+        # during a slow start-up kills a process before it can stop gracefully.
+        wait_for(lambda: all(_status(pod) for pod in pods), timeout=30, interval=0.1, message="every replica")
 
         started = time.monotonic()
         for pod in pods:

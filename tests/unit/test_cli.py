@@ -202,11 +202,32 @@ def test_status_help_lists_its_flags_with_their_env_vars() -> None:
         assert f"env var: {variable}" in entries[flag]
 
 
+def test_switchover_help_lists_its_flags_with_their_env_vars() -> None:
+    result = CliRunner().invoke(cli, ["switchover", "--help"])
+    assert result.exit_code == 0
+    entries = help_entries(result.output)
+    for flag, variable in [
+        ("--zk-servers", "ELECTION_ZK_SERVERS"),
+        ("--election-path", "ELECTION_ELECTION_PATH"),
+        ("--zk-auth", "ELECTION_ZK_AUTH"),
+        ("--to", "ELECTION_TO"),
+        ("--wait", "ELECTION_WAIT"),
+        ("--timeout", "ELECTION_TIMEOUT"),
+    ]:
+        assert f"env var: {variable}" in entries[flag]
+    assert "default: 30s" in entries["--wait"] and "default: 5s" in entries["--timeout"]
+
+
+def test_status_help_offers_the_history() -> None:
+    result = CliRunner().invoke(cli, ["status", "--help"])
+    assert "how long it lasted, why it ended" in help_entries(result.output)["--history"]
+
+
 def test_top_level_help_lists_every_command() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
     commands = [ln.split()[0] for ln in result.output.split("Commands:")[1].splitlines() if ln.strip()]
-    assert commands == ["audit", "fence", "run", "status"]
+    assert commands == ["audit", "fence", "run", "status", "switchover"]
 
 
 def test_version_prints_the_package_version_and_exits_0() -> None:
@@ -375,6 +396,34 @@ def test_status_against_unreachable_zookeeper_exits_3_with_one_line_within_its_t
     assert f"127.0.0.1:{closed_port}" in lines[0]
     assert result.stdout == ""
     assert elapsed < timeout + 3.0  # the timeout, plus starting Python and closing the client
+
+
+def test_switchover_against_unreachable_zookeeper_exits_3_with_one_line_within_its_timeout(
+    closed_port: int,
+) -> None:
+    began = time.monotonic()
+    result = election("switchover", "--to=r2", f"--zk-servers=127.0.0.1:{closed_port}", "--timeout=500ms")
+    elapsed = time.monotonic() - began
+    assert result.returncode == EXIT_UNREACHABLE
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("election switchover: ") and "unreachable" in lines[0]
+    assert result.stdout == ""
+    assert elapsed < 0.5 + 3.0  # the timeout, plus starting Python and closing the client
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--wait=0s"], "--wait"),
+        (["--wait=soon"], "--wait"),
+        (["--to="], "--to"),
+        (["--zk-auth=nocolon"], "--zk-auth"),
+        (["--timeout=0s"], "--timeout"),
+    ],
+)
+def test_switchover_with_a_bad_flag_exits_2_naming_it(args: list[str], names: str) -> None:
+    assert_config_error(election("switchover", *args), names)
 
 
 # -- issue 9, item 11: bad input that used to slip through -----------------------------------

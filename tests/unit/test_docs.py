@@ -60,3 +60,16 @@ def test_every_path_the_router_serves_is_in_the_readme() -> None:
     paths = json.loads(body)["paths"]  # the 404 lists what the router serves
     assert "/leader" in paths
     assert sorted(paths) == sorted(_table_rows("`/"))
+
+
+def test_the_switchover_section_documents_every_flag_and_outcome_of_the_command() -> None:
+    from app import switchover  # noqa: PLC0415
+
+    section = README.split("## Planned switchover", 1)[1].split("\n## ", 1)[0]
+    for param in cli.commands["switchover"].params:
+        flag = max(param.opts, key=len)
+        if isinstance(param, click.Option) and param.name != "help":
+            assert f"`{flag}" in section or flag.startswith("--zk-tls-"), flag  # those: "`--zk-tls*`"
+    outcomes = {v for k, v in vars(switchover).items() if k.isupper() and isinstance(v, str)}
+    for outcome in outcomes:
+        assert f"`{outcome}`" in section, outcome
