@@ -186,6 +186,11 @@ def file_epochs(cluster: Cluster) -> list[int]:
     return list(dict.fromkeys(f.epoch for f in cluster.leader_files()))
 
 
+def fence_epoch(cluster: Cluster) -> int:
+    """The epoch the fence record (``.election-fence``) holds: the highest that has written."""
+    return int(json.loads((cluster.file_dir / ".election-fence").read_text())["epoch"])
+
+
 def run_audit(cluster: Cluster) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
@@ -328,6 +333,7 @@ def test_switchover_to_r2_of_five_hands_over_to_r2_alone_and_r1_stays_a_candidat
     poll(lambda: nodes.epochs() == [first, second], WAIT, f"the history to be {[first, second]}")
 
     assert file_epochs(cluster) == [first, second], f"terms in file-dir: {file_epochs(cluster)}"
+    assert fence_epoch(cluster) == second
     check_terms_do_not_interleave(cluster.leader_files())
     history = [(int(t["epoch"]), t["identity"]) for t in nodes.history()]
     assert history == [(first, "r1"), (second, "r2")], f"history: {nodes.history()}"
@@ -389,6 +395,7 @@ def test_twenty_switchovers_in_a_row_leave_a_clean_audit_and_no_overlap(
     assert all(r.alive for r in cluster.replicas), f"a replica exited: {cluster.replicas}"
     assert file_epochs(cluster) == epochs, f"terms in file-dir {file_epochs(cluster)}, switchovers {epochs}"
     check_terms_do_not_interleave(cluster.leader_files())
+    assert fence_epoch(cluster) == epochs[-1]
     audit = run_audit(cluster)
     assert audit.returncode == 0, f"election audit:\n{audit.stdout}{audit.stderr}"
 
