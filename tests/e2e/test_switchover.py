@@ -631,7 +631,7 @@ def test_the_history_tells_a_switchover_a_graceful_stop_a_crash_and_a_resignatio
     table = cli(cluster, "status", "--history")
     assert table.returncode == 0, table
     for epoch, reason in expected.items():
-        row = next((line for line in table.stdout.splitlines() if str(epoch) in line), None)
+        row = next((line for line in table.stdout.splitlines() if line.split()[:1] == [str(epoch)]), None)
         assert row is not None and reason in row, f"no row for epoch {epoch} ({reason}):\n{table.stdout}"
     leader = cluster.wait_for_sole_leader(WAIT)
     poll(
