@@ -284,6 +284,15 @@ def cli() -> None:
     "With --exec: grace between SIGTERM and SIGKILL of the command's process group (must fit 4/9 of the"
     " session timeout less 0.25s).",
 )
+@click.option(
+    "--no-lead",
+    cls=_Option,
+    is_flag=True,
+    default=False,
+    envvar=env_var("--no-lead"),
+    show_envvar=True,
+    help="Never become a candidate: register, report and show in status, but never lead.",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND [ARGS]...]")
 def run(**options: Any) -> None:
     """Run one replica until SIGTERM or SIGINT; the leader writes files, or runs COMMAND (--exec)."""

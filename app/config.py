@@ -378,6 +378,8 @@ class Settings:
     # The leader's work: None writes files; a command (--exec) runs it as long as we lead.
     exec_command: tuple[str, ...] | None = None
     exec_stop_timeout: float = 3.0
+    # Never a candidate (--no-lead): registers, reports and is visible, but never leads.
+    no_lead: bool = False
 
     @property
     def zk_connect_string(self) -> str:

@@ -93,6 +93,9 @@ class Context:
         # and when (monotonic) this replica may be a candidate again (None: at once).
         self.work_exit_streak = 0
         self.rejoin_at: float | None = None
+        # The pending switchover request's id and when (monotonic) this replica first saw it: it
+        # binds the replica for its expires_in from then (app.states.switchover).
+        self.switchover_seen: tuple[str, float] | None = None
         # The leader as last seen by a look at ZooKeeper (for /status).
         self.observed_leader: LeaderNode | None = None
         # When the current run of failures began, and how many Failover visits it has had. The run

@@ -12,6 +12,7 @@ SIGTERM/SIGINT into a stop request, and a shutdown watchdog thread starts with t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -51,6 +52,8 @@ LIVENESS_STALL_SECONDS = 30.0
 EXIT_SHUTDOWN_TIMEOUT = 1
 # /status reads the leader node from ZooKeeper at most this often.
 STATUS_CACHE_SECONDS = 0.25
+# ... and the history (it changes once per term) at most this often.
+HISTORY_CACHE_SECONDS = 2.0
 # How long the shutdown watchdog lets its last line take before it exits anyway (stderr may be full).
 WATCHDOG_LAST_LINE_SECONDS = 0.2
 
@@ -126,6 +129,7 @@ class Replica:
         self.coordinator.subscribe(self._on_coordination_change)
         self._http: HttpServer | None = None
         self._leader_cache: tuple[float, LeaderNode | None] | None = None
+        self._history_cache: tuple[float, list[dict[str, Any]]] | None = None
         self._granted_session_timeout: float | None = None  # the last one the server granted
         self._signals = 0
         self._wakeup_sockets: tuple[socket.socket, socket.socket] | None = None
@@ -186,8 +190,28 @@ class Replica:
             },
             "election_path": self.settings.election_path,
             "work": self.ctx.work.describe(),
+            "no_lead": self.settings.no_lead,
+            "history": self._history_now()
+            if zk_state is ConnectionState.CONNECTED
+            else self._history_cached(),
             "version": __version__,
         }
+
+    def _history_cached(self) -> list[dict[str, Any]]:
+        return [] if self._history_cache is None else self._history_cache[1]
+
+    def _history_now(self) -> list[dict[str, Any]]:
+        """The election's last terms, newest last: a read at most every HISTORY_CACHE_SECONDS."""
+        now = self.clock.monotonic()
+        cached = self._history_cache
+        if cached is not None and now - cached[0] < HISTORY_CACHE_SECONDS:
+            return cached[1]
+        try:
+            terms = [dataclasses.asdict(term) for term in self.coordinator.history()]
+        except CoordinationError:
+            return self._history_cached()
+        self._history_cache = (now, terms)
+        return terms
 
     def _leader_now(self) -> LeaderNode | None:
         """The leader as ZooKeeper says now: a read (no watch), at most one per STATUS_CACHE_SECONDS.

@@ -16,11 +16,19 @@ import heapq
 import itertools
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode, Member
+from app.ports.coordination import (
+    ConnectionState,
+    CoordinationError,
+    LeaderNode,
+    Member,
+    SwitchoverBusyError,
+    SwitchoverRequest,
+    TermRecord,
+)
 from app.ports.storage import FencedError, LeaseExpiredError, Record, StorageError, Written
 from app.ports.work import Ended, Outcome, Step
 
@@ -94,6 +102,17 @@ class FakeZooKeeper:
     candidates: dict[int, int] = field(default_factory=dict)  # sequence -> session
     candidate_watchers: dict[int, set[Callable[[], None]]] = field(default_factory=dict)
     candidate_seq: itertools.count = field(default_factory=lambda: itertools.count(1))
+    switchover: SwitchoverRequest | None = None
+    history: list[TermRecord] = field(default_factory=list)
+    clients: list[FakeCoordinator] = field(default_factory=list)  # told of switchover changes
+
+    def set_switchover(self, request: SwitchoverRequest | None) -> None:
+        """Write the switchover node (as ``election switchover`` would), telling every client."""
+        self.writes += 1
+        self.next_zxid()
+        self.switchover = request
+        for client in list(self.clients):
+            client._notify()
 
     def fire_watches(self, *, deleted: bool) -> None:
         watchers, self.watchers = self.watchers, set()
@@ -157,6 +176,8 @@ class FakeCoordinator:
         self.starts = 0
         self.on_call: Callable[[str], None] | None = None  # e.g. advance the clock: a slow server
         self._vacancy = False
+        self.settled = True  # switchover_settled(): set False to model a re-read in flight
+        self.server.clients.append(self)
 
     # -- port -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -248,6 +269,46 @@ class FakeCoordinator:
     def members(self) -> list[Member]:
         self._check("members")
         return [Member(session, data) for session, data in self.server.members.items()]
+
+    def switchover_request(self) -> SwitchoverRequest | None:
+        return self.server.switchover
+
+    def switchover_settled(self) -> bool:
+        return self.settled
+
+    def request_switchover(self, request: SwitchoverRequest) -> None:
+        self._check("request_switchover")
+        if self.server.switchover is not None:
+            raise SwitchoverBusyError("another switchover is pending")
+        self.server.set_switchover(request)
+
+    def clear_switchover(self, request_id: str) -> None:
+        self.calls.append("clear_switchover")
+        if self.server.switchover is not None and self.server.switchover.id == request_id:
+            self.server.set_switchover(None)
+
+    def history(self) -> list[TermRecord]:
+        self._check("history")
+        return list(self.server.history)
+
+    def begin_term_record(self, record: TermRecord) -> TermRecord | None:
+        self._check("begin_term_record")
+        terms = self.server.history
+        if terms and terms[-1].epoch == record.epoch:
+            return None
+        previous = terms[-1] if terms else None
+        if previous is not None and previous.ended is None:
+            previous = replace(previous, ended=record.began, reason="expired")
+            terms[-1] = previous
+        terms.append(record)
+        del terms[:-20]
+        return previous
+
+    def end_term_record(self, epoch: int, reason: str, ended: str) -> None:
+        self.calls.append("end_term_record")
+        terms = self.server.history
+        if terms and terms[-1].epoch == epoch and self._state is ConnectionState.CONNECTED:
+            terms[-1] = replace(terms[-1], ended=ended, reason=reason)
 
     def close(self) -> None:
         self.calls.append("close")

@@ -9,6 +9,8 @@ Layout under ``<election-path>``::
     leader            ephemeral; data {"identity", "acquired_at"}; czxid = the term's epoch
     members/m-<id>-N  ephemeral sequential, one per live session; data {"identity", ...}
     candidates/c-<session>-N  ephemeral sequential, one per session in the queue of candidates
+    switchover        persistent; {} or one pending SwitchoverRequest; every replica watches it
+    history           persistent; {"terms": [TermRecord...]}, the last HISTORY_TERMS
 
 Translation rules:
 
@@ -34,6 +36,7 @@ Translation rules:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import threading
@@ -50,7 +53,15 @@ from kazoo.retry import KazooRetry
 from kazoo.security import OPEN_ACL_UNSAFE, make_acl, make_digest_acl
 
 from app.config import TlsSettings
-from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode, Member
+from app.ports.coordination import (
+    ConnectionState,
+    CoordinationError,
+    LeaderNode,
+    Member,
+    SwitchoverBusyError,
+    SwitchoverRequest,
+    TermRecord,
+)
 
 log = logging.getLogger("election.zookeeper")
 
@@ -60,6 +71,10 @@ _KAZOO_STATES = {
     KazooState.LOST: ConnectionState.LOST,
 }
 _ERRORS = (KazooException, KazooTimeoutError)
+# How many terms the history node keeps (a few KB: far below ZooKeeper's 1 MB node limit).
+HISTORY_TERMS = 20
+# Conditional writes of the history retried when another writer came first.
+_HISTORY_ATTEMPTS = 3
 # Reads of the leader node per look when it keeps appearing and vanishing between getData and exists;
 # past that, the look reports the node's stat with unknown data.
 _LOOK_ATTEMPTS = 3
@@ -77,6 +92,44 @@ def _decode(data: bytes | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _parse_request(content: dict[str, Any]) -> SwitchoverRequest | None:
+    """The request a switchover node holds, or None (idle, or not one we can read)."""
+    try:
+        return SwitchoverRequest(
+            id=str(content["id"]),
+            from_epoch=int(content["from_epoch"]),
+            from_identity=str(content.get("from_identity", "")),
+            to=None if content.get("to") is None else str(content["to"]),
+            requested_at=str(content.get("requested_at", "")),
+            expires_in=float(content.get("expires_in", 0.0)),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _parse_terms(content: dict[str, Any]) -> list[TermRecord]:
+    terms: list[TermRecord] = []
+    raw = content.get("terms")
+    for item in raw if isinstance(raw, list) else []:
+        try:
+            terms.append(
+                TermRecord(
+                    epoch=int(item["epoch"]),
+                    identity=str(item.get("identity", "")),
+                    began=str(item.get("began", "")),
+                    ended=None if item.get("ended") is None else str(item["ended"]),
+                    reason=None if item.get("reason") is None else str(item["reason"]),
+                )
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue  # an entry we cannot read (written by hand?) is skipped, not fatal
+    return terms
+
+
+def _encode_terms(terms: list[TermRecord]) -> bytes:
+    return json.dumps({"terms": [dataclasses.asdict(term) for term in terms]}).encode()
 
 
 def _record_connect_replies(client: KazooClient, record: Callable[[float], None]) -> None:
@@ -160,6 +213,16 @@ class KazooCoordinator:
         self.leader_path = f"{election_path}/leader"
         self.members_path = f"{election_path}/members"
         self.candidates_path = f"{election_path}/candidates"
+        self.switchover_path = f"{election_path}/switchover"
+        self.history_path = f"{election_path}/history"
+        # The pending request as last read (None: none) and that read's node version; the change
+        # count of the watch (a re-read answers for the count it was sent at) and the count it saw.
+        self._request: SwitchoverRequest | None = None
+        self._request_version = -1
+        self._request_changes = 0
+        self._request_read = 0
+        # Our own last write of the history: the terms and the node version it made.
+        self._history: tuple[list[TermRecord], int] | None = None
         self._candidate: tuple[int, str] | None = None  # (session, node name) in the queue
         self._hosts = hosts
         # A chroot suffix (``a:2181,b:2181/apps/election``) goes to kazoo as it is; the servers alone
@@ -323,6 +386,7 @@ class KazooCoordinator:
         if session is None:
             raise CoordinationError("not connected")
         self._call(self._ensure_tree)
+        self._call(self._read_request)  # and watch it, for this session
         if self._member_session == session:
             return
         self._call(
@@ -499,6 +563,141 @@ class KazooCoordinator:
 
         return self._call(read)
 
+    # -- switchover and history -------------------------------------------------------------
+    def switchover_request(self) -> SwitchoverRequest | None:
+        return self._request
+
+    def switchover_settled(self) -> bool:
+        return self._request_read == self._request_changes
+
+    def _on_request_watch(self, event: WatchedEvent) -> None:
+        # kazoo's callback thread, in the order of the changes: mark the copy stale at once (a
+        # deletion of the leader node that came after this change is dispatched after it), then
+        # re-read it (and re-arm the watch) without blocking this thread.
+        with self._lock:
+            self._request_changes += 1
+            changes = self._request_changes
+        self._notify()
+        try:
+            reply = self._client.get_async(self.switchover_path, watch=self._on_request_watch)
+        except _ERRORS:
+            return  # not connected: prepare() reads it again on the next session
+        reply.rawlink(lambda result: self._on_request_read(result, changes))
+
+    def _on_request_read(self, result: Any, changes: int) -> None:
+        try:
+            data, stat = result.get(timeout=0)
+        except NoNodeError:
+            data, stat = b"{}", None
+        except Exception:  # a failed read means connection trouble: Init's prepare() reads it again
+            return
+        self._store_request(data, -1 if stat is None else int(stat.version), changes)
+        self._notify()
+
+    def _read_request(self) -> None:
+        with self._lock:
+            changes = self._request_changes
+        try:
+            data, stat = self._client.get_async(self.switchover_path, watch=self._on_request_watch).get(
+                timeout=self.operation_timeout
+            )
+        except NoNodeError:
+            data, stat = b"{}", None
+        self._store_request(data, -1 if stat is None else int(stat.version), changes)
+
+    def _store_request(self, data: bytes, version: int, changes: int) -> None:
+        with self._lock:
+            if changes < self._request_read:
+                return  # an older read answering late
+            self._request = _parse_request(_decode(data))
+            self._request_version = version
+            self._request_read = max(self._request_read, changes)
+
+    def request_switchover(self, request: SwitchoverRequest) -> None:
+        def write() -> None:
+            data, stat = self._client.get_async(self.switchover_path).get(timeout=self.operation_timeout)
+            if _parse_request(_decode(data)) is not None:
+                raise SwitchoverBusyError("another switchover is pending")
+            body = json.dumps(
+                {
+                    "id": request.id,
+                    "from_epoch": request.from_epoch,
+                    "from_identity": request.from_identity,
+                    "to": request.to,
+                    "requested_at": request.requested_at,
+                    "expires_in": request.expires_in,
+                }
+            ).encode()
+            try:
+                self._client.set_async(self.switchover_path, body, version=stat.version).get(
+                    timeout=self.operation_timeout
+                )
+            except BadVersionError:
+                raise SwitchoverBusyError("another switchover was requested at the same moment") from None
+
+        self._call(write)
+
+    def clear_switchover(self, request_id: str) -> None:
+        def clear() -> None:
+            data, stat = self._client.get_async(self.switchover_path).get(timeout=self.operation_timeout)
+            pending = _parse_request(_decode(data))
+            if pending is None or pending.id != request_id:
+                return
+            with contextlib.suppress(BadVersionError):
+                self._client.set_async(self.switchover_path, b"{}", version=stat.version).get(
+                    timeout=self.operation_timeout
+                )
+
+        with contextlib.suppress(CoordinationError):
+            self._call(clear)
+
+    def history(self) -> list[TermRecord]:
+        def read() -> list[TermRecord]:
+            try:
+                data, _stat = self._client.get_async(self.history_path).get(timeout=self.operation_timeout)
+            except NoNodeError:
+                return []
+            return _parse_terms(_decode(data))
+
+        return self._call(read)
+
+    def begin_term_record(self, record: TermRecord) -> TermRecord | None:
+        def write() -> TermRecord | None:
+            for _ in range(_HISTORY_ATTEMPTS):
+                data, stat = self._client.get_async(self.history_path).get(timeout=self.operation_timeout)
+                terms = _parse_terms(_decode(data))
+                if terms and terms[-1].epoch == record.epoch:
+                    self._history = (terms, int(stat.version))  # a resumed term: already there
+                    return None
+                previous = terms[-1] if terms else None
+                if previous is not None and previous.ended is None:
+                    previous = dataclasses.replace(previous, ended=record.began, reason="expired")
+                    terms[-1] = previous
+                terms = [*terms, record][-HISTORY_TERMS:]
+                try:
+                    written = self._client.set_async(
+                        self.history_path, _encode_terms(terms), version=stat.version
+                    ).get(timeout=self.operation_timeout)
+                except BadVersionError:
+                    continue  # someone recorded an end meanwhile: read again
+                self._history = (terms, int(written.version))
+                return previous
+            return None
+
+        return self._call(write)
+
+    def end_term_record(self, epoch: int, reason: str, ended: str) -> None:
+        cached = self._history
+        if cached is None or not cached[0] or cached[0][-1].epoch != epoch:
+            return
+        terms, version = cached
+        terms = [*terms[:-1], dataclasses.replace(terms[-1], ended=ended, reason=reason)]
+        self._history = None
+        # Not waited for: the server processes our requests in order, so a resign or close sent
+        # after it finds it done; a conflicting write (nobody else writes our open term) only loses it.
+        with contextlib.suppress(*_ERRORS):
+            self._client.set_async(self.history_path, _encode_terms(terms), version=version)
+
     def _ensure_chroot(self) -> None:
         """Create the chroot if it is missing, with ZooKeeper's open ACL (it may be shared by several
         services). Inside a chrooted session "/" is the chroot, which it cannot create: a short
@@ -520,7 +719,8 @@ class KazooCoordinator:
                 outside.close()
 
     def _ensure_tree(self) -> None:
-        """Create the chroot, the election path, ``members`` and ``candidates`` if missing. Ancestors
+        """Create the chroot, the election path, ``members``, ``candidates``, ``switchover`` and
+        ``history`` if missing. Ancestors
         of the election path get ZooKeeper's open ACL, not ours: they may be shared with other
         applications."""
         self._ensure_chroot()
@@ -531,6 +731,9 @@ class KazooCoordinator:
             acl = OPEN_ACL_UNSAFE if depth < depth_of_election_path else None  # None: default_acl
             with contextlib.suppress(NodeExistsError):
                 self._client.create_async(path, b"", acl=acl).get(timeout=self.operation_timeout)
+        for path, empty in ((self.switchover_path, b"{}"), (self.history_path, b'{"terms": []}')):
+            with contextlib.suppress(NodeExistsError):
+                self._client.create_async(path, empty).get(timeout=self.operation_timeout)
 
     def _call(self, func: Callable[..., T], *args: Any) -> T:
         """Run a server call, translating kazoo's failures into CoordinationError."""

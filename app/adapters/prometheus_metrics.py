@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from app import __version__
 from app.ports.coordination import ConnectionState
-from app.ports.metrics import WRITE_ERROR_REASONS
+from app.ports.metrics import CHANGE_REASONS, WRITE_ERROR_REASONS
 
 
 class PrometheusMetrics:
@@ -94,6 +94,21 @@ class PrometheusMetrics:
             "Session timeout the ZooKeeper server granted on the last connection (leases count it)",
             registry=registry,
         )
+        self._term_began: float | None = None
+        self.tenure = Gauge(
+            "election_leader_tenure_seconds",
+            "Time in the current leadership term, on the leader (0 elsewhere)",
+            registry=registry,
+        )
+        self.tenure.set_function(self._tenure)
+        self.changes = Counter(
+            "election_leadership_changes",
+            "Leadership changes seen by the new leader, by why the previous term ended",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in CHANGE_REASONS:
+            self.changes.labels(reason)
         self.work_is_running = Gauge(
             "election_work_running",
             "1 while this replica's leader work runs (its command with --exec, its files otherwise)",
@@ -132,12 +147,21 @@ class PrometheusMetrics:
         for conn in ConnectionState:
             self.connection.labels(conn.value).set(1 if conn.value == state else 0)
 
+    def _tenure(self) -> float:
+        began = self._term_began
+        return 0.0 if began is None else max(0.0, self._monotonic() - began)
+
+    def leadership_changed(self, reason: str) -> None:
+        self.changes.labels(reason).inc()
+
     def leadership_acquired(self, epoch: int) -> None:
+        self._term_began = self._monotonic()
         self.acquired.inc()
         self.is_leader.set(1)
         self.epoch.set(epoch)
 
     def leadership_lost(self) -> None:
+        self._term_began = None
         self.lost.inc()
         self.is_leader.set(0)
         self.epoch.set(0)

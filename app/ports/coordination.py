@@ -40,6 +40,40 @@ class CoordinationError(Exception):
     """ZooKeeper could not be reached or refused an operation; the message says which."""
 
 
+class SwitchoverBusyError(CoordinationError):
+    """Another switchover request is pending: one at a time."""
+
+
+@dataclass(frozen=True)
+class SwitchoverRequest:
+    """An operator's request that the leader of ``from_epoch`` hand over (``election switchover``).
+
+    ``to`` names the target (None: the next in the queue). Any other leader ignores it (and clears
+    it); candidates stop deferring to the target ``expires_in`` seconds after they first saw it."""
+
+    id: str
+    from_epoch: int
+    from_identity: str
+    to: str | None
+    requested_at: str
+    expires_in: float
+
+
+@dataclass(frozen=True)
+class TermRecord:
+    """One leadership term in the election's history (``<election-path>/history``).
+
+    ``reason`` says why it ended: ``graceful`` (its replica stopped), ``switchover``, ``resigned``
+    (write failures, an unknown session timeout), ``fenced``, ``work_exited``, or ``expired`` (its
+    session ended without a word: a crash, a cut; written by its successor). None while it lasts."""
+
+    epoch: int
+    identity: str
+    began: str
+    ended: str | None = None
+    reason: str | None = None
+
+
 @dataclass(frozen=True)
 class LeaderNode:
     """The leader node as a look at it found it.
@@ -146,6 +180,41 @@ class Coordinator(Protocol):
 
     def members(self) -> list[Member]:
         """The replicas connected now, in registration order."""
+        ...
+
+    def switchover_request(self) -> SwitchoverRequest | None:
+        """The pending switchover request as this replica's watch last read it (None: none). The
+        read is re-armed on every change and the subscribers are told; local, never blocks."""
+        ...
+
+    def switchover_settled(self) -> bool:
+        """False from the moment a watch reported a change of the request until the re-read came
+        back: a candidate must not create the leader node meanwhile. ZooKeeper delivers watch events
+        in the order of the changes, so a request written before the leader node went is known
+        (at least as "not settled") before that deletion is; local, never blocks."""
+        ...
+
+    def request_switchover(self, request: SwitchoverRequest) -> None:
+        """Write ``request`` if none is pending (a conditional set); SwitchoverBusyError if one is."""
+        ...
+
+    def clear_switchover(self, request_id: str) -> None:
+        """Remove the pending request if it is still ``request_id`` (best effort)."""
+        ...
+
+    def history(self) -> list[TermRecord]:
+        """The last terms, oldest first (a read)."""
+        ...
+
+    def begin_term_record(self, record: TermRecord) -> TermRecord | None:
+        """Append our term to the history (once per epoch): the previous term, if nobody recorded
+        its end, is closed as ``expired`` at our beginning. Return the previous term as now
+        recorded (None: the first term ever, or ours was already there)."""
+        ...
+
+    def end_term_record(self, epoch: int, reason: str, ended: str) -> None:
+        """Record why our term ``epoch`` ended, without waiting for the answer (it goes out before
+        a following resign or close, which the server then processes after it). Best effort."""
         ...
 
     def close(self) -> None:

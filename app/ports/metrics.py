@@ -10,6 +10,8 @@ from typing import Protocol
 # ``directory_fsync``: the file was published but the directory fsync after it failed;
 # ``retention``: deleting an old file failed.
 WRITE_ERROR_REASONS = ("storage", "lease_expired", "directory_fsync", "retention")
+# Why a term ended, as the history records it (election_leadership_changes_total{reason}).
+CHANGE_REASONS = ("graceful", "switchover", "resigned", "fenced", "work_exited", "expired")
 
 
 class Metrics(Protocol):
@@ -53,4 +55,8 @@ class Metrics(Protocol):
 
     def work_stopped(self, signal: str) -> None:
         """We stopped the command; ``signal`` is the last one it needed (SIGTERM or SIGKILL)."""
+        ...
+
+    def leadership_changed(self, reason: str) -> None:
+        """This replica's term began after another's, which ended for ``reason`` (the history's)."""
         ...

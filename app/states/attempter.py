@@ -37,7 +37,7 @@ import logging
 
 from app.machine import Context, StateName, Transition
 from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode
-from app.states import progress
+from app.states import progress, switchover
 
 log = logging.getLogger("election.states.attempter")
 
@@ -54,7 +54,8 @@ class Attempter:
         if waited is not None:
             return waited
         try:
-            ctx.coordinator.enter_queue()
+            if not ctx.settings.no_lead:
+                ctx.coordinator.enter_queue()
         except CoordinationError as exc:
             return Transition(StateName.FAILOVER, f"cannot join the queue of candidates: {exc}")
         ctx.coordinator.take_over_signal()  # forget deletions seen before we (re)joined
@@ -62,6 +63,7 @@ class Attempter:
         next_attempt = ctx.now()
         woken = False
         judged: float | None = None  # the verdict deadline (progress.due) we last looked for
+        binding: float | None = None  # when the switchover request we deferred to stops binding us
         while True:
             if ctx.stop_reason is not None:
                 return Transition(StateName.STOPPING, ctx.stop_reason)
@@ -70,22 +72,17 @@ class Attempter:
             verdict = due is not None and due <= now and due != judged
             if verdict:
                 judged = due
-            periodic = now >= next_attempt or verdict
+            released = binding is not None and now >= binding
+            periodic = now >= next_attempt or verdict or released
             if woken or periodic:
                 ctx.clear_wakeup()
-                state = ctx.coordinator.state()
-                if state is not ConnectionState.CONNECTED:
-                    return Transition(StateName.FAILOVER, f"ZooKeeper connection {state.value}")
-                try:
-                    outcome, position = _attempt(ctx, position, woken=woken, periodic=periodic)
-                except CoordinationError as exc:
-                    return Transition(StateName.FAILOVER, f"leadership attempt failed: {exc}")
+                outcome, position = _step(ctx, position, woken=woken, periodic=periodic)
                 if outcome is not None:
                     return outcome
             while next_attempt <= now:
                 next_attempt += self.period(ctx)
-            due = progress.due(ctx)
-            woken = ctx.wait_until(next_attempt if due is None or due <= now else min(next_attempt, due))
+            binding = switchover.expires_at(ctx)
+            woken = ctx.wait_until(_next_look(ctx, next_attempt, now))
 
     @staticmethod
     def _sit_out(ctx: Context) -> Transition | None:
@@ -107,6 +104,31 @@ class Attempter:
         return ctx.settings.attempter_timeout * (1.0 - JITTER * fraction)
 
 
+def _step(
+    ctx: Context, position: int | None, *, woken: bool, periodic: bool
+) -> tuple[Transition | None, int | None]:
+    """One look at the world after a wake-up or at the period: (where to go, the queue position)."""
+    state = ctx.coordinator.state()
+    if state is not ConnectionState.CONNECTED:
+        return Transition(StateName.FAILOVER, f"ZooKeeper connection {state.value}"), position
+    try:
+        if ctx.settings.no_lead:
+            return (_observe(ctx) if periodic else None), position
+        return _attempt(ctx, position, woken=woken, periodic=periodic)
+    except CoordinationError as exc:
+        return Transition(StateName.FAILOVER, f"leadership attempt failed: {exc}"), position
+
+
+def _next_look(ctx: Context, next_attempt: float, now: float) -> float:
+    """When to look next: the period, or earlier for a verdict on the cluster's progress or for
+    the moment a pending switchover stops binding us."""
+    deadline = next_attempt
+    for other in (progress.due(ctx), switchover.expires_at(ctx)):
+        if other is not None and other > now:
+            deadline = min(deadline, other)
+    return deadline
+
+
 def _attempt(
     ctx: Context, position: int | None, *, woken: bool, periodic: bool
 ) -> tuple[Transition | None, int]:
@@ -115,6 +137,13 @@ def _attempt(
     # Read the signal on every attempt, woken or not: a deletion reported just as a wait timed out
     # (its wake-up cleared with the periodic one) must still count.
     signalled = coordinator.take_over_signal()
+    if switchover.targeted(ctx):
+        # An operator named us the next leader: act as the head (watch the node, take it at once).
+        if signalled:
+            outcome = _create(ctx, "took over the leader node by switchover")
+            if outcome is not None:
+                return outcome, position if position is not None else 0
+        return _look(ctx, 0)[0], position if position is not None else 0
     if signalled and position is not None:
         # The candidate ahead of us (or, at the head, the leader node) was deleted. Positions only
         # shrink, so from 0 or 1 we are the head now; from further back, read the queue to know.
@@ -162,8 +191,19 @@ def _look(ctx: Context, position: int) -> tuple[Transition | None, int]:
     return None, position
 
 
+def _observe(ctx: Context) -> Transition | None:
+    """A replica that never leads (``--no-lead``): a look at the leader for /status, and the
+    standbys' judgement of the cluster's progress; never a create."""
+    node = ctx.coordinator.leader(watch=False)
+    ctx.observed_leader = node
+    return None if node is None else progress.judge_leader(ctx, node)
+
+
 def _create(ctx: Context, how: str) -> Transition | None:
-    """Create the leader node: to Leader if this create made it, None if the node exists."""
+    """Create the leader node: to Leader if this create made it, None if the node exists or a
+    pending switchover names another replica (app.states.switchover)."""
+    if not switchover.may_create(ctx):
+        return None
     acquired_at = ctx.clock.wall().isoformat(timespec="microseconds")
     sent = ctx.now()
     created = ctx.coordinator.create_leader({"identity": ctx.settings.identity, "acquired_at": acquired_at})

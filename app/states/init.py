@@ -46,6 +46,7 @@ class Init:
                     "identity": settings.identity,
                     "version": __version__,
                     "http_address": str(settings.http_address),
+                    "no_lead": settings.no_lead,
                     "started_at": ctx.clock.wall().isoformat(timespec="microseconds"),
                 },
             )

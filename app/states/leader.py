@@ -50,7 +50,13 @@ from collections import deque
 
 from app.leases import lease_of
 from app.machine import Context, StateName, Transition
-from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode
+from app.ports.coordination import (
+    ConnectionState,
+    CoordinationError,
+    LeaderNode,
+    SwitchoverRequest,
+    TermRecord,
+)
 from app.ports.work import Ended, Outcome, Step
 
 log = logging.getLogger("election.states.leader")
@@ -105,6 +111,12 @@ def work_backoff(streak: int) -> float:
     return float(min(WORK_BACKOFF_MAX, WORK_BACKOFF_INITIAL * 2 ** max(streak - 1, 0)))
 
 
+def _record_end(ctx: Context, term: LeaderNode, reason: str) -> None:
+    """Tell the history why our term ends (not waited for; before the node is released)."""
+    ended = ctx.clock.wall().isoformat(timespec="microseconds")
+    ctx.coordinator.end_term_record(term.epoch, reason, ended)
+
+
 def _lease(ctx: Context) -> float | None:
     """How long a confirmation stays valid: LEASE_FRACTION of the session timeout the server
     granted on the current connection (never the one we asked for: the server clamps it). None
@@ -127,17 +139,20 @@ class Leader:
             extra={"event": "leadership_acquired", "epoch": term.epoch},
         )
         reason = "leadership ended by an error"
+        outcome_to: StateName | None = None
         try:
             lease = _lease(ctx)
             if lease is None:
                 outcome = self._resign(ctx, term, "the session timeout the server granted is unknown")
             else:
                 outcome = self._lead(ctx, term, lease)
-            reason = outcome.reason
+            reason, outcome_to = outcome.reason, outcome.to
         finally:
             # Whatever ended the term, the work stops before anything else happens (Stopping
             # releases the node only after this returns: a successor's work never overlaps ours).
             ctx.work.stop(reason)
+            if outcome_to is StateName.STOPPING:
+                _record_end(ctx, term, "graceful")  # sent before Stopping's close, so it lands first
             ctx.term = None
             ctx.metrics.leadership_lost()
         log.info(
@@ -160,6 +175,7 @@ class Leader:
         watching = False  # set by our first confirming read: the node's changes then wake us
         lead = _Lead(period, lease)
         woken = False
+        recorded = False  # our term in the history (after the first step: not on the hand-over's path)
         while True:
             if ctx.stop_reason is not None:
                 return Transition(StateName.STOPPING, ctx.stop_reason)
@@ -200,6 +216,9 @@ class Leader:
                 confirmed_at = None
                 continue
             step = work.step(term.epoch, valid_until=confirmed_at + lease)
+            if step.outcome is Outcome.DONE and not recorded:
+                recorded = True
+                self._begin_record(ctx, term)
             failures = failures + 1 if step.outcome is not Outcome.DONE else 0
             leave = self._judge_step(ctx, term, step, failures)
             if leave is not None:
@@ -209,12 +228,51 @@ class Leader:
             retry = step.outcome is Outcome.RETRY
             tick = tick if retry else math.floor((ctx.now() - start) / period) + 1
 
+    @staticmethod
+    def _hand_over(ctx: Context, term: LeaderNode, request: SwitchoverRequest) -> Transition:
+        """An operator asked this term to hand over: stop the work (a write in progress has
+        completed or vanished; a command's group is dead), record the end, delete the node and
+        re-join the queue at the tail. Only the target (app.states.switchover) takes it."""
+        target = request.to or "the next candidate"
+        reason = f"switchover to {target} requested"
+        ctx.work.stop(reason)
+        _record_end(ctx, term, "switchover")
+        try:
+            ctx.coordinator.resign(term)
+            ctx.coordinator.leave_queue()
+        except CoordinationError as exc:
+            return Transition(StateName.FAILOVER, f"{reason}; could not resign: {exc}")
+        log.info(
+            "handed over to %s",
+            target,
+            extra={"event": "switchover", "epoch": term.epoch, "to": request.to, "request": request.id},
+        )
+        return Transition(StateName.ATTEMPTER, f"{reason}; handed over")
+
+    @staticmethod
+    def _begin_record(ctx: Context, term: LeaderNode) -> None:
+        """After the term's first step: our term into the history (the previous one's end is
+        counted by its reason), and a switchover request that brought us here, or any older one,
+        cleared. Best effort: the term goes on without them."""
+        coordinator = ctx.coordinator
+        began = term.acquired_at or ctx.clock.wall().isoformat(timespec="microseconds")
+        try:
+            previous = coordinator.begin_term_record(TermRecord(term.epoch, ctx.settings.identity, began))
+        except CoordinationError as exc:
+            log.warning("could not record the term in the history: %s", exc, extra={"event": "history_error"})
+        else:
+            if previous is not None:  # None: the first term ever, or ours resumed
+                ctx.metrics.leadership_changed(previous.reason or "expired")
+        request = coordinator.switchover_request()
+        if request is not None and request.from_epoch < term.epoch:
+            coordinator.clear_switchover(request.id)
+
     @classmethod
     def _judge_step(cls, ctx: Context, term: LeaderNode, step: Step, failures: int) -> Transition | None:
         """Account for one step (``failures``: consecutive failed steps, this one included); where
         to go if the term must end (fenced; too many failures)."""
         if step.outcome is Outcome.FENCED:
-            return cls._resign(ctx, term, step.why)
+            return cls._resign(ctx, term, step.why, "fenced")
         if step.outcome is Outcome.DONE:
             ctx.work_done()
             if step.order is not None:
@@ -244,6 +302,7 @@ class Leader:
         how = "finished" if ended.succeeded else f"exited with {ended.code}"
         reason = f"the work {how} after {ended.ran_seconds:.3g}s"
         ctx.work.stop(reason)  # what it left in its process group goes too, before the node
+        _record_end(ctx, term, "work_exited")
         try:
             ctx.coordinator.resign(term)
             ctx.coordinator.leave_queue()
@@ -260,6 +319,11 @@ class Leader:
         state = coordinator.state()
         if state is not ConnectionState.CONNECTED:
             return Transition(StateName.FAILOVER, f"ZooKeeper connection {state.value}")
+        request = coordinator.switchover_request()
+        if request is not None and request.from_epoch == term.epoch:
+            return Leader._hand_over(ctx, term, request)
+        if request is not None and request.from_epoch < term.epoch:
+            coordinator.clear_switchover(request.id)  # meant for a term before ours: void
         try:
             # fresh: a follower cut off from the quorum must not be able to confirm us.
             node = coordinator.leader(watch=True, fresh=True)
@@ -278,11 +342,13 @@ class Leader:
         return None
 
     @staticmethod
-    def _resign(ctx: Context, term: LeaderNode, reason: str) -> Transition:
+    def _resign(ctx: Context, term: LeaderNode, reason: str, kind: str = "resigned") -> Transition:
         """Give the node up, so that another replica can lead, and heal through Failover (whose
-        backoff keeps this replica from grabbing the node straight back)."""
+        backoff keeps this replica from grabbing the node straight back). ``kind`` goes into the
+        election's history as the term's end."""
         ctx.work_failed(f"resigned leadership: {reason}")
         ctx.work.stop(reason)  # before the node goes: the next leader's work must not overlap ours
+        _record_end(ctx, term, kind)
         try:
             ctx.coordinator.resign(term)
             ctx.coordinator.leave_queue()  # re-join at the tail: the others go first

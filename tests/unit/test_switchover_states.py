@@ -1,0 +1,137 @@
+"""Switchover, no-lead and the history as the states handle them, on virtual time."""
+
+from __future__ import annotations
+
+from app.machine import StateName
+from app.ports.coordination import SwitchoverRequest, TermRecord
+from tests.fakes import FakeCoordinator
+from tests.unit.conftest import Harness, other_leader
+
+
+def _request(epoch: int, to: str | None, expires_in: float = 5.0, rid: str = "r1") -> SwitchoverRequest:
+    return SwitchoverRequest(rid, epoch, "someone", to, "2026-01-01T00:00:00Z", expires_in)
+
+
+def _record_entries(h: Harness) -> list[tuple[float, str]]:
+    entries: list[tuple[float, str]] = []
+    machine = h.replica.machine
+    enter = machine._enter
+
+    def spy(to: StateName, previous: StateName | None, reason: str) -> None:
+        entries.append((round(h.clock.elapsed, 6), str(to)))
+        enter(to, previous, reason)
+
+    machine._enter = spy  # type: ignore[method-assign]
+    return entries
+
+
+def test_the_leader_hands_over_on_a_request_for_its_epoch_and_defers_to_the_target(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    h = make_harness()
+    entries = _record_entries(h)
+    h.at(15.0, lambda: h.server.set_switchover(_request(101, to="r2")))
+    h.stop_at(30.0)
+    h.run()
+    leads = [t for t, to in entries if to == "Leader"]
+    # led at 0, handed over at 15 (the target never came), led again once the request expired
+    assert leads == [0.0, 20.0]
+    assert h.write_times == [0.0, 10.0, 20.0]  # nothing written between the hand-over and the expiry
+    assert h.server.history[0].reason == "switchover"
+    assert "leave_queue" in h.coordinator.calls
+
+
+def test_a_request_for_another_epoch_does_nothing_but_is_cleared(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness()
+    h.at(5.0, lambda: h.server.set_switchover(_request(99, to="r2")))
+    h.stop_at(25.0)
+    h.run()
+    assert h.write_times == [0.0, 10.0, 20.0]  # never stopped
+    assert h.server.switchover is None  # the live leader cleared the stale request
+
+
+def test_a_standby_defers_to_the_named_target_until_the_request_expires(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    h = make_harness()
+    other = other_leader(h.server)
+    entries = _record_entries(h)
+    h.at(3.0, lambda: h.server.set_switchover(_request(h.server.leader.epoch, to="r2")))  # type: ignore[union-attr]
+    h.at(3.5, other.close)
+    h.stop_at(20.0)
+    h.run()
+    leads = [t for t, to in entries if to == "Leader"]
+    assert leads == [8.0]  # not at 3.5: the node was r2's to take; at the expiry (3 + 5 s)
+
+
+def test_the_named_target_takes_over_the_moment_the_old_leader_lets_go(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    h = make_harness(identity="r2")
+    other = other_leader(h.server)
+    third = FakeCoordinator(h.server)  # another candidate, ahead of us in the queue
+    third.start()
+    third.enter_queue()
+    entries = _record_entries(h)
+    h.at(3.0, lambda: h.server.set_switchover(_request(h.server.leader.epoch, to="r2")))  # type: ignore[union-attr]
+    h.at(3.5, other.close)
+    h.stop_at(10.0)
+    h.run()
+    assert [t for t, to in entries if to == "Leader"] == [3.5]
+    assert h.server.switchover is None  # cleared by the new leader after its first file
+
+
+def test_no_create_while_a_change_of_the_request_is_being_read(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness()
+    other = other_leader(h.server)
+    entries = _record_entries(h)
+
+    def unsettle() -> None:
+        h.coordinator.settled = False
+
+    def settle() -> None:
+        h.coordinator.settled = True
+        h.server.set_switchover(None)  # the re-read came back: nothing pending
+
+    h.at(3.0, unsettle)
+    h.at(3.5, other.close)
+    h.at(4.0, settle)
+    h.stop_at(6.0)
+    h.run()
+    assert [t for t, to in entries if to == "Leader"] == [4.0]
+
+
+def test_a_no_lead_replica_never_leads_even_with_the_node_free(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness(no_lead=True)
+    registered: list[bool] = []
+    h.at(50.0, lambda: registered.extend(m["no_lead"] for m in h.server.members.values()))
+    h.stop_at(100.0)
+    assert h.run() == 0
+    assert h.server.leader is None
+    assert h.storage.written == []
+    assert h.server.candidates == {}  # never queued
+    assert registered == [True]
+
+
+def test_the_history_records_each_term_and_the_new_leader_counts_the_previous_end(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    h = make_harness()
+    h.server.history.append(TermRecord(50, "old", "then"))  # a term whose leader vanished
+    h.stop_at(15.0)
+    h.run()
+    old, ours = h.server.history
+    assert (old.epoch, old.reason) == (50, "expired")
+    assert (ours.epoch, ours.identity, ours.reason) == (101, "me", "graceful")
+    assert h.metric("election_leadership_changes_total", reason="expired") == 1
+
+
+def test_tenure_counts_the_current_term_on_the_leader_only(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness()
+    seen: list[float | None] = []
+    h.at(12.5, lambda: seen.append(h.metric("election_leader_tenure_seconds")))
+    h.at(12.5, h.coordinator.suspend)
+    h.at(12.6, lambda: seen.append(h.metric("election_leader_tenure_seconds")))
+    h.stop_at(13.0)
+    h.run()
+    assert seen == [12.5, 0.0]
