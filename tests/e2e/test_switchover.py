@@ -54,7 +54,8 @@ HANDOVER_LINE = re.compile(
     r"(?P<old>\S+) \(epoch (?P<old_epoch>\d+)\) -> (?P<new>\S+) \(epoch (?P<new_epoch>\d+)\) "
     r"in (?P<ms>\d+(?:\.\d+)?) ms"
 )
-REASONS = {"graceful", "switchover", "resigned", "fenced", "expired", "work exited"}
+STOP_SECONDS = 0.3  # the heartbeat child beats on this long after SIGTERM
+REASONS = {"graceful", "switchover", "resigned", "fenced", "expired", "work_exited"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -314,13 +315,15 @@ def cluster_of(make_cluster: MakeCluster, zk_server: Any, election_path: str, **
 def test_switchover_to_r2_of_five_hands_over_to_r2_alone_and_r1_stays_a_candidate(
     zk_server: Any, make_cluster: MakeCluster, election_path: str, nodes: Nodes
 ) -> None:
-    """Five replicas, r1 leads, ``switchover --to r2``: r2 leads next in exactly one new term (the
-    files and the history show r1's epoch, then r2's, nothing between), no other replica's log shows
-    leadership, r1 did not exit and waits as a candidate again, r1's term ended for "switchover"
-    and r2 counts it. Then a switchover without ``--to`` goes to the next in the queue (r3: r1
-    re-joined at the tail), and one ``--to r1`` brings r1 back (it is a candidate)."""
+    """Five replicas, r1 leads and r2 is last in the queue, ``switchover --to r2``: r2 leads next in
+    exactly one new term (the files and the history show r1's epoch, then r2's, nothing between), no
+    other replica's log shows leadership, r1 did not exit and waits as a candidate again, r1's term
+    ended for "switchover" and r2 counts it. Then a switchover without ``--to`` goes to the next in
+    the queue (r3: r1 re-joined at the tail), and one ``--to r1`` brings r1 back (it is a
+    candidate)."""
     cluster = cluster_of(make_cluster, zk_server, election_path)
-    first = start_leading_first(cluster, "r1", "r2", "r3", "r4", "r5")
+    # r2 joins the queue last: the head (r3) and the others must let it pass.
+    first = start_leading_first(cluster, "r1", "r3", "r4", "r5", "r2")
     r1, r2 = by_identity(cluster, "r1"), by_identity(cluster, "r2")
     poll(lambda: file_epochs(cluster) == [first], WAIT, "r1's first file")
 
@@ -649,11 +652,15 @@ def test_the_history_tells_a_switchover_a_graceful_stop_a_crash_and_a_resignatio
 def test_a_switchover_stops_the_old_leaders_command_before_the_new_one_starts(
     zk_server: Any, reaper: Reaper, election_path: str, nodes: Nodes
 ) -> None:
-    """Three replicas run the heartbeat child (with a grandchild) under ``--exec``; five switchovers
-    to varying targets: each time the old leader's child and grandchild got SIGTERM, exited 0 and
-    wrote their last beat before the target's child wrote its first, in the epoch the switchover
-    printed; the old leader goes on as a candidate."""
-    cluster, beat_dir = exec_cluster(reaper, zk_server.address, election_path, "--grandchild")
+    """Three replicas run the heartbeat child (with a grandchild) under ``--exec``; each child beats
+    on for 0.3 s after SIGTERM (within the 0.5 s ``--exec-stop-timeout``), so that a leader node
+    released before its command is gone shows as an overlap. Five switchovers to varying targets:
+    each time the old leader's child and grandchild got SIGTERM, exited 0 by themselves and wrote
+    their last beat before the target's child wrote its first, in the epoch the switchover printed;
+    the old leader goes on as a candidate."""
+    cluster, beat_dir = exec_cluster(
+        reaper, zk_server.address, election_path, "--grandchild", "--stop-seconds", f"{STOP_SECONDS:g}"
+    )
     start_leading_first(cluster, "r1", "r2", "r3")
     for target in ("r3", "r2", "r1", "r2", "r3"):
         leader = cluster.wait_for_sole_leader(WAIT)
@@ -662,16 +669,17 @@ def test_a_switchover_stops_the_old_leaders_command_before_the_new_one_starts(
         assert (handover.old, handover.old_epoch, handover.new) == (leader.identity, old.epoch, target)
         new = wait_term(beat_dir, target, after=old.epoch)
         assert new.epoch == handover.new_epoch, (new.epoch, handover)
+        for process in old.processes:  # gone by now if all is well; else let its last beat land
+            poll(lambda p=process: not alive(p.pid), WAIT, f"{process.describe()} to be gone")
         old = refreshed(beat_dir, old)
         assert len(old.processes) == 2, f"expected a child and a grandchild: {old.processes}"
         for process in old.processes:
+            assert process.last < new.first, (
+                f"{process.describe()} beat {process.last - new.first:.3f}s after {target}'s child began"
+            )
             assert process.terms and process.exit_code == 0, (
                 f"{process.describe()} was not stopped by SIGTERM (terms {process.terms}, exit "
                 f"{process.exit_code})"
-            )
-            assert not alive(process.pid), f"{process.describe()} still runs"
-            assert process.last < new.first, (
-                f"{process.describe()} beat {process.last - new.first:.3f}s after {target}'s child began"
             )
         assert leader.alive
         poll(lambda leader=leader: attempting(leader), WAIT, f"{leader.identity} to wait as a candidate")
@@ -684,7 +692,7 @@ def test_a_command_that_exits_ends_its_term_as_work_exited(
     zk_server: Any, reaper: Reaper, election_path: str, nodes: Nodes
 ) -> None:
     """Under ``--exec`` a command that exits by itself (status 3, after a few beats) makes its
-    leader resign: the history records those terms as "work exited", and the next leader counts
+    leader resign: the history records those terms as "work_exited", and the next leader counts
     ``election_leadership_changes_total{reason="work_exited"}``."""
     cluster = reaper.cluster(zk_server.address, election_path, exec="sh -c 'sleep 0.3; exit 3'")
     cluster.start(2)
@@ -694,12 +702,12 @@ def test_a_command_that_exits_ends_its_term_as_work_exited(
         return ended if len(ended) >= 2 else None
 
     closed = poll(ended_terms, WAIT, "two terms to end")[:2]
-    assert [t["reason"] for t in closed] == ["work exited", "work exited"], nodes.history()
+    assert [t["reason"] for t in closed] == ["work_exited", "work_exited"], nodes.history()
     poll(
         lambda: any(
             (metric(r, 'election_leadership_changes_total{reason="work_exited"}') or 0) >= 1
             for r in cluster.running
         ),
         WAIT,
-        'a leader to count a change for "work exited"',
+        'a leader to count a change for "work_exited"',
     )
