@@ -37,6 +37,8 @@ NOTIFICATION_KEYS = (
 )
 EXPIRY_RE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) .*Expiring session 0x([0-9a-f]+)")
 REQUEST_RE = re.compile(r"Processing request:: sessionid:0x[0-9a-f]+ type:(\w+) .* txntype:(-?\w+)")
+# The first of the two lines FinalRequestProcessor logs per request (the second lacks "Processing").
+PROCESSED_RE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) .*Processing request:: sessionid:\S+ type:(\w+) ")
 REQUEST_LOGGER = "org.apache.zookeeper.server.FinalRequestProcessor"
 
 
@@ -158,21 +160,39 @@ class BenchZooKeeper(LocalZooKeeper):
         """
         anchor = datetime.fromtimestamp(near if near is not None else time.time())
         found: dict[int, float] = {}
+        for line in self._log_since(since_offset).splitlines():
+            match = EXPIRY_RE.match(line)
+            if match:
+                found[int(match.group(2), 16)] = _wall(match.group(1), anchor)
+        return found
+
+    def processed_at(self, since_offset: int, kind: str, near: float | None = None) -> list[float]:
+        """Wall times (milliseconds, truncated) at which the server finished requests of type ``kind``
+        (``setData``, ``delete``, ...) logged after ``since_offset``, in order; needs ``request_log``.
+        The time is the request's last step, after its transaction was logged: when watchers fire."""
+        anchor = datetime.fromtimestamp(near if near is not None else time.time())
+        found = []
+        for line in self._log_since(since_offset).splitlines():
+            match = PROCESSED_RE.match(line)
+            if match and match.group(2) == kind:
+                found.append(_wall(match.group(1), anchor))
+        return found
+
+    def _log_since(self, offset: int) -> str:
         try:
             with self.log_path.open("rb") as log:
-                log.seek(since_offset)
-                text = log.read().decode("utf-8", "replace")
+                log.seek(offset)
+                return log.read().decode("utf-8", "replace")
         except FileNotFoundError:
-            return found
-        for line in text.splitlines():
-            match = EXPIRY_RE.match(line)
-            if not match:
-                continue
-            clock = datetime.strptime(match.group(1), "%H:%M:%S.%f").time()
-            candidates = [datetime.combine(anchor.date() + timedelta(days=d), clock) for d in (-1, 0, 1)]
-            moment = min(candidates, key=lambda c: abs((c - anchor).total_seconds()))
-            found[int(match.group(2), 16)] = moment.timestamp()
-        return found
+            return ""
+
+
+def _wall(time_of_day: str, anchor: datetime) -> float:
+    """A log's time of day (local, ``HH:MM:SS.mmm``) as a wall time: on the date that puts it
+    closest to ``anchor``."""
+    clock = datetime.strptime(time_of_day, "%H:%M:%S.%f").time()
+    candidates = [datetime.combine(anchor.date() + timedelta(days=d), clock) for d in (-1, 0, 1)]
+    return min(candidates, key=lambda c: abs((c - anchor).total_seconds())).timestamp()
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,7 @@ def all_scenarios() -> dict[str, ModuleType]:
         isolation,
         retention,
         scale,
+        switchover,
         trace,
     )
 
@@ -121,6 +122,7 @@ def all_scenarios() -> dict[str, ModuleType]:
         cadence_ensemble,
         retention,
         exec_work,
+        switchover,
         trace,
     )
     return {m.NAME: m for m in modules}
@@ -137,4 +139,5 @@ IN_ALL = (
     "cadence-ensemble",
     "retention",
     "exec",
+    "switchover",
 )

@@ -13,7 +13,7 @@ from kazoo.protocol.states import EventType, WatchedEvent
 
 from bench.common import parse_rfc3339, summary
 from bench.fleet import APP, KAZOO, Group, app_log_events
-from bench.zk import BenchZooKeeper
+from bench.zk import BenchZooKeeper, ZkSnapshot
 
 
 def leader_node(group: Group) -> str | None:
@@ -123,6 +123,38 @@ def steady_state(zk: BenchZooKeeper, seconds: float, word_cpu: float = 0.0) -> d
     }
 
 
+def server_work(
+    zk: BenchZooKeeper,
+    before: ZkSnapshot,
+    request_offset: int,
+    *,
+    quiet: float = 0.6,
+    steady: dict[str, float] | None = None,
+    word_cpu: float = 0.0,
+) -> dict[str, Any]:
+    """ZooKeeper's work since ``before`` (a snapshot taken just before the hand-over began), read
+    once its zxid has been still for ``quiet`` seconds: ``zk_``-prefixed deltas (transactions,
+    notifications, packets, the server's CPU; less the ``steady`` rates over the window if given),
+    and with the server's request log the requests by type since ``request_offset``."""
+    out: dict[str, Any] = {}
+    settle = zk.wait_quiet(quiet=quiet, timeout=10.0)
+    after = zk.snapshot()
+    delta = before.delta(after, word_cpu)
+    if steady:
+        span = delta["seconds"]
+        delta["packets_received"] -= steady["requests_per_s"] * span
+        delta["packets_sent"] -= steady["replies_per_s"] * span
+        delta["zk_cpu_seconds"] -= steady["zk_cpu_cores"] * span
+    out.update({f"zk_{k}": v for k, v in delta.items()})
+    out["zk_settle_s"] = settle
+    if zk.request_log:
+        by_type = zk.requests(request_offset)
+        out["zk_requests_by_type"] = dict(sorted(by_type.items()))
+        out["zk_requests"] = sum(v for k, v in by_type.items() if k != "ping")
+        out["zk_failed_writes"] = sum(v for k, v in by_type.items() if k.endswith("!"))
+    return out
+
+
 def handover_round(
     group: Group,
     *,
@@ -173,21 +205,7 @@ def handover_round(
         row["node_deleted_s"] = deleted[0] - t0
         row["takeover_s"] = nxt.written_at - deleted[0]
     if zk is not None and before is not None:
-        settle = zk.wait_quiet(quiet=quiet, timeout=10.0)
-        after = zk.snapshot()
-        delta = before.delta(after, word_cpu)
-        if steady:
-            span = delta["seconds"]
-            delta["packets_received"] -= steady["requests_per_s"] * span
-            delta["packets_sent"] -= steady["replies_per_s"] * span
-            delta["zk_cpu_seconds"] -= steady["zk_cpu_cores"] * span
-        row.update({f"zk_{k}": v for k, v in delta.items()})
-        row["zk_settle_s"] = settle
-        if zk.request_log:
-            by_type = zk.requests(request_offset)
-            row["zk_requests_by_type"] = dict(sorted(by_type.items()))
-            row["zk_requests"] = sum(v for k, v in by_type.items() if k != "ping")
-            row["zk_failed_writes"] = sum(v for k, v in by_type.items() if k.endswith("!"))
+        row.update(server_work(zk, before, request_offset, quiet=quiet, steady=steady, word_cpu=word_cpu))
         if session is not None:
             expired = zk.expiries(log_offset, near=t0).get(session)
             row["session"] = f"0x{session:x}"
