@@ -153,10 +153,13 @@ def _attempt(
             if outcome is not None:
                 return outcome, position
             return _look(ctx, position)  # taken: by whom (perhaps by us, after a lost reply)?
-    elif woken or position is None:
+    elif position is None:
         position = coordinator.queue_position()  # not the head: now watching the one ahead
+    # Other wake-ups (a switchover request changed, a connection blip, the leader node's data)
+    # do not move the queue: the watch on the one ahead still stands. Re-reading it on each would
+    # make every switchover a herd of N queue reads.
     if position > 0 and not periodic:
-        return None, position  # the queue moved and we are not first, or a reconnection
+        return None, position
     return _look(ctx, position)
 
 
