@@ -114,7 +114,7 @@ def _step(
     try:
         if ctx.settings.no_lead:
             return (_observe(ctx) if periodic else None), position
-        return _attempt(ctx, position, woken=woken, periodic=periodic)
+        return _attempt(ctx, position, periodic=periodic)
     except CoordinationError as exc:
         return Transition(StateName.FAILOVER, f"leadership attempt failed: {exc}"), position
 
@@ -129,12 +129,10 @@ def _next_look(ctx: Context, next_attempt: float, now: float) -> float:
     return deadline
 
 
-def _attempt(
-    ctx: Context, position: int | None, *, woken: bool, periodic: bool
-) -> tuple[Transition | None, int]:
+def _attempt(ctx: Context, position: int | None, *, periodic: bool) -> tuple[Transition | None, int]:
     """One attempt; returns (where to go, the queue position now known)."""
     coordinator = ctx.coordinator
-    # Read the signal on every attempt, woken or not: a deletion reported just as a wait timed out
+    # Read the signal on every attempt, woken or periodic: a deletion reported just as a wait timed out
     # (its wake-up cleared with the periodic one) must still count.
     signalled = coordinator.take_over_signal()
     if switchover.targeted(ctx):
