@@ -50,11 +50,13 @@ from app.config import (
     check_exec_timing,
     default_identity,
     env_var,
+    no_lead_by_ordinal,
     parse_command,
     parse_election_path,
     parse_file_dir,
     parse_host_port,
     parse_identity,
+    parse_ordinals,
     parse_period,
     parse_positive_duration,
     parse_positive_int,
@@ -103,6 +105,7 @@ IDENTITY = _Parsed("name", parse_identity)
 ZK_AUTH = _Parsed("user:password", parse_zk_auth)
 READABLE_FILE = _Parsed("file", parse_readable_file)
 COMMAND = _Parsed("command", parse_command)
+ORDINALS = _Parsed("ordinal,...", parse_ordinals)
 LISTEN = _Parsed("host:port", lambda text: parse_host_port(text, allow_empty_host=True, allow_port_zero=True))
 
 _DEFAULTS = Settings(identity="")
@@ -278,6 +281,14 @@ def cli() -> None:
     show_default=False,
 )
 @_option(
+    "--no-lead-ordinals",
+    ORDINALS,
+    None,
+    "As --no-lead, on the replicas whose identity ends in one of these ordinals (2 or 0,3: the"
+    " chart's noLead.ordinals, which every pod of its StatefulSet gets).",
+    show_default=False,
+)
+@_option(
     "--exec",
     COMMAND,
     None,
@@ -314,6 +325,12 @@ def run(**options: Any) -> None:
     connect: ZkConnect = options.pop("zk_servers")
     identity = options.pop("identity") or default_identity()
     exec_command = _exec_command(options.pop("exec_text"), options.pop("command"))
+    no_lead_ordinals: frozenset[int] | None = options.pop("no_lead_ordinals")
+    if no_lead_ordinals is not None:
+        try:
+            options["no_lead"] = options["no_lead"] or no_lead_by_ordinal(identity, no_lead_ordinals)
+        except ConfigError as exc:
+            _config_error(f"--no-lead-ordinals ({env_var('--no-lead-ordinals')}): {exc}")
     if exec_command is not None:
         try:
             check_exec_timing(

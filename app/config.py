@@ -258,6 +258,39 @@ def parse_identity(text: str) -> str:
     return raw
 
 
+def parse_ordinals(text: str) -> frozenset[int]:
+    """A comma-separated list of StatefulSet ordinals, decimal integers >= 0 (``2``, ``0,3``)."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise ConfigError(f"{text!r} has an empty entry (expected ordinals like 2 or 0,3)")
+    bad = [item for item in items if not re.fullmatch(r"[0-9]{1,9}", item)]
+    if bad:
+        raise ConfigError(f"{bad[0]!r} is not an ordinal (a whole number from 0, as in election-0)")
+    return frozenset(int(item) for item in items)
+
+
+def ordinal_of(identity: str) -> int | None:
+    """The ordinal in a StatefulSet pod's name, ``<set>-<ordinal>`` (``election-2`` -> 2); None if
+    the identity does not end that way."""
+    match = re.fullmatch(r".+-([0-9]{1,9})", identity)
+    return int(match.group(1)) if match else None
+
+
+def no_lead_by_ordinal(identity: str, ordinals: frozenset[int]) -> bool:
+    """True when this replica's ordinal is one of ``ordinals`` (the chart's ``noLead.ordinals``).
+
+    Every pod of a StatefulSet gets the same environment; only its name (the identity) tells them
+    apart, so the list is decided here, per replica. An identity without an ordinal is refused rather
+    than read as "not listed": the list would then silently mean nothing."""
+    ordinal = ordinal_of(identity)
+    if ordinal is None:
+        raise ConfigError(
+            f"identity {identity!r} has no ordinal: the list needs a name ending in -<ordinal>, as a"
+            " StatefulSet names its pods (election-2)"
+        )
+    return ordinal in ordinals
+
+
 def parse_zk_auth(text: str) -> str:
     """Digest credentials ``user:password``; the message never repeats the text (it is a secret)."""
     user, sep, password = text.partition(":")

@@ -114,7 +114,7 @@ def _step(
     try:
         if ctx.settings.no_lead:
             return (_observe(ctx) if periodic else None), position
-        return _attempt(ctx, position, woken=woken, periodic=periodic)
+        return _attempt(ctx, position, periodic=periodic)
     except CoordinationError as exc:
         return Transition(StateName.FAILOVER, f"leadership attempt failed: {exc}"), position
 
@@ -129,12 +129,10 @@ def _next_look(ctx: Context, next_attempt: float, now: float) -> float:
     return deadline
 
 
-def _attempt(
-    ctx: Context, position: int | None, *, woken: bool, periodic: bool
-) -> tuple[Transition | None, int]:
+def _attempt(ctx: Context, position: int | None, *, periodic: bool) -> tuple[Transition | None, int]:
     """One attempt; returns (where to go, the queue position now known)."""
     coordinator = ctx.coordinator
-    # Read the signal on every attempt, woken or not: a deletion reported just as a wait timed out
+    # Read the signal on every attempt, woken or periodic: a deletion reported just as a wait timed out
     # (its wake-up cleared with the periodic one) must still count.
     signalled = coordinator.take_over_signal()
     if switchover.targeted(ctx):
@@ -153,10 +151,13 @@ def _attempt(
             if outcome is not None:
                 return outcome, position
             return _look(ctx, position)  # taken: by whom (perhaps by us, after a lost reply)?
-    elif woken or position is None:
+    elif position is None:
         position = coordinator.queue_position()  # not the head: now watching the one ahead
+    # Other wake-ups (a switchover request changed, a connection blip, the leader node's data)
+    # do not move the queue: the watch on the one ahead still stands. Re-reading it on each would
+    # make every switchover a herd of N queue reads.
     if position > 0 and not periodic:
-        return None, position  # the queue moved and we are not first, or a reconnection
+        return None, position
     return _look(ctx, position)
 
 

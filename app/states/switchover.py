@@ -27,6 +27,9 @@ def pending(ctx: Context) -> SwitchoverRequest | None:
     if request is None:
         ctx.switchover_seen = None
         return None
+    seen_leader = ctx.observed_leader
+    if seen_leader is not None and seen_leader.epoch > request.from_epoch:
+        return None  # meant for a term before one we have seen: void, whoever has not cleared it yet
     seen = ctx.switchover_seen
     if seen is None or seen[0] != request.id:
         seen = ctx.switchover_seen = (request.id, ctx.now())

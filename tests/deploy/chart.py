@@ -258,6 +258,13 @@ def connection_states() -> list[str]:
     return [c.value for c in ConnectionState]
 
 
+def leadership_change_reasons() -> list[str]:
+    """The ``reason`` values of ``election_leadership_changes_total``: how the previous term ended."""
+    from app.ports.metrics import CHANGE_REASONS  # noqa: PLC0415
+
+    return list(CHANGE_REASONS)
+
+
 def exposed_metric_names() -> set[str]:
     """Every series name a replica exposes (``_total`` of counters included), from a fresh registry."""
     from app.adapters.prometheus_metrics import PrometheusMetrics  # noqa: PLC0415

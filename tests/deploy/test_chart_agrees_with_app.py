@@ -15,6 +15,7 @@ The live check (three real processes with this configuration) is test_chart_to_p
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from pathlib import Path, PurePosixPath
@@ -22,9 +23,12 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
-from app.config import ConfigError, TlsSettings, check_exec_timing, tls_settings
+import app.wiring
+from app.cli import cli
+from app.config import ConfigError, Settings, TlsSettings, check_exec_timing, tls_settings
 from app.durations import parse_duration
 from app.http import Endpoints
 from app.leases import LEASE_FRACTION, exec_grace_bound, lease_of
@@ -47,6 +51,7 @@ from tests.deploy.chart import (
     exposed_metric_names,
     find,
     helm_template,
+    leadership_change_reasons,
     metric_names_in,
     render,
     run_options,
@@ -56,6 +61,8 @@ from tests.deploy.chart import (
 )
 
 pytestmark = pytest.mark.deploy
+
+CHANGE_REASONS = leadership_change_reasons()
 
 
 def _config(scenario: str = "defaults") -> dict[str, str]:
@@ -68,6 +75,7 @@ def test_every_configmap_key_is_a_flag_of_election_run(scenario: str) -> None:
 
 
 TLS_FILES = {"ELECTION_ZK_TLS_CA", "ELECTION_ZK_TLS_CERT", "ELECTION_ZK_TLS_KEY"}
+NO_LEAD = {"ELECTION_NO_LEAD", "ELECTION_NO_LEAD_ORDINALS"}
 
 
 def _set_for_the_app(scenario: str) -> set[str]:
@@ -77,20 +85,30 @@ def _set_for_the_app(scenario: str) -> set[str]:
 
 def test_every_flag_is_set_by_the_configmap_or_by_the_pod() -> None:
     """Flags that come from elsewhere: the identity (the pod's name), the credentials (a Secret, with
-    zookeeper.auth) and the TLS files (paths into the mounted Secret, with zookeeper.tls)."""
-    unset = {"ELECTION_IDENTITY", "ELECTION_ZK_AUTH", "ELECTION_EXEC", *TLS_FILES}
+    zookeeper.auth) and the TLS files (paths into the mounted Secret, with zookeeper.tls). The command
+    and the no-lead ordinals only when given; --no-lead never: every pod shares the ConfigMap, so the
+    ordinal list is how one pod is made no-lead."""
+    unset = {"ELECTION_IDENTITY", "ELECTION_ZK_AUTH", "ELECTION_EXEC", *NO_LEAD, *TLS_FILES}
     assert set(run_options()) - set(_config()) == unset
     assert set(run_options()) - _set_for_the_app("defaults") == {
         "ELECTION_ZK_AUTH",
         "ELECTION_EXEC",
+        *NO_LEAD,
         *TLS_FILES,
     }
-    assert set(run_options()) - _set_for_the_app("zookeeper-auth") == {"ELECTION_EXEC", *TLS_FILES}
+    assert set(run_options()) - _set_for_the_app("zookeeper-auth") == {"ELECTION_EXEC", *NO_LEAD, *TLS_FILES}
     assert set(run_options()) - _set_for_the_app("external-zookeeper-tls") == {
         "ELECTION_ZK_AUTH",
         "ELECTION_EXEC",
+        *NO_LEAD,
     }
-    assert set(run_options()) - _set_for_the_app("exec") == {"ELECTION_ZK_AUTH", *TLS_FILES}
+    assert set(run_options()) - _set_for_the_app("exec") == {"ELECTION_ZK_AUTH", *NO_LEAD, *TLS_FILES}
+    assert set(run_options()) - _set_for_the_app("no-lead") == {
+        "ELECTION_ZK_AUTH",
+        "ELECTION_EXEC",
+        "ELECTION_NO_LEAD",
+        *TLS_FILES,
+    }
     env = env_of(app_container(render(ZOOKEEPER_AUTH)))
     assert env["ELECTION_IDENTITY"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["ELECTION_ZK_AUTH"] == {"secretKeyRef": {"name": "election-zookeeper-auth", "key": "zk-auth"}}
@@ -137,6 +155,44 @@ def test_the_tls_files_the_pod_gets_are_accepted_by_the_apps_options(tmp_path: P
         enabled, files["ELECTION_ZK_TLS_CA"], files["ELECTION_ZK_TLS_CERT"], files["ELECTION_ZK_TLS_KEY"]
     )
     assert settings == TlsSettings(tmp_path / "ca.crt", tmp_path / "tls.crt", tmp_path / "tls.key")
+
+
+class _Captured(Exception):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("captured")
+        self.settings = settings
+
+
+def _settings_in_pod(docs: list[dict[str, Any]], pod_name: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The Settings ``election run`` builds from the environment Kubernetes gives the pod ``pod_name``
+    (the app's own CLI, stopped before anything runs)."""
+
+    def capture(settings: Settings, **_: Any) -> None:
+        raise _Captured(settings)
+
+    monkeypatch.setattr(app.wiring, "Replica", capture)
+    env = container_env(docs, app_container(docs), pod_name)  # the file-dir is parsed, never created
+    clean = {name: None for name in os.environ if name.startswith("ELECTION_")}
+    result = CliRunner().invoke(cli, ["run", *app_container(docs).get("args", [])], env={**clean, **env})
+    assert isinstance(result.exception, _Captured), result.output
+    return result.exception.settings
+
+
+@pytest.mark.parametrize(
+    ("sets", "never_lead"),
+    [((), set()), (("noLead.ordinals={2}",), {2}), (("noLead.ordinals={0,3}", "replicaCount=5"), {0, 3})],
+)
+def test_exactly_the_listed_pods_never_lead_as_the_app_reads_their_environment(
+    sets: tuple[str, ...], never_lead: set[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = render(sets=sets)
+    replicas = app_statefulset(docs)["spec"]["replicas"]
+    no_lead = {
+        ordinal
+        for ordinal in range(replicas)
+        if _settings_in_pod(docs, f"{FULLNAME}-{ordinal}", monkeypatch).no_lead
+    }
+    assert no_lead == never_lead
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -300,6 +356,10 @@ def test_the_alerts_and_the_dashboard_have_what_the_issue_asks() -> None:
         "Replicas doing the work",
         "Work running on each replica",
         "Command exits and stops",
+        "Terms",
+        "Current term",
+        "Leadership changes by reason",
+        "Leader tenure",
     } <= titles
 
 
@@ -329,6 +389,41 @@ def test_the_dashboard_shows_the_work_on_exactly_one_replica_in_green() -> None:
     exits, stops = _panel("Command exits and stops")["targets"]
     assert "sum by (code) (increase(election_work_exits_total{" in exits["expr"]
     assert "sum by (signal) (increase(election_work_stops_total{" in stops["expr"]
+
+
+def test_the_dashboard_shows_each_term_by_its_epoch_why_it_ended_and_how_long_it_lasts() -> None:
+    terms = _panel("Terms")
+    assert terms["type"] == "state-timeline"
+    (per_pod,) = terms["targets"]
+    assert per_pod["expr"] == 'max by (pod) (election_leader_epoch{namespace="$namespace", job="$job"})'
+    assert terms["options"]["mergeValues"], "one band per term: consecutive equal epochs merge"
+    (mapping,) = terms["fieldConfig"]["defaults"]["mappings"]
+    assert mapping["options"] == {"0": {"text": "not leading", "color": "transparent", "index": 0}}
+
+    epoch, tenure = _panel("Current term")["targets"]
+    assert epoch["expr"].startswith("max by (pod) (election_leader_epoch{")
+    assert tenure["expr"].startswith("max by (pod) (election_leader_tenure_seconds{")
+    assert all(t["instant"] and t["format"] == "table" for t in (epoch, tenure))
+
+    (by_reason,) = _panel("Leadership changes by reason")["targets"]
+    assert by_reason["expr"].startswith("sum by (reason) (increase(election_leadership_changes_total{")
+    assert by_reason["legendFormat"] == "{{reason}}"
+    coloured = {
+        o["matcher"]["options"] for o in _panel("Leadership changes by reason")["fieldConfig"]["overrides"]
+    }
+    assert coloured == set(CHANGE_REASONS), "a colour for each reason the app counts, and only those"
+
+    (tenure_line,) = _panel("Leader tenure")["targets"]
+    assert tenure_line["expr"].startswith("max by (pod) (election_leader_tenure_seconds{")
+    assert _panel("Leader tenure")["fieldConfig"]["defaults"]["unit"] == "s"
+
+
+def test_the_flapping_alert_leaves_out_exactly_the_planned_reasons() -> None:
+    expr = alert_rules(render(MONITORING))["ElectionLeadershipFlapping"]["expr"]
+    assert "election_leadership_changes_total{" in expr
+    (excluded,) = re.findall(r'reason!~"([^"]+)"', expr)
+    assert set(excluded.split("|")) == {"graceful", "switchover"}
+    assert set(excluded.split("|")) <= set(CHANGE_REASONS)
 
 
 def test_every_metric_named_by_the_alerts_and_the_dashboard_is_exposed_by_the_app() -> None:

@@ -10,13 +10,22 @@ alert is tested on the rules of the monitoring scenario plus ``ci/exec-values.ya
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.deploy.chart import MONITORING, alert_rules, debian_tool, prometheus_rule_groups, render, run
+from tests.deploy.chart import (
+    MONITORING,
+    alert_rules,
+    debian_tool,
+    leadership_change_reasons,
+    prometheus_rule_groups,
+    render,
+    run,
+)
 
 pytestmark = pytest.mark.deploy
 
@@ -62,6 +71,11 @@ def _leaders(*values: str) -> list[dict[str, str]]:
     return [_series("election_is_leader", v, pod=f"election-{i}") for i, v in enumerate(values)]
 
 
+def _changes(values: str, *, pod: str, reason: str) -> dict[str, str]:
+    """New terms on ``pod`` by how the previous term ended (the counter lives on the new leader)."""
+    return _series("election_leadership_changes_total", values, pod=pod, reason=reason)
+
+
 def _running(*values: str) -> list[dict[str, str]]:
     return [_series("election_work_running", v, pod=f"election-{i}") for i, v in enumerate(values)]
 
@@ -104,10 +118,11 @@ CASES: dict[str, list[dict[str, Any]]] = {
         },
     ],
     "ElectionLeadershipFlapping": [
-        {  # fires: five terms begin within 15 minutes
+        {  # fires: five terms begin within 15 minutes after session expiries and a fenced write
             "input_series": [
-                _series("election_leadership_acquired_total", "0 1 1 2 2 3+0x10", pod="election-0"),
-                _series("election_leadership_acquired_total", "0 0 1 1 2+0x11", pod="election-1"),
+                _changes("0 1 1 2 2 3+0x10", pod="election-0", reason="expired"),
+                _changes("0 0 1 1 1 1+0x10", pod="election-1", reason="expired"),
+                _changes("0 0 0 0 1 1+0x10", pod="election-1", reason="fenced"),
             ],
             "alert_rule_test": [
                 _fires(
@@ -115,10 +130,33 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 )
             ],
         },
-        {  # quiet: one hand-over
+        {  # fires: the unplanned ones are counted beside planned ones, which are left out of the count
             "input_series": [
-                _series("election_leadership_acquired_total", "1x15", pod="election-0"),
-                _series("election_leadership_acquired_total", "0 0 0 1+0x12", pod="election-1"),
+                _changes("0 2 4 6 8 10+0x10", pod="election-0", reason="switchover"),
+                _changes("0 1 2 2 3 4+0x10", pod="election-1", reason="resigned"),
+                _changes("0 0 1 1 1 1+0x10", pod="election-2", reason="work_exited"),
+            ],
+            "alert_rule_test": [
+                _fires(
+                    "15m", "ElectionLeadershipFlapping", {"severity": "warning"}, **{"$value | humanize": "5"}
+                )
+            ],
+        },
+        {  # quiet: a rollout and a series of switchovers hand over thirteen times, all of them planned
+            "input_series": [
+                _changes("0 1 2 3 3 3+0x10", pod="election-0", reason="graceful"),
+                _changes("0 1 3 5 7 9+0x10", pod="election-1", reason="switchover"),
+                _changes("0 1 1 1 1 1+0x10", pod="election-2", reason="graceful"),
+            ],
+            "alert_rule_test": [
+                _quiet("5m", "ElectionLeadershipFlapping"),
+                _quiet("15m", "ElectionLeadershipFlapping"),
+            ],
+        },
+        {  # quiet: one session expiry among the planned hand-overs
+            "input_series": [
+                _changes("0 0 0 1+0x12", pod="election-1", reason="expired"),
+                _changes("0 1 2 3 4 5+0x10", pod="election-0", reason="graceful"),
             ],
             "alert_rule_test": [_quiet("15m", "ElectionLeadershipFlapping")],
         },
@@ -278,6 +316,16 @@ def test_promtool_check_rules_accepts_the_rendered_rules(values: tuple[str, ...]
 
 def test_every_alert_has_a_unit_test() -> None:
     assert set(CASES) == set(alert_rules(render(MONITORING))) | set(alert_rules(render(EXEC_MONITORING)))
+
+
+def test_the_flapping_cases_use_only_reasons_the_app_counts() -> None:
+    used = {
+        match
+        for case in CASES["ElectionLeadershipFlapping"]
+        for series in case["input_series"]
+        for match in re.findall(r'reason="([^"]+)"', series["series"])
+    }
+    assert used == set(leadership_change_reasons())
 
 
 def test_with_a_command_the_work_is_watched_through_the_command_not_the_files() -> None:

@@ -210,6 +210,27 @@ def test_install_notes_render_and_say_how_to_check_the_leader(scenario: str) -> 
     notes = proc.stdout.split("NOTES:", 1)[1]
     assert "helm test election -n election" in notes
     assert "kubectl -n election exec election-0 -- election status" in notes
+    assert "kubectl -n election exec election-0 -- election switchover --to election-" in notes
+    no_lead = "Never lead (noLead.ordinals): election-2." in notes
+    assert no_lead == (scenario == "no-lead"), notes
+
+
+def test_the_notes_switch_over_to_a_pod_that_may_lead() -> None:
+    args = [tool("helm"), "install", "election", str(CHART), "--namespace", NAMESPACE, "--dry-run=client"]
+    proc = run([*args, "--set", "noLead.ordinals={2,0}"])
+    assert proc.returncode == 0, proc.stderr
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert "Never lead (noLead.ordinals): election-2, election-0." in notes
+    assert "election switchover --to election-1\n" in notes
+
+
+def test_no_lead_ordinals_reach_every_pod_through_the_configmap_and_only_when_set() -> None:
+    assert (
+        find(render(SCENARIOS["no-lead"]), "ConfigMap", FULLNAME)["data"]["ELECTION_NO_LEAD_ORDINALS"] == "2"
+    )
+    config = find(render(sets=("noLead.ordinals={0,3}", "replicaCount=5")), "ConfigMap", FULLNAME)["data"]
+    assert config["ELECTION_NO_LEAD_ORDINALS"] == "0,3"
+    assert "ELECTION_NO_LEAD_ORDINALS" not in find(render(), "ConfigMap", FULLNAME)["data"]
 
 
 def test_credentials_go_into_a_secret_that_the_app_reads() -> None:

@@ -15,7 +15,8 @@ a laptop is not a cluster for:
 
 The exec scenario (ci/exec-values.yaml) runs the same way, separately: its command (a shell line with
 quotes and ``$ELECTION_EPOCH``) must run on the leader only, as the words the chart wrote, and
-SIGTERM must stop it and every replica within the grace period.
+SIGTERM must stop it and every replica within the grace period. The no-lead scenario
+(ci/no-lead-values.yaml) too: the listed pod reports no-lead and never leads through two hand-overs.
 
 Then the chart's probes are asked on each replica, the helm test pod's own command runs against
 them, a real Prometheus (Debian's) scrapes them every second with the rendered PrometheusRule as
@@ -435,6 +436,53 @@ def test_the_exec_scenario_runs_its_command_on_the_leader_only_and_sigterm_stops
             remaining = grace - (time.monotonic() - started)
             assert pod.process.wait(timeout=max(remaining, 0.1)) == 0, pod.log_tail()
         assert not _alive(pid), "the command outlived its replica"
+    finally:
+        for pod in pods:
+            if pod.process.poll() is None:
+                pod.process.kill()
+                pod.process.wait(timeout=10)
+
+
+def test_the_no_lead_scenario_keeps_its_pod_out_of_every_hand_over(
+    zk_server: ZooKeeperEndpoint, tmp_path: Path
+) -> None:
+    """ci/no-lead-values.yaml (noLead.ordinals [2]) run as three real replicas: election-2 says it is
+    no-lead and never leads, not when the first leader stops, and not when the second one does too
+    (then nobody leads, while election-2 still runs)."""
+    docs = render(SCENARIOS["no-lead"])
+    election_path = f"/chart-to-process-no-lead-{uuid.uuid4().hex[:8]}/election"
+    pods, _config = _start_replicas(docs, zk_server, election_path, tmp_path / "files", tmp_path)
+    by_name = {pod.name: pod for pod in pods}
+    standby = by_name[f"{FULLNAME}-2"]
+    try:
+
+        def leaders() -> list[str]:
+            live = [pod for pod in pods if pod.process.poll() is None]
+            return [pod.name for pod in live if _status(pod).get("state") == "Leader"]
+
+        def registered() -> bool:
+            return all(_status(pod).get("state") is not None for pod in pods)
+
+        wait_for(registered, timeout=30, interval=0.2, message="every replica serving /status")
+        assert [_status(pod)["no_lead"] for pod in pods] == [False, False, True]
+        for _term in range(2):
+            (leader,) = wait_for(leaders, timeout=30, interval=0.1, message="one leader")
+            assert leader != standby.name
+            by_name[leader].process.send_signal(signal.SIGTERM)
+            assert by_name[leader].process.wait(timeout=30) == 0, by_name[leader].log_tail()
+        # Both candidates are gone: the standby sees that nobody leads, and it did not step in.
+        wait_for(
+            lambda: (
+                _status(standby).get("zookeeper", {}).get("state") == "connected"
+                and _status(standby).get("leader", "unknown") is None
+            ),
+            timeout=30,
+            interval=0.2,
+            message="the standby seeing that nobody leads",
+        )
+        assert _status(standby)["state"] != "Leader"
+        assert standby.process.poll() is None, standby.log_tail()
+        assert '"event": "leadership_acquired"' not in standby.log.read_text()
     finally:
         for pod in pods:
             if pod.process.poll() is None:

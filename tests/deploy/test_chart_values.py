@@ -170,6 +170,10 @@ def _refusal(*sets: str) -> str:
         (("exec.stopTimeout=3sec",), "at '/exec/stopTimeout': '3sec' does not match pattern"),
         (("exec.command=sh",), "at '/exec/command': got string, want array"),
         (("exec.bogus=1",), "at '/exec': additional properties 'bogus' not allowed"),
+        (("noLead.ordinals={-1}",), "at '/noLead/ordinals/0': minimum: got -1, want 0"),
+        (("noLead.ordinals=2",), "at '/noLead/ordinals': got number, want array"),
+        (("noLead.ordinals={1,1}",), "at '/noLead/ordinals': items at 0 and 1 are equal"),
+        (("noLead.bogus=1",), "at '/noLead': additional properties 'bogus' not allowed"),
         (
             ("metrics.serviceMonitor.interval=1m30.5s",),
             "at '/metrics/serviceMonitor/interval': '1m30.5s' does",
@@ -281,4 +285,36 @@ def test_tls_with_an_external_ensemble_and_a_secret_is_accepted() -> None:
     assert proc.returncode == 0, proc.stderr
     # The TLS values are ignored while TLS is off, with either ensemble.
     proc = helm_template(sets=("zookeeper.tls.clientCertificate=true", "zookeeper.tls.existingSecret=zk-tls"))
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        (
+            ("noLead.ordinals={3}",),
+            "noLead.ordinals: 3 names no pod: with replicaCount 3 the ordinals are 0-2",
+        ),
+        (("noLead.ordinals={0,5}", "replicaCount=5"), "noLead.ordinals: 5 names no pod"),
+        (("noLead.ordinals={2,0,1}",), "noLead.ordinals lists all 3 replicas: none could ever lead"),
+        (("noLead.ordinals={0}", "replicaCount=1"), "noLead.ordinals lists all 1 replicas"),
+    ],
+)
+def test_a_no_lead_list_that_names_no_pod_or_every_pod_is_refused(
+    sets: tuple[str, ...], expected: str
+) -> None:
+    message = _refusal(*sets)
+    assert expected in message, message
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ("noLead.ordinals={2}",),
+        ("noLead.ordinals={0,3}", "replicaCount=5"),
+        ("noLead.ordinals={1}", "replicaCount=0"),
+    ],
+)
+def test_a_no_lead_list_that_leaves_a_candidate_is_accepted(sets: tuple[str, ...]) -> None:
+    proc = helm_template(sets=sets)
     assert proc.returncode == 0, proc.stderr

@@ -344,6 +344,33 @@ def test_identity_defaults_to_the_host_name() -> None:
     assert settings_of([]).identity == (socket.gethostname() or "election")
 
 
+@pytest.mark.usefixtures("capture_settings")
+@pytest.mark.parametrize(
+    ("identity", "no_lead"), [("election-0", False), ("election-2", True), ("election-3", True)]
+)
+def test_no_lead_ordinals_make_exactly_the_listed_replicas_no_lead(identity: str, no_lead: bool) -> None:
+    settings = settings_of([f"--identity={identity}"], env={"ELECTION_NO_LEAD_ORDINALS": "2,3"})
+    assert settings.no_lead is no_lead
+
+
+@pytest.mark.usefixtures("capture_settings")
+def test_no_lead_wins_over_an_ordinal_list_that_does_not_name_the_replica() -> None:
+    assert settings_of(["--identity=election-0", "--no-lead", "--no-lead-ordinals=2"]).no_lead is True
+    assert settings_of(["--identity=election-0"]).no_lead is False
+
+
+def test_no_lead_ordinals_with_an_identity_without_an_ordinal_exits_2_naming_both() -> None:
+    result = election("run", "--identity=r2", "--no-lead-ordinals=2")
+    assert_config_error(
+        result, "--no-lead-ordinals (ELECTION_NO_LEAD_ORDINALS): identity 'r2' has no ordinal"
+    )
+
+
+def test_a_bad_no_lead_ordinals_variable_exits_2_naming_it() -> None:
+    result = election("run", "--identity=election-1", env={"ELECTION_NO_LEAD_ORDINALS": "two"})
+    assert_config_error(result, "ELECTION_NO_LEAD_ORDINALS")
+
+
 # -- election status -------------------------------------------------------------------------
 
 

@@ -16,10 +16,13 @@ from app.config import (
     HostPort,
     Settings,
     env_var,
+    no_lead_by_ordinal,
+    ordinal_of,
     parse_election_path,
     parse_file_dir,
     parse_host_port,
     parse_identity,
+    parse_ordinals,
     parse_period,
     parse_positive_duration,
     parse_positive_int,
@@ -362,6 +365,7 @@ PARSERS: list[Callable[[str], Any]] = [
     parse_file_dir,
     parse_election_path,
     parse_identity,
+    parse_ordinals,
 ]
 PARSER_IDS = [
     "zk_servers",
@@ -375,7 +379,54 @@ PARSER_IDS = [
     "file_dir",
     "election_path",
     "identity",
+    "ordinals",
 ]
+
+# -- no-lead ordinals --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "ordinals"),
+    [("2", {2}), ("0,3", {0, 3}), (" 1 , 4 ", {1, 4}), ("2,2", {2}), ("010", {10})],
+)
+def test_ordinals_parse_a_comma_separated_list(text: str, ordinals: set[int]) -> None:
+    assert parse_ordinals(text) == ordinals
+
+
+@pytest.mark.parametrize("text", ["", "1,,2", "-1", "two", "1.5", "1;2", "+1", "1234567890"])
+def test_ordinals_refuse_what_is_not_a_list_of_whole_numbers(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_ordinals(text)
+
+
+@pytest.mark.parametrize(
+    ("identity", "ordinal"),
+    [
+        ("election-0", 0),
+        ("election-12", 12),
+        ("my-release-election-2", 2),
+        ("election", None),
+        ("election-", None),
+        ("-3", None),
+        ("election-2a", None),
+        ("r2", None),
+    ],
+)
+def test_the_ordinal_is_the_number_after_the_last_dash_as_a_statefulset_names_its_pods(
+    identity: str, ordinal: int | None
+) -> None:
+    assert ordinal_of(identity) == ordinal
+
+
+def test_a_replica_does_not_lead_exactly_when_its_ordinal_is_listed() -> None:
+    listed = frozenset({0, 2})
+    assert [no_lead_by_ordinal(f"election-{i}", listed) for i in range(4)] == [True, False, True, False]
+
+
+def test_an_identity_without_an_ordinal_is_refused_rather_than_read_as_not_listed() -> None:
+    with pytest.raises(ConfigError, match="'r2' has no ordinal"):
+        no_lead_by_ordinal("r2", frozenset({2}))
+
 
 # Text with the characters the parsers care about, so that examples get past the first checks.
 _NEAR_MISS = st.text(alphabet=st.sampled_from(list("0123456789:,.[]/-+ hmsuµnx²٣\t")), max_size=30)

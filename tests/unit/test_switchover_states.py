@@ -135,3 +135,15 @@ def test_tenure_counts_the_current_term_on_the_leader_only(make_harness) -> None
     h.stop_at(13.0)
     h.run()
     assert seen == [12.5, 0.0]
+
+
+def test_a_request_older_than_a_term_we_saw_binds_nobody(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness()
+    other = other_leader(h.server)
+    entries = _record_entries(h)
+    # a request for an epoch before the leader's, left behind (its leader died before clearing it)
+    h.at(3.0, lambda: h.server.set_switchover(_request(h.server.leader.epoch - 1, to="r2")))  # type: ignore[union-attr]
+    h.at(3.5, other.close)
+    h.stop_at(6.0)
+    h.run()
+    assert [t for t, to in entries if to == "Leader"] == [3.5]

@@ -319,3 +319,22 @@ app.config.check_exec_timing), and terminationGracePeriodSeconds must exceed the
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+noLead.ordinals must name pods that exist and leave at least one that may lead: a list covering every
+pod would leave the election without a candidate, and an ordinal past replicaCount is most likely a
+typo (election-3 of three replicas does not exist). Not checked at replicaCount 0 (scaled to nothing).
+*/}}
+{{- define "election.noLeadCheck" -}}
+{{- $replicas := int .Values.replicaCount }}
+{{- $listed := 0 }}
+{{- range .Values.noLead.ordinals }}
+{{- if and (gt $replicas 0) (ge (int .) $replicas) }}
+{{- fail (printf "noLead.ordinals: %d names no pod: with replicaCount %d the ordinals are 0-%d" (int .) $replicas (sub $replicas 1)) }}
+{{- end }}
+{{- $listed = add1 $listed }}
+{{- end }}
+{{- if and (gt $replicas 0) (ge $listed $replicas) }}
+{{- fail (printf "noLead.ordinals lists all %d replicas: none could ever lead" $replicas) }}
+{{- end }}
+{{- end }}
