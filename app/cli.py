@@ -14,8 +14,9 @@ Exit statuses:
        ``switchover``: nobody leads, another request is pending, another replica took over, or no
        hand-over within ``--wait`` (the request is then withdrawn)
 2      bad configuration or usage (one line on stderr names the setting); ``switchover``: ``--to``
-       names no connected member, the leader itself or a ``--no-lead`` member, or ZooKeeper refused
-       the request for want of ``--zk-auth`` (nothing was handed over)
+       names no connected member, the leader itself or a ``--no-lead`` member, without ``--to`` no
+       member but the leader may lead, or ZooKeeper refused the request for want of ``--zk-auth``
+       (nothing was handed over)
 3      ``status``, ``switchover``: ZooKeeper unreachable (or failing); ``fence``: a newer epoch has
        written (nothing was run)
 130    ``run``: a second SIGINT during shutdown (143 for a second SIGTERM); ``switchover``:

@@ -96,6 +96,8 @@ class Context:
         # The pending switchover request's id and when (monotonic) this replica first saw it: it
         # binds the replica for its expires_in from then (app.states.switchover).
         self.switchover_seen: tuple[str, float] | None = None
+        # The epoch whose term this replica has put into the election's history (app.states.leader).
+        self.recorded_epoch: int | None = None
         # The leader as last seen by a look at ZooKeeper (for /status).
         self.observed_leader: LeaderNode | None = None
         # When the current run of failures began, and how many Failover visits it has had. The run

@@ -5,7 +5,8 @@ so it works from any machine (or pod) that can reach the ensemble:
 
 1. Read the leader (epoch E) and the members, and refuse, before writing anything, a target that
    could never take over: an identity no connected member has, the leader itself, or a member that
-   runs with ``--no-lead``. Nobody leading is a failure too: there is nobody to ask.
+   runs with ``--no-lead``; without ``--to``, a cluster where no member but the leader may lead.
+   Nobody leading is a failure too: there is nobody to ask.
 2. Write one :class:`~app.ports.coordination.SwitchoverRequest` naming epoch E into the switchover
    node (a compare-and-set on an idle node: a pending request makes this one fail as "busy").
    The request is meant for the leader of epoch E only; any other leader ignores it and clears it.
@@ -42,7 +43,8 @@ from app.ports.coordination import (
 
 # Outcomes, and the exit status app.cli gives each (documented in its module docstring and README).
 SWITCHED = "switched"  # 0: the target (or, without --to, anyone) leads in a new term
-REFUSED = "refused"  # 2: --to names no connected member, the leader itself or a --no-lead member
+REFUSED = "refused"  # 2: --to names no connected member, the leader itself or a --no-lead member;
+# without --to: no member but the leader may lead
 DENIED = "denied"  # 2: ZooKeeper refused the write: the election path's ACL wants --zk-auth
 NO_LEADER = "no-leader"  # 1: nobody leads, so nobody can be asked to hand over
 BUSY = "busy"  # 1: another request is pending
@@ -115,6 +117,22 @@ def _refusal(target: str, leader: LeaderNode, members: list[Member]) -> str | No
     return None
 
 
+def _nobody_else(leader: LeaderNode, members: list[Member]) -> str | None:
+    """Why a switchover without a target cannot succeed, or None: it needs a connected member other
+    than the leader that may lead. Without one the leader would let go and nobody could take over
+    (the leader asked is barred while the request binds), leaving the cluster leaderless for the
+    whole wait."""
+    others = [m for m in members if m.session != leader.owner and m.data.get("identity") != leader.identity]
+    if any(m.data.get("no_lead") is not True for m in others):
+        return None
+    standbys = ", ".join(sorted(str(m.data.get("identity", "?")) for m in others))
+    return (
+        f"no other connected member may lead (--no-lead: {standbys})"
+        if others
+        else (f"{_named(leader)} is the only connected member: nobody could take over")
+    )
+
+
 def switchover(
     coordinator: Coordinator,
     clock: Clock,
@@ -138,10 +156,10 @@ def switchover(
     if leader is None:
         return SwitchoverResult(NO_LEADER, "nobody leads: there is no leader to hand over", to)
     before = _term(leader)
-    if to is not None:
-        why = _refusal(to, leader, coordinator.members())
-        if why is not None:
-            return SwitchoverResult(REFUSED, why, to, before=before)
+    members = coordinator.members()
+    why = _refusal(to, leader, members) if to is not None else _nobody_else(leader, members)
+    if why is not None:
+        return SwitchoverResult(REFUSED, why, to, before=before)
     request = SwitchoverRequest(
         id=new_id(),
         from_epoch=leader.epoch,

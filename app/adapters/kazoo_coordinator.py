@@ -347,6 +347,8 @@ class KazooCoordinator:
         )
         if state is ConnectionState.CONNECTED:
             self._check_granted(granted)
+            if not self.switchover_settled():
+                self._reread_request()  # a re-read lost with the connection: no create until it is done
         self._notify()
 
     def _check_granted(self, granted: float | None) -> None:
@@ -581,11 +583,20 @@ class KazooCoordinator:
             self._request_changes += 1
             changes = self._request_changes
         self._notify()
+        self._reread_request(changes)
+
+    def _reread_request(self, changes: int | None = None) -> None:
+        """Re-read the request (and re-arm its watch) without blocking; the answer settles the copy
+        for ``changes`` (default: every change seen so far)."""
+        if changes is None:
+            with self._lock:
+                changes = self._request_changes
+        seen = changes
         try:
             reply = self._client.get_async(self.switchover_path, watch=self._on_request_watch)
         except _ERRORS:
-            return  # not connected: prepare() reads it again on the next session
-        reply.rawlink(lambda result: self._on_request_read(result, changes))
+            return  # not connected: the next CONNECTED, or prepare(), reads it again
+        reply.rawlink(lambda result: self._on_request_read(result, seen))
 
     def _on_request_read(self, result: Any, changes: int) -> None:
         try:

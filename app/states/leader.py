@@ -112,9 +112,27 @@ def work_backoff(streak: int) -> float:
 
 
 def _record_end(ctx: Context, term: LeaderNode, reason: str) -> None:
-    """Tell the history why our term ends (not waited for; before the node is released)."""
+    """Tell the history why our term ends (not waited for; before the node is released). A term
+    that ends before its first good step (its storage failed from the start, it was fenced, asked
+    to hand over at once) is put in first, waited for: otherwise the history would lose it and its
+    successor would count the end of the term before it."""
+    if ctx.recorded_epoch != term.epoch:
+        _record_begin(ctx, term)
     ended = ctx.clock.wall().isoformat(timespec="microseconds")
     ctx.coordinator.end_term_record(term.epoch, reason, ended)
+
+
+def _record_begin(ctx: Context, term: LeaderNode) -> None:
+    """Our term into the history (the previous one's end is counted by its reason). Best effort."""
+    began = term.acquired_at or ctx.clock.wall().isoformat(timespec="microseconds")
+    try:
+        previous = ctx.coordinator.begin_term_record(TermRecord(term.epoch, ctx.settings.identity, began))
+    except CoordinationError as exc:
+        log.warning("could not record the term in the history: %s", exc, extra={"event": "history_error"})
+        return
+    ctx.recorded_epoch = term.epoch
+    if previous is not None:  # None: the first term ever, or ours resumed
+        ctx.metrics.leadership_changed(previous.reason or "expired")
 
 
 def _lease(ctx: Context) -> float | None:
@@ -255,14 +273,8 @@ class Leader:
         counted by its reason), and a switchover request that brought us here, or any older one,
         cleared. Best effort: the term goes on without them."""
         coordinator = ctx.coordinator
-        began = term.acquired_at or ctx.clock.wall().isoformat(timespec="microseconds")
-        try:
-            previous = coordinator.begin_term_record(TermRecord(term.epoch, ctx.settings.identity, began))
-        except CoordinationError as exc:
-            log.warning("could not record the term in the history: %s", exc, extra={"event": "history_error"})
-        else:
-            if previous is not None:  # None: the first term ever, or ours resumed
-                ctx.metrics.leadership_changed(previous.reason or "expired")
+        if ctx.recorded_epoch != term.epoch:
+            _record_begin(ctx, term)
         request = coordinator.switchover_request()
         if request is not None and request.from_epoch < term.epoch:
             coordinator.clear_switchover(request.id)
@@ -322,8 +334,10 @@ class Leader:
         request = coordinator.switchover_request()
         if request is not None and request.from_epoch == term.epoch:
             return Leader._hand_over(ctx, term, request)
-        if request is not None and request.from_epoch < term.epoch:
-            coordinator.clear_switchover(request.id)  # meant for a term before ours: void
+        if request is not None and request.from_epoch != term.epoch:
+            # Meant for another term (before ours; or after it, written by hand or left over from
+            # a ZooKeeper reset): void, and binding nobody once cleared.
+            coordinator.clear_switchover(request.id)
         try:
             # fresh: a follower cut off from the quorum must not be able to confirm us.
             node = coordinator.leader(watch=True, fresh=True)

@@ -240,3 +240,23 @@ def test_every_outcome_has_an_exit_status() -> None:
     assert set(_SWITCHOVER_EXIT) == outcomes
     assert _SWITCHOVER_EXIT[planned.SWITCHED] == 0
     assert {_SWITCHOVER_EXIT[o] for o in (planned.REFUSED, planned.DENIED)} == {2}
+
+
+@pytest.mark.parametrize(
+    ("names", "no_lead", "says"),
+    [
+        (("r1",), (), "r1 (epoch"),
+        (("r1", "r2", "r3"), ("r2", "r3"), "no other connected member may lead (--no-lead: r2, r3)"),
+    ],
+)
+def test_without_a_target_a_cluster_where_nobody_else_may_lead_is_refused_before_anything_is_written(
+    names: tuple[str, ...], no_lead: tuple[str, ...], says: str
+) -> None:
+    # Otherwise the leader lets go, nobody may take over while the request binds (the leader asked
+    # is barred), and the cluster has no leader for the whole wait (review/s3_no_other_candidate.py).
+    cluster = Cluster(*names, no_lead=no_lead)
+    writes = cluster.server.writes
+    result = cluster.run(None)
+    assert result.outcome == planned.REFUSED
+    assert says in result.message
+    assert cluster.server.writes == writes and cluster.requests == []

@@ -147,3 +147,21 @@ def test_a_request_older_than_a_term_we_saw_binds_nobody(make_harness) -> None: 
     h.stop_at(6.0)
     h.run()
     assert [t for t, to in entries if to == "Leader"] == [3.5]
+
+
+def test_a_term_that_never_wrote_is_still_in_the_history_with_its_end(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    # Its leader's storage fails from the first step (the case resigning exists for): recorded only
+    # after a first good step, the term was missing, and its successor counted the reason of the
+    # term before it (review/s5_history.py).
+    h = make_harness()
+    h.server.history.append(TermRecord(50, "old", "then", "later", "switchover"))
+    h.storage.fail_writes = 1000
+    h.stop_at(60.0)
+    h.run()
+    old, ours = h.server.history[:2]
+    assert (old.epoch, old.reason) == (50, "switchover")
+    assert (ours.epoch, ours.identity, ours.reason) == (101, "me", "resigned")
+    assert ours.ended is not None
+    assert h.metric("election_leadership_changes_total", reason="resigned") == 2  # 101 and 103 ended so
