@@ -147,6 +147,13 @@ def _option(flag: str, type_: Any, default: Any, help_: str, **kw: Any) -> Calla
     )
 
 
+def _flag(flag: str, help_: str) -> Callable[[F], F]:
+    """A boolean flag that also reads its ``ELECTION_*`` variable (true/false, 1/0, yes/no...)."""
+    return click.option(
+        flag, cls=_Option, is_flag=True, default=False, envvar=env_var(flag), show_envvar=True, help=help_
+    )
+
+
 def _d(seconds: float) -> str:
     return format_duration(seconds)
 
@@ -173,14 +180,8 @@ def _zk_options(func: F) -> F:
         "CA certificate (PEM) that signs the servers' certificates; implies --zk-tls.",
         show_default=False,
     )(func)
-    func = click.option(
-        "--zk-tls",
-        cls=_Option,
-        is_flag=True,
-        default=False,
-        envvar=env_var("--zk-tls"),
-        show_envvar=True,
-        help="Talk to ZooKeeper over TLS, verifying its certificates (system CAs unless --zk-tls-ca).",
+    func = _flag(
+        "--zk-tls", "Talk to ZooKeeper over TLS, verifying its certificates (system CAs unless --zk-tls-ca)."
     )(func)
     func = _option(
         "--election-path",
@@ -305,15 +306,7 @@ def cli() -> None:
     "With --exec: grace between SIGTERM and SIGKILL of the command's process group (must fit 4/9 of the"
     " session timeout less 0.25s).",
 )
-@click.option(
-    "--no-lead",
-    cls=_Option,
-    is_flag=True,
-    default=False,
-    envvar=env_var("--no-lead"),
-    show_envvar=True,
-    help="Never become a candidate: register, report and show in status, but never lead.",
-)
+@_flag("--no-lead", "Never become a candidate: register, report and show in status, but never lead.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND [ARGS]...]")
 def run(**options: Any) -> None:
     """Run one replica until SIGTERM or SIGINT; the leader writes files, or runs COMMAND (--exec)."""

@@ -111,19 +111,35 @@ def work_backoff(streak: int) -> float:
     return float(min(WORK_BACKOFF_MAX, WORK_BACKOFF_INITIAL * 2 ** max(streak - 1, 0)))
 
 
+def _let_go(ctx: Context, term: LeaderNode, reason: str, kind: str) -> str | None:
+    """Give the node up on purpose: stop the work first (the next leader's must not overlap ours),
+    record the term's end as ``kind``, delete the node and re-join the queue at the tail (the
+    others go first). Return why the release failed, or None."""
+    ctx.work.stop(reason)
+    _record_end(ctx, term, kind)
+    try:
+        ctx.coordinator.resign(term)
+        ctx.coordinator.leave_queue()
+    except CoordinationError as exc:
+        return f"{reason}; could not resign: {exc}"
+    return None
+
+
 def _record_end(ctx: Context, term: LeaderNode, reason: str) -> None:
     """Tell the history why our term ends (not waited for; before the node is released). A term
     that ends before its first good step (its storage failed from the start, it was fenced, asked
     to hand over at once) is put in first, waited for: otherwise the history would lose it and its
     successor would count the end of the term before it."""
-    if ctx.recorded_epoch != term.epoch:
-        _record_begin(ctx, term)
+    _record_begin(ctx, term)
     ended = ctx.clock.wall().isoformat(timespec="microseconds")
     ctx.coordinator.end_term_record(term.epoch, reason, ended)
 
 
 def _record_begin(ctx: Context, term: LeaderNode) -> None:
-    """Our term into the history (the previous one's end is counted by its reason). Best effort."""
+    """Our term into the history, once per term (the previous one's end is counted by its
+    reason). Best effort."""
+    if ctx.recorded_epoch == term.epoch:
+        return
     began = term.acquired_at or ctx.clock.wall().isoformat(timespec="microseconds")
     try:
         previous = ctx.coordinator.begin_term_record(TermRecord(term.epoch, ctx.settings.identity, began))
@@ -235,8 +251,8 @@ class Leader:
                 continue
             step = work.step(term.epoch, valid_until=confirmed_at + lease)
             if step.outcome is Outcome.DONE and not recorded:
-                recorded = True
-                self._begin_record(ctx, term)
+                recorded = True  # tried once: the history is best effort
+                _record_begin(ctx, term)
             failures = failures + 1 if step.outcome is not Outcome.DONE else 0
             leave = self._judge_step(ctx, term, step, failures)
             if leave is not None:
@@ -253,31 +269,15 @@ class Leader:
         re-join the queue at the tail. Only the target (app.states.switchover) takes it."""
         target = request.to or "the next candidate"
         reason = f"switchover to {target} requested"
-        ctx.work.stop(reason)
-        _record_end(ctx, term, "switchover")
-        try:
-            ctx.coordinator.resign(term)
-            ctx.coordinator.leave_queue()
-        except CoordinationError as exc:
-            return Transition(StateName.FAILOVER, f"{reason}; could not resign: {exc}")
+        failed = _let_go(ctx, term, reason, "switchover")
+        if failed is not None:
+            return Transition(StateName.FAILOVER, failed)
         log.info(
             "handed over to %s",
             target,
             extra={"event": "switchover", "epoch": term.epoch, "to": request.to, "request": request.id},
         )
         return Transition(StateName.ATTEMPTER, f"{reason}; handed over")
-
-    @staticmethod
-    def _begin_record(ctx: Context, term: LeaderNode) -> None:
-        """After the term's first step: our term into the history (the previous one's end is
-        counted by its reason), and a switchover request that brought us here, or any older one,
-        cleared. Best effort: the term goes on without them."""
-        coordinator = ctx.coordinator
-        if ctx.recorded_epoch != term.epoch:
-            _record_begin(ctx, term)
-        request = coordinator.switchover_request()
-        if request is not None and request.from_epoch < term.epoch:
-            coordinator.clear_switchover(request.id)
 
     @classmethod
     def _judge_step(cls, ctx: Context, term: LeaderNode, step: Step, failures: int) -> Transition | None:
@@ -313,13 +313,10 @@ class Leader:
         ctx.rejoin_at = ctx.now() + backoff
         how = "finished" if ended.succeeded else f"exited with {ended.code}"
         reason = f"the work {how} after {ended.ran_seconds:.3g}s"
-        ctx.work.stop(reason)  # what it left in its process group goes too, before the node
-        _record_end(ctx, term, "work_exited")
-        try:
-            ctx.coordinator.resign(term)
-            ctx.coordinator.leave_queue()
-        except CoordinationError as exc:
-            return Transition(StateName.FAILOVER, f"{reason}; could not resign: {exc}")
+        # what it left in its process group goes too, before the node
+        failed = _let_go(ctx, term, reason, "work_exited")
+        if failed is not None:
+            return Transition(StateName.FAILOVER, failed)
         return Transition(
             StateName.ATTEMPTER, f"{reason}; resigned leadership; a candidate again in {backoff:g}s"
         )
@@ -361,11 +358,5 @@ class Leader:
         backoff keeps this replica from grabbing the node straight back). ``kind`` goes into the
         election's history as the term's end."""
         ctx.work_failed(f"resigned leadership: {reason}")
-        ctx.work.stop(reason)  # before the node goes: the next leader's work must not overlap ours
-        _record_end(ctx, term, kind)
-        try:
-            ctx.coordinator.resign(term)
-            ctx.coordinator.leave_queue()  # re-join at the tail: the others go first
-        except CoordinationError as exc:
-            return Transition(StateName.FAILOVER, f"{reason}; could not resign: {exc}")
-        return Transition(StateName.FAILOVER, f"{reason}; resigned leadership")
+        failed = _let_go(ctx, term, reason, kind)
+        return Transition(StateName.FAILOVER, failed or f"{reason}; resigned leadership")
