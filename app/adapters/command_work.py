@@ -252,9 +252,12 @@ class CommandWork:
     def step(self, epoch: int, *, valid_until: float) -> Step:
         with self._lock:
             child = self._child
-            if child is not None and child.epoch == epoch and child.status is None:
-                child.deadline = max(child.deadline, valid_until)
-                self._poke()
+            if child is not None and child.epoch == epoch:
+                if child.status is None:
+                    child.deadline = max(child.deadline, valid_until)
+                    self._poke()
+                # Exited just now: the Leader handles ended() at its next look (resign, back off);
+                # starting another child within the same term would skip that.
                 return Step(Outcome.DONE)
         if child is not None:
             self.stop("a new term")  # leftovers of another term: never two at once

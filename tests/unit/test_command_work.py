@@ -353,3 +353,15 @@ def _zombies(pgid: int) -> int:
                 continue
             count += int(fields[2]) == pgid and fields[0] == "Z"
     return count
+
+
+def test_a_step_after_the_child_exited_starts_no_other_in_the_same_term(runners: list[Runner]) -> None:
+    # The exit may land between the Leader's look at ended() and its step: that step must leave the
+    # end for the Leader to handle (resign, back off) rather than start the command again.
+    r = Runner(_sh("exit 3"))
+    runners.append(r)
+    first = r.start(epoch=5)
+    assert r.woken.wait(10)
+    assert r.work.step(5, valid_until=CLOCK.monotonic() + 6.0).outcome is Outcome.DONE
+    assert r.work._child is not None and r.work._child.pid == first
+    assert r.work.ended() is not None
