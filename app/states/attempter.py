@@ -60,29 +60,18 @@ class Attempter:
             return Transition(StateName.FAILOVER, f"cannot join the queue of candidates: {exc}")
         ctx.coordinator.take_over_signal()  # forget deletions seen before we (re)joined
         position: int | None = None  # candidates ahead of us when we last read the queue (at most)
-        next_attempt = ctx.now()
+        timer = _LookTimer(ctx)
         woken = False
-        judged: float | None = None  # the verdict deadline (progress.due) we last looked for
-        binding: float | None = None  # when the switchover request we deferred to stops binding us
         while True:
             if ctx.stop_reason is not None:
                 return Transition(StateName.STOPPING, ctx.stop_reason)
-            now = ctx.now()
-            due = progress.due(ctx)
-            verdict = due is not None and due <= now and due != judged
-            if verdict:
-                judged = due
-            released = binding is not None and now >= binding
-            periodic = now >= next_attempt or verdict or released
+            periodic = timer.due(ctx)
             if woken or periodic:
                 ctx.clear_wakeup()
                 outcome, position = _step(ctx, position, woken=woken, periodic=periodic)
                 if outcome is not None:
                     return outcome
-            while next_attempt <= now:
-                next_attempt += self.period(ctx)
-            binding = switchover.expires_at(ctx)
-            woken = ctx.wait_until(_next_look(ctx, next_attempt, now))
+            woken = ctx.wait_until(timer.next_look(ctx))
 
     @staticmethod
     def _sit_out(ctx: Context) -> Transition | None:
@@ -102,6 +91,35 @@ class Attempter:
         """The next interval between periodic attempts: never longer than ``attempter-timeout``."""
         fraction = min(max(ctx.jitter(), 0.0), 1.0)
         return ctx.settings.attempter_timeout * (1.0 - JITTER * fraction)
+
+
+class _LookTimer:
+    """When a replica looks without being woken: every period (:meth:`Attempter.period`, with
+    jitter), at each new verdict deadline on the cluster's progress (once each), and when a
+    switchover request it deferred to stops binding it."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._next_attempt = ctx.now()
+        self._now = self._next_attempt  # when due() last looked at the clock
+        self._judged: float | None = None  # the verdict deadline (progress.due) we last looked for
+        self._binding: float | None = None  # when the switchover request we deferred to stops binding us
+
+    def due(self, ctx: Context) -> bool:
+        """Whether a look is due now, woken or not (a ``periodic`` one)."""
+        now = self._now = ctx.now()
+        deadline = progress.due(ctx)
+        verdict = deadline is not None and deadline <= now and deadline != self._judged
+        if verdict:
+            self._judged = deadline
+        released = self._binding is not None and now >= self._binding
+        return now >= self._next_attempt or verdict or released
+
+    def next_look(self, ctx: Context) -> float:
+        """When to wake up unless woken earlier, counted from the instant :meth:`due` looked."""
+        while self._next_attempt <= self._now:
+            self._next_attempt += Attempter.period(ctx)
+        self._binding = switchover.expires_at(ctx)
+        return _next_look(ctx, self._next_attempt, self._now)
 
 
 def _step(
@@ -131,34 +149,44 @@ def _next_look(ctx: Context, next_attempt: float, now: float) -> float:
 
 def _attempt(ctx: Context, position: int | None, *, periodic: bool) -> tuple[Transition | None, int]:
     """One attempt; returns (where to go, the queue position now known)."""
-    coordinator = ctx.coordinator
     # Read the signal on every attempt, woken or periodic: a deletion reported just as a wait timed out
     # (its wake-up cleared with the periodic one) must still count.
-    signalled = coordinator.take_over_signal()
+    signalled = ctx.coordinator.take_over_signal()
     if switchover.targeted(ctx):
-        # An operator named us the next leader: act as the head (watch the node, take it at once).
-        if signalled:
-            outcome = _create(ctx, "took over the leader node by switchover")
-            if outcome is not None:
-                return outcome, position if position is not None else 0
-        return _look(ctx, 0)[0], position if position is not None else 0
+        return _attempt_as_target(ctx, position, signalled=signalled)
     if signalled and position is not None:
         # The candidate ahead of us (or, at the head, the leader node) was deleted. Positions only
         # shrink, so from 0 or 1 we are the head now; from further back, read the queue to know.
-        position = 0 if position <= 1 else coordinator.queue_position()
+        position = 0 if position <= 1 else ctx.coordinator.queue_position()
         if position == 0:
-            outcome = _create(ctx, "took over the leader node")
-            if outcome is not None:
-                return outcome, position
-            return _look(ctx, position)  # taken: by whom (perhaps by us, after a lost reply)?
+            return _take_over(ctx, "took over the leader node"), 0
     elif position is None:
-        position = coordinator.queue_position()  # not the head: now watching the one ahead
+        position = ctx.coordinator.queue_position()  # not the head: now watching the one ahead
     # Other wake-ups (a switchover request changed, a connection blip, the leader node's data)
     # do not move the queue: the watch on the one ahead still stands. Re-reading it on each would
     # make every switchover a herd of N queue reads.
     if position > 0 and not periodic:
         return None, position
     return _look(ctx, position)
+
+
+def _attempt_as_target(
+    ctx: Context, position: int | None, *, signalled: bool
+) -> tuple[Transition | None, int]:
+    """An operator named us the next leader: act as the head (watch the node, take it at once on
+    its deletion), wherever we stand in the queue."""
+    held = position if position is not None else 0
+    if signalled:
+        return _take_over(ctx, "took over the leader node by switchover"), held
+    return _look(ctx, 0)[0], held
+
+
+def _take_over(ctx: Context, how: str) -> Transition | None:
+    """We are the head after a deletion: create the node at once, without reading it first (the
+    create's reply is the first write's confirmation). Taken already: look who has it (perhaps
+    us, after a lost reply)."""
+    outcome = _create(ctx, how)
+    return outcome if outcome is not None else _look(ctx, 0)[0]
 
 
 def _look(ctx: Context, position: int) -> tuple[Transition | None, int]:
@@ -176,7 +204,7 @@ def _look(ctx: Context, position: int) -> tuple[Transition | None, int]:
     if node is not None and node.owner == coordinator.session_id():
         # That read was a plain one (a follower may answer it from its own copy): it proves nothing
         # for a lease, so the first write waits for Leader's own fresh confirmation.
-        return _lead(ctx, node, None, "the leader node already belongs to our session"), position
+        return _become_leader(ctx, node, None, "the leader node already belongs to our session"), position
     if node is not None:
         # A standby behind a live leader is healthy only if the leader's work shows (the
         # directory's publish counter moves): a leader that holds the node and publishes nothing
@@ -208,10 +236,12 @@ def _create(ctx: Context, how: str) -> Transition | None:
     acquired_at = ctx.clock.wall().isoformat(timespec="microseconds")
     sent = ctx.now()
     created = ctx.coordinator.create_leader({"identity": ctx.settings.identity, "acquired_at": acquired_at})
-    return None if created is None else _lead(ctx, created, sent, how)
+    return None if created is None else _become_leader(ctx, created, sent, how)
 
 
-def _lead(ctx: Context, node: LeaderNode, confirmed_at: float | None, how: str) -> Transition:
+def _become_leader(ctx: Context, node: LeaderNode, confirmed_at: float | None, how: str) -> Transition:
+    """To Leader with ``node`` as our term; ``confirmed_at``: when the create that made it was
+    sent (its reply confirms the first step), None when a fresh confirmation must come first."""
     ctx.term = node
     ctx.term_confirmed_at = confirmed_at
     ctx.observed_leader = node

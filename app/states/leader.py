@@ -61,13 +61,13 @@ from app.ports.work import Ended, Outcome, Step
 
 log = logging.getLogger("election.states.leader")
 
-# The confirming read goes out this long before a slot at least (see _Lead), and the lead adapts to
-# the slowest of this many recent reads.
+# The confirming read goes out this long before a slot at least (see _ReadAhead), and the lead
+# adapts to the slowest of this many recent reads.
 MIN_LEAD = 0.005
 LEAD_WINDOW = 16
 
 
-class _Lead:
+class _ReadAhead:
     """How long before a slot the confirming read is sent: twice the slowest of the recent reads,
     at least MIN_LEAD, at most one period (right after the previous write) and half the lease (so
     that a read that came back in time is still valid at the slot)."""
@@ -94,6 +94,57 @@ class _Lead:
     def seconds(self) -> float:
         slowest = max(self._recent, default=0.0)
         return min(self._cap, max(MIN_LEAD, 2.0 * slowest))
+
+
+class _Schedule:
+    """One term's grid of steps and the confirmation that covers the next one.
+
+    Slots lie on ``start + tick * period`` from the term's entry: a slow step does not push later
+    ones back, and missed ticks are skipped, not bunched. A confirmation sent at ``confirmed_at``
+    is valid for ``lease``; it covers one step, and none once anything woke us after it.
+    """
+
+    def __init__(self, ctx: Context, lease: float) -> None:
+        self.lease = lease
+        self.period = ctx.work.period(lease)
+        self.start = ctx.now()
+        self.tick = 0  # index of the next step on the grid
+        # The create that made us leader confirms the first step (None: confirm first).
+        self.confirmed_at: float | None
+        self.confirmed_at, ctx.term_confirmed_at = ctx.term_confirmed_at, None
+        self.watching = False  # set by our first confirming read: the node's changes then wake us
+        self.woken = False  # something changed since the last confirmation: confirm at once
+        self.read_ahead = _ReadAhead(self.period, lease)
+        self.failures = 0  # consecutive failed steps
+        self.recorded = False  # our term in the history (after the first step: off the hand-over's path)
+
+    @property
+    def slot(self) -> float:
+        return self.start + self.tick * self.period
+
+    def covers(self, instant: float) -> bool:
+        """Whether the confirmation is still valid at ``instant``."""
+        return self.confirmed_at is not None and instant - self.confirmed_at < self.lease
+
+    def confirmed(self, ctx: Context, sent_at: float) -> None:
+        """A confirmation sent at ``sent_at`` came back good. The server may grant another
+        timeout on a reconnection (to another server): every confirmation counts with the timeout
+        of the connection that answered it, and a command's confirmations follow the lease."""
+        self.lease = self.read_ahead.limit(_lease(ctx) or self.lease)  # known: _confirm checked
+        period = ctx.work.period(self.lease)
+        if period != self.period:
+            self.start, self.period, self.tick = self.slot, period, 0
+            self.read_ahead.retime(period, self.lease)
+        self.watching = True
+        self.read_ahead.observe(ctx.now() - sent_at)
+
+    def stepped(self, ctx: Context, step: Step) -> None:
+        """One confirmation, one step. A write whose lease ran out published nothing: its slot is
+        retried at once, freshly confirmed; otherwise the next slot is the next one still ahead."""
+        self.confirmed_at = None
+        self.failures = self.failures + 1 if step.outcome is not Outcome.DONE else 0
+        if step.outcome is not Outcome.RETRY:
+            self.tick = math.floor((ctx.now() - self.start) / self.period) + 1
 
 
 # A command that exits within this long of its start counts as a quick exit: the k-th in a row makes
@@ -179,7 +230,7 @@ class Leader:
             if lease is None:
                 outcome = self._resign(ctx, term, "the session timeout the server granted is unknown")
             else:
-                outcome = self._lead(ctx, term, lease)
+                outcome = self._hold(ctx, term, lease)
             reason, outcome_to = outcome.reason, outcome.to
         finally:
             # Whatever ended the term, the work stops before anything else happens (Stopping
@@ -197,70 +248,81 @@ class Leader:
         )
         return outcome
 
-    def _lead(self, ctx: Context, term: LeaderNode, lease: float) -> Transition:
-        work = ctx.work
-        work.begin(term.epoch)
-        period = work.period(lease)
-        start = ctx.now()
-        tick = 0  # index of the next step on the grid start + k * period
-        failures = 0  # consecutive failed steps
-        # The create that made us leader confirms the first step (None: confirm first).
-        confirmed_at, ctx.term_confirmed_at = ctx.term_confirmed_at, None
-        watching = False  # set by our first confirming read: the node's changes then wake us
-        lead = _Lead(period, lease)
-        woken = False
-        recorded = False  # our term in the history (after the first step: not on the hand-over's path)
+    def _hold(self, ctx: Context, term: LeaderNode, lease: float) -> Transition:
+        """Lead one term until something ends it: confirm, wait for the slot, step, account."""
+        ctx.work.begin(term.epoch)
+        plan = _Schedule(ctx, lease)
         while True:
-            if ctx.stop_reason is not None:
-                return Transition(StateName.STOPPING, ctx.stop_reason)
-            ended = work.ended()
-            if ended is not None:
-                return self._work_ended(ctx, term, ended)
-            slot = start + tick * period
-            if confirmed_at is None:
-                if watching and not woken:
-                    # Confirm ahead of the slot, so that the read's round trip does not delay the
-                    # step; a wake-up meanwhile (anything changed) makes us confirm at once.
-                    ctx.wait_until(slot - lead.seconds())
-                    if ctx.stop_reason is not None:
-                        continue
-                confirmed_at = ctx.now()
-                woken = False
-                ctx.clear_wakeup()
-                verdict = self._confirm(ctx, term)
-                if verdict is not None:
-                    return verdict
-                # The server may grant another timeout on a reconnection (to another server):
-                # every confirmation counts with the timeout of the connection that answered it.
-                lease = lead.limit(_lease(ctx) or lease)  # known: _confirm checked
-                if work.period(lease) != period:  # the command's confirmations follow the lease
-                    period, start, tick = work.period(lease), slot, 0
-                    lead.retime(period, lease)
-                    slot = start
-                watching = True
-                lead.observe(ctx.now() - confirmed_at)
-            if slot - confirmed_at >= lease:
-                # Too old by the slot (the read that set our watch, early in a long period):
-                # confirm again ahead of the slot instead of late at it.
-                confirmed_at = None
-                continue
-            woken = ctx.wait_until(slot)
-            if woken or ctx.now() - confirmed_at >= lease:
-                # Something changed since the read, or the read is too old to act on: look again.
-                confirmed_at = None
-                continue
-            step = work.step(term.epoch, valid_until=confirmed_at + lease)
-            if step.outcome is Outcome.DONE and not recorded:
-                recorded = True  # tried once: the history is best effort
-                _record_begin(ctx, term)
-            failures = failures + 1 if step.outcome is not Outcome.DONE else 0
-            leave = self._judge_step(ctx, term, step, failures)
+            leave = self._interrupted(ctx, term)
             if leave is not None:
                 return leave
-            confirmed_at = None  # one confirmation, one step
-            # A write whose lease ran out published nothing: retry its slot at once, freshly confirmed.
-            retry = step.outcome is Outcome.RETRY
-            tick = tick if retry else math.floor((ctx.now() - start) / period) + 1
+            if plan.confirmed_at is None:
+                if not self._wait_to_confirm(ctx, plan):
+                    continue  # asked to stop meanwhile
+                leave = self._confirm_ahead(ctx, term, plan)
+                if leave is not None:
+                    return leave
+            if not self._wait_for_slot(ctx, plan):
+                continue  # the confirmation does not cover the slot: confirm again
+            leave = self._step(ctx, term, plan)
+            if leave is not None:
+                return leave
+
+    def _interrupted(self, ctx: Context, term: LeaderNode) -> Transition | None:
+        """Where to go if a stop was requested or the work ended by itself."""
+        if ctx.stop_reason is not None:
+            return Transition(StateName.STOPPING, ctx.stop_reason)
+        ended = ctx.work.ended()
+        return None if ended is None else self._work_ended(ctx, term, ended)
+
+    @staticmethod
+    def _wait_to_confirm(ctx: Context, plan: _Schedule) -> bool:
+        """Wait until the confirming read is due: ahead of the slot by the read-ahead, so that the
+        read's round trip does not delay the step; at once after a wake-up (anything changed) or
+        before the first read (nothing watches the node yet). False if a stop was requested."""
+        if plan.watching and not plan.woken:
+            ctx.wait_until(plan.slot - plan.read_ahead.seconds())
+            if ctx.stop_reason is not None:
+                return False
+        return True
+
+    def _confirm_ahead(self, ctx: Context, term: LeaderNode, plan: _Schedule) -> Transition | None:
+        """Confirm that we still lead (:meth:`_confirm`), timed from the moment the read was sent;
+        where to go if we do not."""
+        sent_at = ctx.now()
+        plan.confirmed_at, plan.woken = sent_at, False
+        ctx.clear_wakeup()
+        leave = self._confirm(ctx, term)
+        if leave is None:
+            plan.confirmed(ctx, sent_at)
+        return leave
+
+    @staticmethod
+    def _wait_for_slot(ctx: Context, plan: _Schedule) -> bool:
+        """Wait for the slot; True if the confirmation still covers the step there. False (the
+        confirmation dropped) if it is too old by the slot (the read that set our watch, early in a
+        long period: confirm again ahead of the slot instead of late at it), if anything woke us
+        meanwhile, or if it aged out while we waited."""
+        if not plan.covers(plan.slot):
+            plan.confirmed_at = None
+            return False
+        plan.woken = ctx.wait_until(plan.slot)
+        if plan.woken or not plan.covers(ctx.now()):
+            plan.confirmed_at = None
+            return False
+        return True
+
+    def _step(self, ctx: Context, term: LeaderNode, plan: _Schedule) -> Transition | None:
+        """Do one step of the work inside the confirmation's lease and account for it; where to go
+        if the term must end. The term goes into the history after its first good step (tried
+        once: the history is best effort)."""
+        assert plan.confirmed_at is not None  # _wait_for_slot checked
+        step = ctx.work.step(term.epoch, valid_until=plan.confirmed_at + plan.lease)
+        if step.outcome is Outcome.DONE and not plan.recorded:
+            plan.recorded = True
+            _record_begin(ctx, term)
+        plan.stepped(ctx, step)
+        return self._judge_step(ctx, term, step, plan.failures)
 
     @staticmethod
     def _hand_over(ctx: Context, term: LeaderNode, request: SwitchoverRequest) -> Transition:

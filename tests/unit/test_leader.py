@@ -147,6 +147,21 @@ def test_suspended_connection_stops_leader_work_at_once(harness: Harness) -> Non
     assert harness.metric("election_leadership_lost_total") == 1
 
 
+def test_a_wake_up_between_slots_is_confirmed_at_once_not_at_the_next_read_ahead(harness: Harness) -> None:
+    # One wake-up (anything changed: a watch, the connection, the command) early in a period: the
+    # leader must look at once, since a command it runs would otherwise go on under a doubt until
+    # the next slot's read-ahead.
+    reads: list[float] = []
+    harness.coordinator.on_call = lambda name: (
+        reads.append(harness.clock.elapsed) if name == "leader" else None
+    )
+    harness.at(12.0, harness.replica.ctx.wake)
+    harness.stop_at(25.0)
+    harness.run()
+    assert [round(t, 6) for t in reads if t > 1.0] == [9.995, 12.0, 19.995]
+    assert harness.write_times == [0.0, 10.0, 20.0]
+
+
 def test_leader_node_deleted_by_hand_goes_back_to_attempter_and_leads_a_new_term(harness: Harness) -> None:
     harness.at(15.0, harness.server.delete_leader_by_hand)
     harness.stop_at(16.0)
