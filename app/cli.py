@@ -147,6 +147,11 @@ def _option(flag: str, type_: Any, default: Any, help_: str, **kw: Any) -> Calla
     )
 
 
+def _optional(flag: str, type_: Any, help_: str) -> Callable[[F], F]:
+    """An option that is unset unless given (no default to show)."""
+    return _option(flag, type_, None, help_, show_default=False)
+
+
 def _flag(flag: str, help_: str) -> Callable[[F], F]:
     """A boolean flag that also reads its ``ELECTION_*`` variable (true/false, 1/0, yes/no...)."""
     return click.option(
@@ -159,26 +164,20 @@ def _d(seconds: float) -> str:
 
 
 def _zk_options(func: F) -> F:
-    func = _option(
+    func = _optional(
         "--zk-tls-key",
         READABLE_FILE,
-        None,
         "Private key (PEM) of the client certificate.",
-        show_default=False,
     )(func)
-    func = _option(
+    func = _optional(
         "--zk-tls-cert",
         READABLE_FILE,
-        None,
         "Client certificate (PEM) for servers that ask for one; needs --zk-tls-key.",
-        show_default=False,
     )(func)
-    func = _option(
+    func = _optional(
         "--zk-tls-ca",
         READABLE_FILE,
-        None,
         "CA certificate (PEM) that signs the servers' certificates; implies --zk-tls.",
-        show_default=False,
     )(func)
     func = _flag(
         "--zk-tls", "Talk to ZooKeeper over TLS, verifying its certificates (system CAs unless --zk-tls-ca)."
@@ -237,7 +236,7 @@ def cli() -> None:
     _d(_DEFAULTS.zk_connect_timeout),
     "How long Init waits for ZooKeeper before going to Failover.",
 )
-@_option("--identity", IDENTITY, None, "Name of this replica.  [default: the host name]", show_default=False)
+@_optional("--identity", IDENTITY, "Name of this replica.  [default: the host name]")
 @_option(
     "--http-address",
     LISTEN,
@@ -275,20 +274,16 @@ def cli() -> None:
     str(_DEFAULTS.max_write_failures),
     "Consecutive failed writes after which the leader resigns so that another replica can lead.",
 )
-@_option(
+@_optional(
     "--zk-auth",
     ZK_AUTH,
-    None,
     "ZooKeeper digest credentials user:password; nodes are then created writable only with them.",
-    show_default=False,
 )
-@_option(
+@_optional(
     "--no-lead-ordinals",
     ORDINALS,
-    None,
     "As --no-lead, on the replicas whose identity ends in one of these ordinals (2 or 0,3: the"
     " chart's noLead.ordinals, which every pod of its StatefulSet gets).",
-    show_default=False,
 )
 @_option(
     "--exec",
@@ -428,12 +423,10 @@ def status(
 
 @cli.command()
 @_zk_options
-@_option(
+@_optional(
     "--to",
     IDENTITY,
-    None,
     "Identity of the connected replica that should lead next.  [default: the next in the queue]",
-    show_default=False,
 )
 @_option(
     "--wait",
@@ -441,12 +434,10 @@ def status(
     "30s",
     "Longest to wait for the new leader; the request is withdrawn after it (status 1).",
 )
-@_option(
+@_optional(
     "--zk-auth",
     ZK_AUTH,
-    None,
     "ZooKeeper digest credentials user:password: the replicas' own, when they run with --zk-auth.",
-    show_default=False,
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of one line.")
 @_option("--timeout", ZK_TIMEOUT, "5s", "How long to wait for ZooKeeper.")
@@ -514,12 +505,10 @@ _SWITCHOVER_EXIT = {
 
 @cli.command()
 @_option("--file-dir", DIRECTORY, str(_DEFAULTS.file_dir), "Directory to check.")
-@_option(
+@_optional(
     "--storage-capacity",
     POSITIVE_INT,
-    None,
     "Also check that no more than this many leader files are present.",
-    show_default=False,
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a summary.")
 def audit(file_dir: Path, storage_capacity: int | None, as_json: bool) -> None:
@@ -542,12 +531,10 @@ def audit(file_dir: Path, storage_capacity: int | None, as_json: bool) -> None:
     type=_Parsed("directory", parse_fence_dir),
     help="Existing directory whose fence to check (.election-fence and its lock).  [required]",
 )
-@_option(
+@_optional(
     "--epoch",
     _Parsed("integer", parse_epoch),
-    None,
     "This term's fencing token; `election run --exec` gives its command ELECTION_EPOCH.",
-    show_default=False,
 )
 @click.option(
     "--lock-timeout",

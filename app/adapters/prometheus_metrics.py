@@ -34,6 +34,17 @@ from app.ports.coordination import ConnectionState
 from app.ports.metrics import CHANGE_REASONS, WRITE_ERROR_REASONS
 
 
+def _counter_by(
+    name: str, documentation: str, label: str, known: Iterable[str], registry: CollectorRegistry
+) -> Counter:
+    """A counter with one label, each ``known`` value exported at 0 from the start (so that an
+    alert's ``increase()`` over it is defined before the first event, not absent)."""
+    counter = Counter(name, documentation, [label], registry=registry)
+    for value in known:
+        counter.labels(value)
+    return counter
+
+
 class PrometheusMetrics:
     """Implements :class:`app.ports.metrics.Metrics`."""
 
@@ -70,14 +81,10 @@ class PrometheusMetrics:
         self.deleted = Counter(
             "election_files_deleted", "Leader files deleted by retention", registry=registry
         )
-        self.write_errors = Counter(
-            "election_write_errors",
-            "Failed leader file writes or deletions, by reason",
-            ["reason"],
-            registry=registry,
-        )
-        for reason in WRITE_ERROR_REASONS:
-            self.write_errors.labels(reason)
+        self.write_errors = _counter_by(
+            "election_write_errors", "Failed leader file writes or deletions, by reason", "reason",
+            WRITE_ERROR_REASONS, registry,
+        )  # fmt: skip
         self.fenced = Counter(
             "election_fenced_writes", "Writes refused because a newer term had written", registry=registry
         )
@@ -101,33 +108,26 @@ class PrometheusMetrics:
             registry=registry,
         )
         self.tenure.set_function(self._tenure)
-        self.changes = Counter(
+        self.changes = _counter_by(
             "election_leadership_changes",
-            "Leadership changes seen by the new leader, by why the previous term ended",
-            ["reason"],
-            registry=registry,
-        )
-        for reason in CHANGE_REASONS:
-            self.changes.labels(reason)
+            "Leadership changes seen by the new leader, by why the previous term ended", "reason",
+            CHANGE_REASONS, registry,
+        )  # fmt: skip
         self.work_is_running = Gauge(
             "election_work_running",
             "1 while this replica's leader work runs (its command with --exec, its files otherwise)",
             registry=registry,
         )
-        self.work_exits = Counter(
+        self.work_exits = _counter_by(
             "election_work_exits",
-            "Times the leader's command exited by itself, by exit status (or signal name)",
-            ["code"],
-            registry=registry,
-        )
-        self.work_stops = Counter(
+            "Times the leader's command exited by itself, by exit status (or signal name)", "code",
+            (), registry,
+        )  # fmt: skip
+        self.work_stops = _counter_by(
             "election_work_stops",
-            "Times the leader's command was stopped by us, by the last signal it needed",
-            ["signal"],
-            registry=registry,
-        )
-        for sig in ("SIGTERM", "SIGKILL"):
-            self.work_stops.labels(sig)
+            "Times the leader's command was stopped by us, by the last signal it needed", "signal",
+            ("SIGTERM", "SIGKILL"), registry,
+        )  # fmt: skip
         build = Gauge(
             "election_build_info", "Build information; always 1", ["version", "python"], registry=registry
         )
