@@ -89,6 +89,21 @@ def _sequence(name: str) -> int:
     return int(name[-10:]) if name[-10:].isdigit() else -1
 
 
+def adopted_candidate(children: list[str], prefix: str) -> str | None:
+    """Our own node among the queue's ``children`` (names starting with our session's ``prefix``:
+    a create whose reply was lost), the oldest if several; None if we have not joined."""
+    ours = [child for child in children if child.startswith(prefix)]
+    return min(ours, key=_sequence) if ours else None
+
+
+def candidates_ahead(children: list[str], mine: str) -> tuple[int, str | None]:
+    """How many candidates stand ahead of ``mine`` in the queue, and the one just ahead (None at
+    the head). Queue order is the sequence ZooKeeper appended to each name, not the name: names
+    begin with the session id, so a newer session can sort first."""
+    ahead = [child for child in children if _sequence(child) < _sequence(mine)]
+    return len(ahead), (max(ahead, key=_sequence) if ahead else None)
+
+
 def _decode(data: bytes | None) -> dict[str, Any]:
     try:
         value = json.loads(data or b"{}")
@@ -419,9 +434,9 @@ class KazooCoordinator:
             children = self._client.get_children_async(self.candidates_path).get(
                 timeout=self.operation_timeout
             )
-            ours = [child for child in children if child.startswith(prefix)]
-            if ours:
-                return str(min(ours, key=_sequence))
+            ours = adopted_candidate(children, prefix)
+            if ours is not None:
+                return ours
             path: str = self._client.create_async(
                 f"{self.candidates_path}/{prefix}", b"", ephemeral=True, sequence=True
             ).get(timeout=self.operation_timeout)
@@ -445,17 +460,16 @@ class KazooCoordinator:
                 if mine not in children:
                     self._candidate = None  # deleted by hand: Init and Attempter will re-join
                     raise CoordinationError(f"our candidate node {mine} is gone")
-                # Queue order is the sequence ZooKeeper appended to each name.
-                ahead = [child for child in children if _sequence(child) < _sequence(mine)]
-                if not ahead:
+                ahead, just_ahead = candidates_ahead(children, mine)
+                if just_ahead is None:
                     self._predecessor = None
                     return 0
-                predecessor = f"{self.candidates_path}/{max(ahead, key=_sequence)}"
+                predecessor = f"{self.candidates_path}/{just_ahead}"
                 self._predecessor = predecessor
                 if self._client.exists_async(predecessor, watch=self._on_watch).get(
                     timeout=self.operation_timeout
                 ):
-                    return len(ahead)
+                    return ahead
                 # It left between the two reads: look again.
 
         return self._call(look)
