@@ -9,6 +9,8 @@ and its instance as a line of :data:`CATALOGUE`.
 
 from __future__ import annotations
 
+import signal
+
 from tests.chaos.faults import (
     clock_skew,
     connection_cut,
@@ -21,23 +23,22 @@ from tests.chaos.faults import (
     leader_sigstop,
     slow_fsync_partitioned,
     storage,
-    zk_freeze,
     zk_member,
     zk_quorum_loss,
-    zk_restart,
+    zk_servers,
 )
 from tests.chaos.faults.base import Fault, need_unavailable
 
 CATALOGUE: tuple[Fault, ...] = (
-    leader_signals.LeaderSigkill(),
+    leader_signals.LeaderSignal(signal.SIGKILL),
     leader_sigstop.LeaderSigstop(),
-    leader_signals.LeaderSigterm(),
-    zk_restart.ZkRestart(),
+    leader_signals.LeaderSignal(signal.SIGTERM),
+    zk_servers.EveryServer(freeze=False),
     zk_member.ZkMemberKill(),
     zk_member.ZkLeaderKill(),
     zk_quorum_loss.ZkQuorumLoss(),
     connection_cut.ConnectionCut(),
-    zk_freeze.ZkFreeze(),
+    zk_servers.EveryServer(freeze=True),
     storage.DiskFull(),
     storage.DiskReadOnly(),
     leader_node_deleted.LeaderNodeDeleted(),

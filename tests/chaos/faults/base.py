@@ -1,13 +1,15 @@
 """The shape of a fault: what it needs, how it is injected and healed, and what it promises.
 
-A fault is a :class:`Fault` subclass with four class attributes and one method:
+A fault is a :class:`Fault` subclass with these attributes (class attributes, or set by ``__init__``
+for a family of kinds that are one mechanism with a parameter) and one method:
 
 * ``name`` and ``summary`` (the catalogue's line);
 * ``needs``: what the machine must offer (:func:`need_unavailable` says why not);
 * ``promise``: a :class:`tests.chaos.model.Promise` (a new term or the same one, and the bounds);
 * ``exec_share``: whether the soak may run it on replicas under ``--exec`` (issue 10);
 * :meth:`Fault.inject`: one whole episode on a steady election (break, hold, mend), returning an
-  :class:`tests.chaos.model.Outcome` with the times and what the fault saw itself.
+  :class:`tests.chaos.model.Outcome` with the times and what the fault saw itself. Its ``ctx`` is the
+  :class:`tests.chaos.election.Election` under test (what it may use is listed there).
 
 :meth:`Fault.heal` undoes what a failed injection may have left in place (a firewall rule, a held
 syscall, a full or read-only disk); it must be idempotent, since the runner calls every fault's heal
@@ -16,8 +18,7 @@ after any failure. ZooKeeper and the replicas themselves are healed by the runne
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
-
+from tests.chaos.election import Election
 from tests.chaos.infra import (
     faketime_unavailable,
     iptables_unavailable,
@@ -25,9 +26,6 @@ from tests.chaos.infra import (
     tmpfs_unavailable,
 )
 from tests.chaos.model import Before, Outcome, Promise
-
-if TYPE_CHECKING:
-    from tests.chaos.runner import Chaos
 
 NEEDS = ("ensemble", "relays", "tmpfs", "strace", "faketime")
 
@@ -50,22 +48,23 @@ def need_unavailable(need: str, zk_kind: str) -> str | None:
 class Fault:
     """One kind of fault (see the module's docstring)."""
 
-    name: ClassVar[str]
-    summary: ClassVar[str]
-    promise: ClassVar[Promise]
-    needs: ClassVar[tuple[str, ...]] = ()  # "ensemble", "relays" (iptables), "tmpfs", "strace", "faketime"
-    exec_share: ClassVar[bool] = False
+    # Class attributes of a fault kind, or set by __init__ for a family with a parameter.
+    name: str
+    summary: str
+    promise: Promise
+    needs: tuple[str, ...] = ()  # "ensemble", "relays" (iptables), "tmpfs", "strace", "faketime"
+    exec_share: bool = False
 
     def unavailable(self, zk_kind: str) -> str | None:
         """Why this fault cannot run here (every unmet need, joined), or None."""
         reasons = [r for need in self.needs if (r := need_unavailable(need, zk_kind))]
         return "; ".join(reasons) or None
 
-    def inject(self, ctx: Chaos, before: Before) -> Outcome:
+    def inject(self, ctx: Election, before: Before) -> Outcome:
         """Break, hold and mend; return when the fault began and was cleared, and what it saw."""
         raise NotImplementedError
 
-    def heal(self, ctx: Chaos) -> None:
+    def heal(self, ctx: Election) -> None:
         """Undo whatever a failed :meth:`inject` left in place (idempotent; nothing by default)."""
 
     def __repr__(self) -> str:

@@ -9,14 +9,11 @@ Not in the exec share: it checks the files' order.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
+from tests.chaos.election import Election
 from tests.chaos.faults.base import Fault
 from tests.chaos.infra import skewed_clock_env
 from tests.chaos.model import SKEW, Before, Outcome, Promise
-
-if TYPE_CHECKING:
-    from tests.chaos.runner import Chaos
 
 
 class ClockSkew(Fault):
@@ -25,7 +22,7 @@ class ClockSkew(Fault):
     needs = ("faketime",)
     promise = Promise("new-term")
 
-    def inject(self, ctx: Chaos, before: Before) -> Outcome:
+    def inject(self, ctx: Election, before: Before) -> Outcome:
         violations: list[str] = []
         skewed = skewed_clock_env(SKEW)
         t0 = time.time()

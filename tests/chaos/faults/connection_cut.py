@@ -5,14 +5,11 @@ confirmed read, and the next term begins within the crash bound."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
+from tests.chaos.election import Election
 from tests.chaos.faults.base import Fault
 from tests.chaos.infra import LoopbackCut
 from tests.chaos.model import CRASH_BOUND, LEASE, SESSION, WAIT, Before, Outcome, Promise
-
-if TYPE_CHECKING:
-    from tests.chaos.runner import Chaos
 
 
 class ConnectionCut(Fault):
@@ -22,7 +19,7 @@ class ConnectionCut(Fault):
     promise = Promise("new-term", handover_bound=CRASH_BOUND)
     exec_share = True
 
-    def inject(self, ctx: Chaos, before: Before) -> Outcome:
+    def inject(self, ctx: Election, before: Before) -> Outcome:
         cut_off = before.leader
         ctx.cut = LoopbackCut([relay.port for relay in ctx.relays[cut_off.identity]])
         t0 = time.time()
@@ -53,5 +50,5 @@ class ConnectionCut(Fault):
             },
         )
 
-    def heal(self, ctx: Chaos) -> None:
+    def heal(self, ctx: Election) -> None:
         ctx.remove_cut()

@@ -5,13 +5,10 @@ which reads the fence, must be clean afterwards). Issue 9."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
+from tests.chaos.election import Election
 from tests.chaos.faults.base import Fault
 from tests.chaos.model import Before, Outcome, Promise
-
-if TYPE_CHECKING:
-    from tests.chaos.runner import Chaos
 
 
 class FenceCorrupt(Fault):
@@ -19,7 +16,7 @@ class FenceCorrupt(Fault):
     summary = "`.election-fence` is overwritten with garbage"
     promise = Promise("any")
 
-    def inject(self, ctx: Chaos, before: Before) -> Outcome:
+    def inject(self, ctx: Election, before: Before) -> Outcome:
         t0 = time.time()
         (ctx.file_dir / ".election-fence").write_text("garbage")
         return Outcome(t0, t0)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING
 
+from tests.chaos.election import Election
 from tests.chaos.evidence import observe
 from tests.chaos.faults.base import Fault
 from tests.chaos.infra import ForeignLockHolder
@@ -21,16 +21,13 @@ from tests.chaos.model import (
     Promise,
 )
 
-if TYPE_CHECKING:
-    from tests.chaos.runner import Chaos
-
 
 class ForeignLockHolderFault(Fault):
     name = "foreign_lock_holder"
     summary = f"a foreign process holds the fence lock for {LOCK_HOLD:g} s"
     promise = Promise("any")
 
-    def inject(self, ctx: Chaos, before: Before) -> Outcome:
+    def inject(self, ctx: Election, before: Before) -> Outcome:
         replicas = ctx.current()
         acquired0 = ctx.metric("election_leadership_acquired_total", replicas)
         holder = ForeignLockHolder(ctx.file_dir / ".election-fence.lock")

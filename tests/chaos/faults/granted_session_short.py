@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import signal
 import time
-from typing import TYPE_CHECKING
 
+from tests.chaos.election import Election
 from tests.chaos.evidence import observe
 from tests.chaos.faults.base import Fault
 from tests.chaos.model import GRANTED_MAX, LONG_REQUEST, WAIT, Before, Outcome, Promise
-
-if TYPE_CHECKING:
-    from tests.chaos.runner import Chaos
 
 
 class GrantedSessionShort(Fault):
@@ -25,7 +22,7 @@ class GrantedSessionShort(Fault):
     summary = f"every replica asks for a {LONG_REQUEST} session (granted {GRANTED_MAX:g} s); the leader dies"
     promise = Promise("new-term")
 
-    def inject(self, ctx: Chaos, before: Before) -> Outcome:
+    def inject(self, ctx: Election, before: Before) -> Outcome:
         violations: list[str] = []
         long = {"zk_session_timeout": LONG_REQUEST}
         for replica in ctx.current():

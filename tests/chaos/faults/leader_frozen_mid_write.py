@@ -12,15 +12,12 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import TYPE_CHECKING
 
+from tests.chaos.election import Election
 from tests.chaos.faults.base import Fault
 from tests.chaos.infra import SyscallStall
 from tests.chaos.model import CRASH_BOUND, HOLD_MAX, WAIT, Before, Outcome, Promise
 from tools.waiting import wait_for
-
-if TYPE_CHECKING:
-    from tests.chaos.runner import Chaos
 
 
 class LeaderFrozenMidWrite(Fault):
@@ -31,7 +28,7 @@ class LeaderFrozenMidWrite(Fault):
     # the lock timeout (2 s); the next one succeeds once the old leader is thawed.
     promise = Promise("new-term", handover_bound=CRASH_BOUND + 2.0)
 
-    def inject(self, ctx: Chaos, before: Before) -> Outcome:
+    def inject(self, ctx: Election, before: Before) -> Outcome:
         frozen = before.leader
         ctx.stall = SyscallStall(frozen.pid, HOLD_MAX, ctx.workdir / f"strace-{time.monotonic_ns()}.log")
         try:
@@ -71,5 +68,5 @@ class LeaderFrozenMidWrite(Fault):
             },
         )
 
-    def heal(self, ctx: Chaos) -> None:
+    def heal(self, ctx: Election) -> None:
         ctx.release_stall()

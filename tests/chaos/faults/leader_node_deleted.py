@@ -4,14 +4,11 @@ and steps down, and the next term begins within the graceful bound."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
+from tests.chaos.election import Election
 from tests.chaos.faults.base import Fault
 from tests.chaos.model import GRACEFUL_BOUND, WAIT, Before, Outcome, Promise
 from tools.waiting import wait_for
-
-if TYPE_CHECKING:
-    from tests.chaos.runner import Chaos
 
 
 class LeaderNodeDeleted(Fault):
@@ -20,7 +17,7 @@ class LeaderNodeDeleted(Fault):
     promise = Promise("new-term", handover_bound=GRACEFUL_BOUND)
     exec_share = True
 
-    def inject(self, ctx: Chaos, before: Before) -> Outcome:
+    def inject(self, ctx: Election, before: Before) -> Outcome:
         client = ctx.kazoo()
         wait_for(lambda: client.connected, WAIT, "the suite's own ZooKeeper client to be connected")
         t0 = time.time()

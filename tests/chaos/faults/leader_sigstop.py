@@ -13,15 +13,12 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from tests.chaos.election import Election
 from tests.chaos.evidence import observe
 from tests.chaos.faults.base import Fault
 from tests.chaos.model import CRASH_BOUND, WAIT, Before, Outcome, Promise
 from tools.waiting import wait_for
-
-if TYPE_CHECKING:
-    from tests.chaos.runner import Chaos
 
 
 def holds_posix_lock(pid: int) -> bool:
@@ -45,7 +42,7 @@ class LeaderSigstop(Fault):
     summary = "the leader is frozen (SIGSTOP) past its session, then thawed"
     promise = Promise("new-term", handover_bound=CRASH_BOUND)
 
-    def inject(self, ctx: Chaos, before: Before) -> Outcome:
+    def inject(self, ctx: Election, before: Before) -> Outcome:
         frozen = before.leader
         # Frozen outside the fence's critical section: a process frozen while it holds the lock
         # stops everyone's writes until it thaws (that liveness limit is the fault

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
 
+from tests.chaos.election import Election
 from tests.chaos.evidence import observe
 from tests.chaos.faults.base import Fault
 from tests.chaos.infra import LoopbackCut, SyscallStall
 from tests.chaos.model import CRASH_BOUND, FSYNC_HOLD, WAIT, Before, Outcome, Promise
 from tools.waiting import wait_for
-
-if TYPE_CHECKING:
-    from tests.chaos.runner import Chaos
 
 
 class SlowFsyncPartitioned(Fault):
@@ -28,7 +25,7 @@ class SlowFsyncPartitioned(Fault):
     needs = ("strace", "relays")
     promise = Promise("new-term", handover_bound=CRASH_BOUND)
 
-    def inject(self, ctx: Chaos, before: Before) -> Outcome:
+    def inject(self, ctx: Election, before: Before) -> Outcome:
         held = before.leader
         violations: list[str] = []
         stall: SyscallStall | None = None
@@ -77,6 +74,6 @@ class SlowFsyncPartitioned(Fault):
             },
         )
 
-    def heal(self, ctx: Chaos) -> None:
+    def heal(self, ctx: Election) -> None:
         ctx.release_stall()
         ctx.remove_cut()

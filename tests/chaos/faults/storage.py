@@ -10,27 +10,25 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tests.chaos.election import Election
 from tests.chaos.evidence import app_has
 from tests.chaos.faults.base import Fault
 from tests.chaos.infra import Filler
 from tests.chaos.model import MAX_WRITE_FAILURES, STORAGE_HOLD, WAIT, Before, Outcome, Promise
 from tools.waiting import wait_for
 
-if TYPE_CHECKING:
-    from tests.chaos.runner import Chaos
-
 
 class _StorageFault(Fault):
     needs = ("tmpfs",)
     promise = Promise("any")
 
-    def break_and_mend(self, ctx: Chaos) -> tuple[Callable[[], Any], Callable[[], None]]:
+    def break_and_mend(self, ctx: Election) -> tuple[Callable[[], Any], Callable[[], None]]:
         """How to break file-dir, and how to mend it."""
         raise NotImplementedError
 
-    def inject(self, ctx: Chaos, before: Before) -> Outcome:
+    def inject(self, ctx: Election, before: Before) -> Outcome:
         assert ctx.tmpfs is not None, "storage faults need Chaos(tmpfs=True)"
         break_it, mend = self.break_and_mend(ctx)
         replicas = ctx.current()
@@ -76,11 +74,11 @@ class DiskFull(_StorageFault):
     name = "disk_full"
     summary = "file-dir's file system fills up"
 
-    def break_and_mend(self, ctx: Chaos) -> tuple[Callable[[], Any], Callable[[], None]]:
+    def break_and_mend(self, ctx: Election) -> tuple[Callable[[], Any], Callable[[], None]]:
         ctx.filler = Filler(ctx.file_dir / "chaos-filler.bin")
         return ctx.filler.start, ctx.stop_filler
 
-    def heal(self, ctx: Chaos) -> None:
+    def heal(self, ctx: Election) -> None:
         ctx.stop_filler()
 
 
@@ -88,10 +86,10 @@ class DiskReadOnly(_StorageFault):
     name = "disk_read_only"
     summary = "file-dir's file system turns read-only"
 
-    def break_and_mend(self, ctx: Chaos) -> tuple[Callable[[], Any], Callable[[], None]]:
+    def break_and_mend(self, ctx: Election) -> tuple[Callable[[], Any], Callable[[], None]]:
         tmpfs = ctx.tmpfs
         assert tmpfs is not None
         return lambda: tmpfs.remount("ro"), lambda: tmpfs.remount("rw")
 
-    def heal(self, ctx: Chaos) -> None:
+    def heal(self, ctx: Election) -> None:
         ctx.remount_rw()

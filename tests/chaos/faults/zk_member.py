@@ -6,15 +6,12 @@ recovery bound, measured while the member is still down."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
+from tests.chaos.election import Election
 from tests.chaos.faults.base import Fault
 from tests.chaos.model import WAIT, Before, Outcome, Promise
 from tools.localzk import LocalZooKeeper
 from tools.waiting import wait_for
-
-if TYPE_CHECKING:
-    from tests.chaos.runner import Chaos
 
 
 class _MemberKill(Fault):
@@ -22,11 +19,11 @@ class _MemberKill(Fault):
     promise = Promise("same-term")
     exec_share = True
 
-    def member(self, ctx: Chaos, before: Before) -> LocalZooKeeper:
+    def member(self, ctx: Election, before: Before) -> LocalZooKeeper:
         """The member to kill."""
         raise NotImplementedError
 
-    def inject(self, ctx: Chaos, before: Before) -> Outcome:
+    def inject(self, ctx: Election, before: Before) -> Outcome:
         """Kill the member until the election has settled without it, then start it again."""
         member = self.member(ctx, before)
         was_zk_leader = member.mode() == "leader"
@@ -59,7 +56,7 @@ class ZkMemberKill(_MemberKill):
     name = "zk_member_kill"
     summary = "the ensemble member the leader is connected to dies"
 
-    def member(self, ctx: Chaos, before: Before) -> LocalZooKeeper:
+    def member(self, ctx: Election, before: Before) -> LocalZooKeeper:
         return wait_for(
             lambda: ctx.zk.server_of_session(before.session),
             WAIT,
@@ -71,5 +68,5 @@ class ZkLeaderKill(_MemberKill):
     name = "zk_leader_kill"
     summary = "the ensemble's leader member dies (a member election)"
 
-    def member(self, ctx: Chaos, before: Before) -> LocalZooKeeper:
+    def member(self, ctx: Election, before: Before) -> LocalZooKeeper:
         return ctx.zk.leader_member()

@@ -5,13 +5,10 @@ outage, nobody exits, and one agreed leader writes within the recovery bound of 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
+from tests.chaos.election import Election
 from tests.chaos.faults.base import Fault
 from tests.chaos.model import QUORUM_HOLD, STOP_WRITING_BOUND, Before, Outcome, Promise
-
-if TYPE_CHECKING:
-    from tests.chaos.runner import Chaos
 
 
 class ZkQuorumLoss(Fault):
@@ -21,7 +18,7 @@ class ZkQuorumLoss(Fault):
     promise = Promise("any")
     exec_share = True
 
-    def inject(self, ctx: Chaos, before: Before) -> Outcome:
+    def inject(self, ctx: Election, before: Before) -> Outcome:
         own = ctx.zk.server_of_session(before.session)
         others = [s for s in ctx.zk.servers if s is not own]
         stopped = [own, ctx.rng.choice(others)] if own is not None else ctx.rng.sample(others, 2)
