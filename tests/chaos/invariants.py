@@ -100,7 +100,7 @@ def no_tracebacks(logs: Mapping[str, str]) -> list[str]:
     return [f"{name} logged a traceback" for name, text in logs.items() if TRACEBACK in text]
 
 
-def no_overlap(processes: Sequence[Process]) -> list[str]:
+def no_overlap(processes: list[Process]) -> list[str]:
     """Exec share: each run's last beat came before the next run's first (the audit's stand-in)."""
     return [f"overlap: {p}" for p in overlaps(processes)]
 
@@ -117,7 +117,7 @@ def file_figures(files: list[Written], before_epoch: int, outcome: Outcome, epoc
     return Figures(len(newer), longest_gap(files, outcome.t0, outcome.cleared_at, epoch), handover)
 
 
-def beat_figures(processes: Sequence[Process], before_epoch: int, outcome: Outcome, epoch: int) -> Figures:
+def beat_figures(processes: list[Process], before_epoch: int, outcome: Outcome, epoch: int) -> Figures:
     """The same figures from the heartbeats: a term "writes" while its child beats."""
     runs = terms(processes)
     newer = sorted({r.epoch for r in runs if r.epoch is not None and r.epoch > before_epoch})
@@ -137,7 +137,7 @@ def beat_figures(processes: Sequence[Process], before_epoch: int, outcome: Outco
     return Figures(len(newer), no_leader, handover)
 
 
-def beat_overlap(processes: Sequence[Process]) -> tuple[float, int]:
+def beat_overlap(processes: list[Process]) -> tuple[float, int]:
     """Exec share: the longest overlap of two runs, and how many runs beat too long."""
     problems = overlaps(processes)
     return overlap_seconds(processes), sum(1 for p in problems if " beat " in p)

@@ -17,6 +17,7 @@ last beat before the next run's first) takes the audit's place; only the faults 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -229,11 +230,11 @@ class Chaos(Election):
         for identity in result.exits:
             again = self._spawn(identity)
             again.wait_serving(WAIT)
-            wait_for(
-                lambda again=again: (again.status() or {}).get("state") not in (None, "Init"),
-                WAIT,
-                f"{identity} to pass Init after its restart",
-            )
+            wait_for(functools.partial(_past_init, again), WAIT, f"{identity} to pass Init after its restart")
+
+
+def _past_init(replica: Replica) -> bool:
+    return (replica.status() or {}).get("state") not in (None, "Init")
 
 
 def plan(
