@@ -7,13 +7,13 @@
 One ZooKeeper (a 3-node ensemble by default, so that every fault of the suite is possible) and R
 replicas (3 by default) run for the whole soak; faults are drawn from those that can run here (the
 root-only ones, a loopback cut and a bad disk, are left out with the reason when not root). After
-each fault every invariant of :class:`tests.chaos.harness.Chaos` is checked; replicas that were meant
+each fault every invariant of :class:`tests.chaos.runner.Chaos` is checked; replicas that were meant
 to go are started again, as an orchestrator would. Each fault prints one line; at the end a table
 gives, per fault: rounds (times injected), rounds that violated something, audit violations, the
 longest time without a leader, the longest hand-over and the longest overlap between an old and a
 new leader (which must be 0).
 
-The exec share (issue 10): each drawn fault that :data:`tests.chaos.harness.EXEC_FAULTS` lists goes,
+The exec share (issue 10): each drawn fault that :data:`tests.chaos.faults.EXEC_FAULTS` lists goes,
 with probability ``--exec-share`` (default 0.25, from an RNG of its own so that the file faults of a
 seed stay what they were), to a second election whose replicas run the heartbeat child under
 ``--exec``; those faults run after the others, once the first election has been stopped and checked
@@ -38,8 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.chaos.evidence import app_has
-from tests.chaos.harness import FAULTS, Chaos, FaultResult, plan
+from tests.chaos.faults import FAULTS
 from tests.chaos.infra import ZK_KINDS, ZkTarget, remove_stale_cuts
+from tests.chaos.model import FaultResult
+from tests.chaos.runner import Chaos, plan
 from tools.localzk import java_available
 
 CAPACITY = 500  # retention keeps the directory bounded over a long soak

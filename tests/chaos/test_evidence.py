@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.evidence import Written, analyse, longest_gap, observe
-from tests.chaos.harness import FaultResult
+from tests.chaos.model import FaultResult
 from tests.chaos.soak import render, table
 
 pytestmark = pytest.mark.chaos

@@ -1,7 +1,7 @@
 """The exec share of the chaos suite in CI: faults on replicas that run the heartbeat child under
 ``--exec`` (issue 10), checked by the no-overlap rule on the children's heartbeats.
 
-The soak draws from :data:`tests.chaos.harness.EXEC_FAULTS` at random; these pin down the three kinds
+The soak draws from :data:`tests.chaos.faults.EXEC_FAULTS` at random; these pin down the three kinds
 of hand-over the rule must survive (graceful, a killed leader, a cut-off leader) on every run.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.chaos.conftest import MakeChaos
-from tests.chaos.harness import FaultResult, unavailable
+from tests.chaos.injection import inject
 
 pytestmark = pytest.mark.chaos
 
@@ -19,14 +19,5 @@ pytestmark = pytest.mark.chaos
 def test_no_two_children_run_at_once_across_the_fault(
     make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest, fault: str
 ) -> None:
-    relays = fault == "connection_cut"
-    if relays and (reason := unavailable("relays", "standalone")) is not None:
-        pytest.skip(reason)
-    chaos = make_chaos("standalone", work="exec", relays=relays)
-    result: FaultResult = chaos.run(fault)
-    result.work = "exec"
-    chaos_results(request.node.name, result)
-    assert result.ok, f"{fault} +exec: " + "\n  ".join(["", *result.violations])
+    result = inject(make_chaos, chaos_results, request.node.name, "standalone", fault, work="exec")
     assert result.new_terms >= 1 and result.overlap_s == 0
-    problems = chaos.finish()
-    assert not problems, f"after {fault} +exec: " + "\n  ".join(["", *problems])

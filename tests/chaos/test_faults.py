@@ -1,6 +1,6 @@
 """One fault per test, on real replicas and a real ZooKeeper (standalone and a 3-node ensemble).
 
-Each test injects one fault through :meth:`tests.chaos.harness.Chaos.run`, which checks everything
+Each test injects one fault through :meth:`tests.chaos.runner.Chaos.run`, which checks everything
 the service promises after it (the audit, one agreed leader within the fault's bound, no unexpected
 exit, no overlap between terms) and measures the figures recorded in the results file; then every
 replica is stopped with SIGTERM, must exit 0, and the directory must audit clean at rest.
@@ -13,6 +13,7 @@ fence, a foreign holder of the fence lock, skewed wall clocks).
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 
@@ -20,137 +21,97 @@ import pytest
 
 from tests.chaos.conftest import MakeChaos
 from tests.chaos.evidence import read_file
-from tests.chaos.harness import CRASH_BOUND, HOLD_MAX, WAIT, FaultResult, unavailable
+from tests.chaos.faults import need_unavailable
 from tests.chaos.infra import SyscallStall
-from tests.e2e.cluster import poll
+from tests.chaos.injection import RunFault, inject
+from tests.chaos.model import CRASH_BOUND, HOLD_MAX, WAIT
+from tools.waiting import wait_for
 
 pytestmark = pytest.mark.chaos
 
 BOTH = pytest.mark.parametrize("kind", ["standalone", "ensemble"])
 
 
-def inject(
-    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest, kind: str, fault: str, **options
-) -> FaultResult:
-    for need in ("relays", "tmpfs"):
-        if options.get(need) and (reason := unavailable(need, kind)) is not None:
-            pytest.skip(reason)
-    chaos = make_chaos(kind, **options)
-    result = chaos.run(fault)
-    chaos_results(request.node.name, result)
-    assert result.ok, f"{fault} [{kind}]: " + "\n  ".join(["", *result.violations])
-    problems = chaos.finish()
-    assert not problems, f"after {fault} [{kind}]: " + "\n  ".join(["", *problems])
-    return result
+@pytest.fixture
+def run_fault(make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest) -> RunFault:
+    """``run_fault(kind, fault, **options)``: :func:`tests.chaos.injection.inject` for this test."""
+    return functools.partial(inject, make_chaos, chaos_results, request.node.name)
 
 
 @BOTH
-def test_leader_sigkill(
-    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest, kind: str
-) -> None:
-    result = inject(
-        make_chaos, chaos_results, request, kind, "leader_sigkill", replicas=5 if kind == "ensemble" else 3
-    )
+def test_leader_sigkill(run_fault: RunFault, kind: str) -> None:
+    result = run_fault(kind, "leader_sigkill", replicas=5 if kind == "ensemble" else 3)
     assert result.leader_after != result.leader_before
 
 
 @BOTH
-def test_leader_sigstop_past_the_session(
-    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest, kind: str
-) -> None:
-    result = inject(make_chaos, chaos_results, request, kind, "leader_sigstop")
+def test_leader_sigstop_past_the_session(run_fault: RunFault, kind: str) -> None:
+    result = run_fault(kind, "leader_sigstop")
     assert result.leader_after != result.leader_before
     assert result.stale_writes == 0 and result.overlap_s == 0
 
 
 @BOTH
-def test_leader_sigterm(
-    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest, kind: str
-) -> None:
-    result = inject(make_chaos, chaos_results, request, kind, "leader_sigterm")
+def test_leader_sigterm(run_fault: RunFault, kind: str) -> None:
+    result = run_fault(kind, "leader_sigterm")
     assert result.leader_after != result.leader_before
 
 
 @BOTH
-def test_zookeeper_restart(
-    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest, kind: str
-) -> None:
-    inject(make_chaos, chaos_results, request, kind, "zk_restart")
+def test_zookeeper_restart(run_fault: RunFault, kind: str) -> None:
+    run_fault(kind, "zk_restart")
 
 
-def test_member_of_the_leader_killed_keeps_its_term(
-    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest
-) -> None:
-    result = inject(make_chaos, chaos_results, request, "ensemble", "zk_member_kill")
+def test_member_of_the_leader_killed_keeps_its_term(run_fault: RunFault) -> None:
+    result = run_fault("ensemble", "zk_member_kill")
     assert (result.leader_after, result.epoch_after) == (result.leader_before, result.epoch_before)
 
 
-def test_zookeeper_leader_member_killed_keeps_the_term(
-    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest
-) -> None:
-    result = inject(make_chaos, chaos_results, request, "ensemble", "zk_leader_kill")
+def test_zookeeper_leader_member_killed_keeps_the_term(run_fault: RunFault) -> None:
+    result = run_fault("ensemble", "zk_leader_kill")
     assert (result.leader_after, result.epoch_after) == (result.leader_before, result.epoch_before)
 
 
-def test_quorum_lost_and_restored(
-    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest
-) -> None:
-    inject(make_chaos, chaos_results, request, "ensemble", "zk_quorum_loss")
+def test_quorum_lost_and_restored(run_fault: RunFault) -> None:
+    run_fault("ensemble", "zk_quorum_loss")
 
 
 @BOTH
-def test_leader_connection_cut(
-    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest, kind: str
-) -> None:
-    result = inject(make_chaos, chaos_results, request, kind, "connection_cut", relays=True)
+def test_leader_connection_cut(run_fault: RunFault, kind: str) -> None:
+    result = run_fault(kind, "connection_cut")
     assert result.leader_after != result.leader_before
 
 
 @BOTH
-def test_zookeeper_frozen_shorter_than_the_session(
-    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest, kind: str
-) -> None:
-    result = inject(make_chaos, chaos_results, request, kind, "zk_freeze")
+def test_zookeeper_frozen_shorter_than_the_session(run_fault: RunFault, kind: str) -> None:
+    result = run_fault(kind, "zk_freeze")
     # No leadership change is expected; at worst one clean hand-over (the result records which).
     assert result.new_terms <= 1
 
 
-def test_file_dir_full(make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest) -> None:
-    result = inject(make_chaos, chaos_results, request, "standalone", "disk_full", tmpfs=True)
+def test_file_dir_full(run_fault: RunFault) -> None:
+    result = run_fault("standalone", "disk_full")
     assert result.details["write_errors"] >= 3
 
 
-def test_file_dir_read_only(make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest) -> None:
-    result = inject(make_chaos, chaos_results, request, "standalone", "disk_read_only", tmpfs=True)
+def test_file_dir_read_only(run_fault: RunFault) -> None:
+    result = run_fault("standalone", "disk_read_only")
     assert result.details["write_errors"] >= 3
 
 
 @BOTH
-def test_operator_deletes_the_leader_node(
-    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest, kind: str
-) -> None:
-    result = inject(
-        make_chaos,
-        chaos_results,
-        request,
-        kind,
-        "leader_node_deleted",
-        replicas=5 if kind == "ensemble" else 3,
-    )
+def test_operator_deletes_the_leader_node(run_fault: RunFault, kind: str) -> None:
+    result = run_fault(kind, "leader_node_deleted", replicas=5 if kind == "ensemble" else 3)
     assert result.epoch_after != result.epoch_before
 
 
-def test_leader_frozen_inside_its_write_is_fenced(
-    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest
-) -> None:
-    if (reason := unavailable("strace", "standalone")) is not None:
-        pytest.skip(reason)
-    result = inject(make_chaos, chaos_results, request, "standalone", "leader_frozen_mid_write")
+def test_leader_frozen_inside_its_write_is_fenced(run_fault: RunFault) -> None:
+    result = run_fault("standalone", "leader_frozen_mid_write")
     assert result.stale_writes == 0 and result.overlap_s == 0
 
 
 def test_a_replica_passing_init_leaves_the_leaders_write_alone(make_chaos: MakeChaos) -> None:
-    if (reason := unavailable("strace", "standalone")) is not None:
+    if (reason := need_unavailable("strace", "standalone")) is not None:
         pytest.skip(reason)
     chaos = make_chaos("standalone")
     before = chaos.before()
@@ -158,7 +119,7 @@ def test_a_replica_passing_init_leaves_the_leaders_write_alone(make_chaos: MakeC
     written = len(chaos.files_of(before.epoch))
     chaos.stall = SyscallStall(leader.pid, HOLD_MAX, chaos.workdir / "strace.log")
     try:
-        poll(chaos.stall.stalled, WAIT, f"{leader.identity} to be held at publishing a file")
+        wait_for(chaos.stall.stalled, WAIT, f"{leader.identity} to be held at publishing a file")
         held = [n for n in os.listdir(chaos.file_dir) if n.startswith(".leader-")]
         # A replica starting (or healing through Init) while the leader is between writing its
         # temporary file and linking it.
@@ -168,14 +129,14 @@ def test_a_replica_passing_init_leaves_the_leaders_write_alone(make_chaos: MakeC
     finally:
         chaos.stall.stop()
         chaos.stall = None
-    poll(lambda: late.state() == "Attempter", WAIT, "the late replica to pass Init")
-    poll(lambda: len(chaos.files_of(before.epoch)) >= written + 3, WAIT, "the leader to write on")
+    wait_for(lambda: late.state() == "Attempter", WAIT, "the late replica to pass Init")
+    wait_for(lambda: len(chaos.files_of(before.epoch)) >= written + 3, WAIT, "the leader to write on")
     errors = [r["message"] for r in leader.log_records() if r.get("event") == "write_error"]
     assert not errors, f"the leader's write of {held} failed because another replica passed Init: {errors}"
 
 
 def test_a_lost_reply_to_joining_the_queue_does_not_slow_the_next_hand_over(make_chaos: MakeChaos) -> None:
-    if (reason := unavailable("strace", "standalone")) is not None:
+    if (reason := need_unavailable("strace", "standalone")) is not None:
         pytest.skip(reason)
     chaos = make_chaos("standalone", replicas=1)
     before = chaos.before()
@@ -184,11 +145,11 @@ def test_a_lost_reply_to_joining_the_queue_does_not_slow_the_next_hand_over(make
     standby = chaos.cluster.spawn("replica-2")
     stall = SyscallStall(standby.pid, HOLD_MAX, chaos.workdir / "strace.log", syscall="fsync")
     try:
-        poll(stall.stalled, WAIT, "replica-2 to be held in Init")
+        wait_for(stall.stalled, WAIT, "replica-2 to be held in Init")
         zk.freeze()  # its request to join the queue will be applied, but only after it gave up
         try:
             stall.stop()
-            poll(
+            wait_for(
                 lambda: any("cannot join the queue" in str(t.get("reason")) for t in standby.transitions()),
                 WAIT,
                 "replica-2's request to join the queue to time out",
@@ -198,7 +159,7 @@ def test_a_lost_reply_to_joining_the_queue_does_not_slow_the_next_hand_over(make
     finally:
         stall.stop()
     chaos.cluster.wait_for_sole_leader(WAIT)
-    poll(lambda: standby.state() == "Attempter", WAIT, "replica-2 to wait as an attempter")
+    wait_for(lambda: standby.state() == "Attempter", WAIT, "replica-2 to wait as an attempter")
     # The leader dies: replica-2 should take over once its session expires (about 2 s).
     t0 = before.leader.send(signal.SIGKILL)
     first = chaos.wait_newer_files(before.epoch, 1, 30.0)[0]
@@ -206,43 +167,31 @@ def test_a_lost_reply_to_joining_the_queue_does_not_slow_the_next_hand_over(make
     assert handover < CRASH_BOUND, f"replica-2 took over {handover:.1f}s after the leader died"
 
 
-def test_granted_session_shorter_than_requested(
-    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest
-) -> None:
+def test_granted_session_shorter_than_requested(run_fault: RunFault) -> None:
     """Issue 9 item 1: replicas asking for 10 s from tickTime-200 servers run on the 4 s granted."""
-    result = inject(make_chaos, chaos_results, request, "standalone", "granted_session_short")
+    result = run_fault("standalone", "granted_session_short")
     assert result.details["crash_handover_s"] is not None
 
 
-def test_slow_fsync_inside_a_partition(
-    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest
-) -> None:
+def test_slow_fsync_inside_a_partition(run_fault: RunFault) -> None:
     """Issue 9 items 1-2: a leader held in fsync past its session while cut off publishes nothing
     once the next term's node exists."""
-    if (reason := unavailable("strace", "standalone")) is not None:
-        pytest.skip(reason)
-    result = inject(make_chaos, chaos_results, request, "standalone", "slow_fsync_partitioned", relays=True)
+    result = run_fault("standalone", "slow_fsync_partitioned")
     assert result.leader_after != result.leader_before
     assert result.stale_writes == 0 and result.overlap_s == 0
 
 
-def test_corrupt_fence(make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest) -> None:
+def test_corrupt_fence(run_fault: RunFault) -> None:
     """Issue 9 item 7: a fence overwritten with garbage is rebuilt; the cluster writes on."""
-    inject(make_chaos, chaos_results, request, "standalone", "fence_corrupt")
+    run_fault("standalone", "fence_corrupt")
 
 
-def test_foreign_holder_of_the_fence_lock(
-    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest
-) -> None:
+def test_foreign_holder_of_the_fence_lock(run_fault: RunFault) -> None:
     """Issue 9 item 7: a foreign process holding the fence lock for a while: bounded terms, recovery."""
-    inject(make_chaos, chaos_results, request, "standalone", "foreign_lock_holder")
+    run_fault("standalone", "foreign_lock_holder")
 
 
-def test_clock_skew_between_replicas(
-    make_chaos: MakeChaos, chaos_results, request: pytest.FixtureRequest
-) -> None:
+def test_clock_skew_between_replicas(run_fault: RunFault) -> None:
     """Issue 9 item 10: hand-overs to and from replicas 2 s behind leave a directory that audits clean."""
-    if (reason := unavailable("faketime", "standalone")) is not None:
-        pytest.skip(reason)
-    result = inject(make_chaos, chaos_results, request, "standalone", "clock_skew")
+    result = run_fault("standalone", "clock_skew")
     assert result.new_terms >= 2

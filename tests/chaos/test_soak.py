@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import FaultResult
+from tests.chaos.model import FaultResult
 from tests.chaos.soak import render
 from tests.e2e.cluster import REPO_ROOT
 
