@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 from tools import leader_files
 from tools.leader_files import LeaderFile
 from tools.ports import free_port
-from tools.replicas import REPO_ROOT, Replica, run_command
+from tools.replicas import Replica, clean_env, run_app, run_command
 from tools.waiting import WaitTimeoutError, wait_for
 
 
@@ -48,13 +47,6 @@ DEFAULTS = {
     "log-level": "info",
     "log-format": "json",
 }
-
-
-def clean_env() -> dict[str, str]:
-    """The caller's environment without ``ELECTION_*`` variables, with unbuffered Python output."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ELECTION_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 class Cluster:
@@ -166,25 +158,15 @@ class Cluster:
     def wait_for_sole_leader(self, timeout: float) -> Replica:
         return wait_for(self.sole_leader, timeout, "exactly one leader that every replica agrees on")
 
+    def cli(self, *args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
+        """Run ``election <args> --zk-servers=... --election-path=...`` once, in the cluster's clean
+        environment; never raises for a non-zero exit."""
+        zk = (f"--zk-servers={self.zk_servers}", f"--election-path={self.election_path}")
+        return run_app(*args, *zk, env=self.env, timeout=timeout)
+
     def election_status(self, timeout: float = 30.0) -> tuple[int, dict[str, Any], str]:
         """Run ``election status --json`` once: (exit status, the JSON view, stderr)."""
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "app",
-                "status",
-                f"--zk-servers={self.zk_servers}",
-                f"--election-path={self.election_path}",
-                "--json",
-            ],
-            cwd=REPO_ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        result = self.cli("status", "--json", timeout=timeout)
         lines = result.stdout.strip().splitlines()
         return result.returncode, json.loads(lines[0]) if lines else {}, result.stderr
 

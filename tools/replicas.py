@@ -24,6 +24,7 @@ Standard library only; every wait is :func:`tools.waiting.wait_for`.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -38,6 +39,30 @@ from tools.waiting import WaitTimeoutError, wait_for
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: How long an HTTP reader waits for an answer: a replica that takes longer is treated as silent.
 HTTP_TIMEOUT = 1.0
+
+
+def clean_env() -> dict[str, str]:
+    """The caller's environment without ``ELECTION_*`` variables (the flags alone say how a child
+    runs, whatever the developer's shell exports), with unbuffered Python output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELECTION_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_app(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m app <args>`` once from the repository, output captured as text; never raises
+    for a non-zero exit (the caller judges it). ``env`` defaults to :func:`clean_env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        cwd=REPO_ROOT,
+        env=clean_env() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def run_command(settings: dict[str, str], *flags: str) -> list[str]:
