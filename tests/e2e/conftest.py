@@ -1,8 +1,21 @@
 """Fixtures for end-to-end tests: clusters of real replicas, and the hand-over figures they measure.
 
 ``make_cluster(zk_address, election_path, **settings)``
-    A :class:`tests.e2e.cluster.Cluster` in the test's tmp dir; every replica is SIGKILLed at
+    A :class:`tools.cluster.Cluster` in the test's tmp dir; every replica is SIGKILLed at
     teardown, and a failing test's report carries each replica's command line and log tail.
+
+``reaper``, ``zk_paths``
+    For ``--exec`` tests (:mod:`tests.e2e.exec_support`): clusters whose children are all gone
+    after the test, and each replica's own cuttable path to ``zk_server``.
+
+``nodes``
+    The election's ZooKeeper nodes read with a client of the test's own
+    (:class:`tests.e2e.switchover_support.Nodes`).
+
+``private_zk(name, missing="fail", **options)``
+    A :class:`tools.localzk.LocalZooKeeper` of the test's own (a tick of its own, every loopback
+    address...), stopped at teardown; with no local ZooKeeper to be had the test fails
+    (``missing="skip"``: is skipped) with the reason.
 
 ``handovers``
     Collects measured hand-over times (``record(kind, seconds)``). At the end of the session they are
@@ -18,11 +31,15 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import pytest
+from kazoo.client import KazooClient
 
-from tests.e2e.cluster import Cluster
+from tests.e2e.exec_support import Reaper, ZkPaths
+from tests.e2e.switchover_support import WAIT, Nodes
+from tools.cluster import Cluster
+from tools.localzk import LocalZooKeeper, java_available
 
 _CLUSTERS = pytest.StashKey[list[Cluster]]()
 _SUMMARY = pytest.StashKey[list[str]]()
@@ -43,6 +60,58 @@ def make_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mak
     yield make
     for cluster in clusters:
         cluster.kill_all()
+
+
+@pytest.fixture
+def reaper(make_cluster: MakeCluster) -> Iterator[Reaper]:
+    reaper = Reaper(make_cluster)
+    yield reaper
+    reaper.reap()
+
+
+@pytest.fixture
+def zk_paths(zk_server: Any) -> Iterator[ZkPaths]:
+    paths = ZkPaths(zk_server.address)
+    yield paths
+    for path in paths.values():
+        path.close()
+
+
+@pytest.fixture
+def nodes(zk_server: Any, election_path: str) -> Iterator[Nodes]:
+    client = KazooClient(hosts=zk_server.address, timeout=10.0)
+    client.start(timeout=WAIT)
+    try:
+        yield Nodes(client, election_path)
+    finally:
+        client.stop()
+        client.close()
+
+
+class PrivateZooKeeper(Protocol):
+    def __call__(
+        self, name: str, missing: Literal["fail", "skip"] = "fail", **options: Any
+    ) -> LocalZooKeeper: ...
+
+
+@pytest.fixture
+def private_zk(tmp_path: Path) -> Iterator[PrivateZooKeeper]:
+    started: list[LocalZooKeeper] = []
+
+    def start(name: str, missing: Literal["fail", "skip"] = "fail", **options: Any) -> LocalZooKeeper:
+        reason = java_available()
+        if reason is not None and missing == "skip":
+            pytest.skip(reason)
+        if reason is not None:
+            pytest.fail(f"needs a local ZooKeeper: {reason}", pytrace=False)
+        server = LocalZooKeeper(tmp_path / name, **options)
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.hookimpl(wrapper=True)
