@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -38,11 +38,14 @@ from kazoo.client import KazooClient
 
 from tests.e2e.exec_support import Reaper, ZkPaths
 from tests.e2e.switchover_support import WAIT, Nodes
+from tests.session_report import (  # the two hooks: pytest looks for them in this module
+    on_failure,
+    pytest_runtest_makereport,  # noqa: F401
+    pytest_terminal_summary,  # noqa: F401
+    summary_line,
+)
 from tools.cluster import Cluster
 from tools.localzk import LocalZooKeeper, java_available
-
-_CLUSTERS = pytest.StashKey[list[Cluster]]()
-_SUMMARY = pytest.StashKey[list[str]]()
 
 MakeCluster = Callable[..., Cluster]
 
@@ -50,7 +53,13 @@ MakeCluster = Callable[..., Cluster]
 @pytest.fixture
 def make_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeCluster]:
     clusters: list[Cluster] = []
-    request.node.stash[_CLUSTERS] = clusters
+    on_failure(
+        request.node,
+        lambda: [
+            (f"replicas of cluster {index} ({cluster.workdir})", cluster.report())
+            for index, cluster in enumerate(clusters, start=1)
+        ],
+    )
 
     def make(zk_address: str, election_path: str, **settings: str) -> Cluster:
         cluster = Cluster(tmp_path / f"cluster-{len(clusters) + 1}", zk_address, election_path, **settings)
@@ -114,17 +123,6 @@ def private_zk(tmp_path: Path) -> Iterator[PrivateZooKeeper]:
         server.stop()
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Generator[None, Any, Any]:
-    """Attach every replica's log tail to the report of a failed test phase."""
-    report = yield
-    if report.failed:
-        clusters: list[Cluster] = item.stash.get(_CLUSTERS, [])
-        for index, cluster in enumerate(clusters, start=1):
-            report.sections.append((f"replicas of cluster {index} ({cluster.workdir})", cluster.report()))
-    return report
-
-
 @dataclass
 class Handovers:
     """Hand-over measurements of this session: kind ("graceful" or "crash") -> seconds."""
@@ -176,12 +174,5 @@ def handovers(
     path.write_text(json.dumps(runs, indent=2) + "\n")
     line = f"{collected.summary()} -> {path}"
     print(f"\n{line}")
-    request.config.stash.setdefault(_SUMMARY, []).append(line)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Repeat the summary line when output is captured (with ``-s`` it was printed already)."""
-    if terminalreporter.config.getoption("capture") == "no":
-        return
-    for line in terminalreporter.config.stash.get(_SUMMARY, []):
-        terminalreporter.write_line(line)
+    if request.config.getoption("capture") != "no":  # with -s it was just printed
+        summary_line(request.config, line)
