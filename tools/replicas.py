@@ -71,6 +71,30 @@ def run_command(settings: dict[str, str], *flags: str) -> list[str]:
     return [sys.executable, "-m", "app", "run", *(f"--{k}={v}" for k, v in settings.items()), *flags]
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def read_log(path: Path, *, others: bool = True) -> list[dict[str, Any]]:
+    """The JSON-object lines of a log file (the app logs one object per line), in order; a missing
+    file reads as empty. Any other line (a traceback) is kept as ``{"raw": line}``, or skipped with
+    ``others=False``."""
+    records = []
+    for line in _read_text(path).splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        elif others:
+            records.append({"raw": line})
+    return records
+
+
 class Process:
     """One child process: its command, log, signals and exit."""
 
@@ -166,21 +190,11 @@ class Process:
 
     # -- logs ------------------------------------------------------------------------------------
     def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return _read_text(self.log_path)
 
     def log_records(self) -> list[dict[str, Any]]:
         """The log's JSON lines (anything else, e.g. a traceback, is kept as {"raw": line})."""
-        records = []
-        for line in self.log_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = {"raw": line}
-            records.append(record if isinstance(record, dict) else {"raw": line})
-        return records
+        return read_log(self.log_path)
 
     def transitions(self) -> list[dict[str, Any]]:
         """The log's state transitions (``{"event": "transition", "from": ..., "to": ...}``)."""
