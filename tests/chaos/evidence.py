@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -27,7 +24,7 @@ from tools.leader_files import LeaderFile, epoch_of, observe, parse_time
 from tools.leader_files import LeaderFile as Written
 from tools.leader_files import names as leader_names
 from tools.leader_files import read as read_file
-from tools.replicas import REPO_ROOT
+from tools.replicas import run_app
 
 # Transitional re-exports (issue 12): the chaos suite's files (not this module's owner's) import the
 # reader from here (Written, read_file, leader_names, epoch_of, observe, parse_time); the lead points
@@ -135,14 +132,7 @@ def longest_gap(files: list[LeaderFile], since: float, until: float, epoch: int)
 @cache
 def app_has(command: str, flag: str | None = None) -> bool:
     """Whether ``python -m app <command>`` exists (and knows ``flag``): the suite adapts to the app."""
-    done = subprocess.run(
-        [sys.executable, "-m", "app", command, "--help"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_app(command, "--help")
     return done.returncode == 0 and (flag is None or flag in done.stdout)
 
 
@@ -161,13 +151,10 @@ class Audit:
 
 
 def _run_audit(file_dir: Path, capacity: int | None) -> Audit:
-    args = [sys.executable, "-m", "app", "audit", f"--file-dir={file_dir}", "--json"]
+    args = [f"--file-dir={file_dir}", "--json"]
     if capacity is not None:
         args.append(f"--storage-capacity={capacity}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ELECTION_")}
-    done = subprocess.run(
-        args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    done = run_app("audit", *args)  # in an environment without ELECTION_* variables
     output = (done.stdout + done.stderr).strip()
     if done.returncode == 0:
         return Audit(True, True, [], output)
