@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -73,20 +74,21 @@ def make_chaos(
     )
     name = re.sub(r"[^A-Za-z0-9_-]+", "_", request.node.name).strip("_")[:60]
 
-    def make(kind: str, **options: Any) -> Chaos:
-        chaos = Chaos(
-            tmp_path / f"chaos-{len(made) + 1}",
-            zk_target(kind),
-            election_path=f"/chaos/{name}-{uuid.uuid4().hex[:8]}",
-            **options,
-        )
-        made.append(chaos)
-        chaos.start()
-        return chaos
+    with contextlib.ExitStack() as closing:
 
-    yield make
-    for chaos in made:
-        chaos.close()
+        def make(kind: str, **options: Any) -> Chaos:
+            chaos = Chaos(
+                tmp_path / f"chaos-{len(made) + 1}",
+                zk_target(kind),
+                election_path=f"/chaos/{name}-{uuid.uuid4().hex[:8]}",
+                **options,
+            )
+            made.append(chaos)
+            closing.callback(chaos.close)  # at teardown, even if it fails to start; last made first
+            chaos.start()
+            return chaos
+
+        yield make
 
 
 def _sections(index: int, chaos: Chaos) -> list[tuple[str, str]]:

@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
@@ -105,22 +106,20 @@ class PrivateZooKeeper(Protocol):
 
 @pytest.fixture
 def private_zk(tmp_path: Path) -> Iterator[PrivateZooKeeper]:
-    started: list[LocalZooKeeper] = []
+    with contextlib.ExitStack() as servers:
 
-    def start(name: str, missing: Literal["fail", "skip"] = "fail", **options: Any) -> LocalZooKeeper:
-        reason = java_available()
-        if reason is not None and missing == "skip":
-            pytest.skip(reason)
-        if reason is not None:
-            pytest.fail(f"needs a local ZooKeeper: {reason}", pytrace=False)
-        server = LocalZooKeeper(tmp_path / name, **options)
-        started.append(server)
-        server.start()
-        return server
+        def start(name: str, missing: Literal["fail", "skip"] = "fail", **options: Any) -> LocalZooKeeper:
+            reason = java_available()
+            if reason is not None and missing == "skip":
+                pytest.skip(reason)
+            if reason is not None:
+                pytest.fail(f"needs a local ZooKeeper: {reason}", pytrace=False)
+            server = LocalZooKeeper(tmp_path / name, **options)
+            servers.callback(server.stop)  # before start: a server that fails half-way is stopped too
+            server.start()
+            return server
 
-    yield start
-    for server in started:
-        server.stop()
+        yield start
 
 
 @dataclass
