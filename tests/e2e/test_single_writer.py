@@ -43,7 +43,7 @@ from tools.cluster import Cluster
 from tools.leader_files import LEADER_FILE, parse_time
 from tools.localzk import LocalEnsemble, LocalZooKeeper, java_available
 from tools.replicas import REPO_ROOT, Replica
-from tools.waiting import wait_for
+from tools.waiting import poll_until, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -413,8 +413,9 @@ def test_a_fence_lock_held_forever_by_a_foreign_process_ends_the_cluster_loudly(
         bound = exit_bound(settings, FENCE_LOCK_WAIT) + EXIT_SLACK
         unready: dict[str, str] = {}
         exited_at: dict[str, float] = {}
-        deadline = time.monotonic() + bound
-        while time.monotonic() < deadline and len(exited_at) < len(replicas):
+
+        def all_exited() -> bool:
+            """Note each replica's exit time and first reason for being unready; True once all exited."""
             for replica in replicas:
                 if replica.identity in exited_at:
                     continue
@@ -424,7 +425,9 @@ def test_a_fence_lock_held_forever_by_a_foreign_process_ends_the_cluster_loudly(
                 answer = replica.get("/readyz")
                 if answer is not None and answer[0] == 503 and (answer[1] or {}).get("reason"):
                     unready.setdefault(replica.identity, str(answer[1]["reason"]))
-            time.sleep(0.05)
+            return len(exited_at) == len(replicas)
+
+        poll_until(all_exited, time.monotonic() + bound, interval=0.05)  # the asserts below judge
         codes = {r.identity: r.returncode for r in replicas}
         windows = math.ceil((time.time() - t0) / BACKOFF_MAX)
         terms = {r.identity: terms_begun(r, t0) for r in replicas}
