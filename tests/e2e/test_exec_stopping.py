@@ -13,24 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e import exec_support as ex
 from tests.e2e.conftest import PrivateZooKeeper
-from tests.e2e.exec_support import (
-    STOP_TIMEOUT,
-    WAIT,
-    Reaper,
-    ZkPaths,
-    alive,
-    assert_no_overlap,
-    cut_off_round,
-    exec_cluster,
-    graceful_round,
-    group_members,
-    restart,
-    shell_of_a_leader,
-    spawn_through,
-    wait_term,
-    work_events,
-)
 from tests.e2e.heartbeat_child import Process, read_processes
 from tools.localzk import LocalZooKeeper
 from tools.replicas import Replica
@@ -46,64 +30,64 @@ pytestmark = pytest.mark.e2e
 def sigkilled(replica: Replica, pid: int) -> bool:
     """Whether ``replica`` logged that it had to SIGKILL the group ``pid`` leads (the guardian that
     runs the command: the command's process group)."""
-    for record in work_events(replica, "work_exited"):
+    for record in ex.work_events(replica, "work_exited"):
         if record.get("pid") == pid:
             return record.get("signal") in ("SIGKILL", signal.SIGKILL.value) and bool(record.get("stopped"))
     return False
 
 
 def test_a_child_that_ignores_sigterm_is_sigkilled_before_the_successor_starts(
-    zk_server: Any, reaper: Reaper, election_path: str, zk_paths: ZkPaths
+    zk_server: Any, reaper: ex.Reaper, election_path: str, zk_paths: ex.ZkPaths
 ) -> None:
     """The child traps SIGTERM and beats on. On a graceful hand-over it is SIGKILLed after the
     grace (``--exec-stop-timeout``), and only then is the leader node released; when its leader is
     cut off, the dead-man timer SIGKILLs it before the lease ends. Either way its last beat comes
     before the successor child's first, and the replica logs a SIGKILL."""
-    cluster, beat_dir = exec_cluster(reaper, zk_server.address, election_path, "--ignore-term")
+    cluster, beat_dir = ex.exec_cluster(reaper, zk_server.address, election_path, "--ignore-term")
     for index in range(3):
-        spawn_through(cluster, zk_paths, f"replica-{index + 1}")
+        ex.spawn_through(cluster, zk_paths, f"replica-{index + 1}")
     for kind in ("graceful", "cut", "graceful", "cut"):
-        leader = cluster.wait_for_sole_leader(WAIT)
+        leader = cluster.wait_for_sole_leader(ex.WAIT)
         if kind == "graceful":
-            old, new, stopped = graceful_round(cluster, beat_dir)
+            old, new, stopped = ex.graceful_round(cluster, beat_dir)
         else:
-            old, new = cut_off_round(cluster, zk_paths, beat_dir)
+            old, new = ex.cut_off_round(cluster, zk_paths, beat_dir)
             stopped = leader
         child = old.child
         assert child.terms, f"{child.describe()} never got SIGTERM ({kind})"
-        assert child.exit_code is None and not alive(child.pid), f"{child.describe()} was not killed"
+        assert child.exit_code is None and not ex.alive(child.pid), f"{child.describe()} was not killed"
         assert child.last < new.first, (
             f"{kind}: {child.describe()} beat {child.last - new.first:.3f}s after the successor began"
         )
         if kind == "graceful":
             # SIGKILL after the grace, not long after (the successor then waited on us for nothing).
             held = child.last - child.terms[0]
-            assert held <= STOP_TIMEOUT + 0.5, (
-                f"SIGKILL came {held:.3f}s after SIGTERM (grace {STOP_TIMEOUT}s)"
+            assert held <= ex.STOP_TIMEOUT + 0.5, (
+                f"SIGKILL came {held:.3f}s after SIGTERM (grace {ex.STOP_TIMEOUT}s)"
             )
         assert sigkilled(stopped, child.pgid), f"{stopped.identity} logged no SIGKILL of {child.pid} ({kind})"
         if kind == "graceful":
-            spawn_through(cluster, zk_paths, stopped.identity)
-    assert_no_overlap(beat_dir, 5)
+            ex.spawn_through(cluster, zk_paths, stopped.identity)
+    ex.assert_no_overlap(beat_dir, 5)
 
 
 def test_a_shell_and_its_background_grandchild_are_gone_after_each_handover(
     zk_server: Any,
-    reaper: Reaper,
+    reaper: ex.Reaper,
     election_path: str,
-    zk_paths: ZkPaths,
+    zk_paths: ex.ZkPaths,
 ) -> None:
     """``sh -c 'sleep 1000 & wait'``: the whole process group (the shell and its ``sleep``) is gone
     by the time the successor's command runs, after a graceful hand-over and after a cut-off."""
     command = "sh -c 'sleep 1000 & wait'"
     cluster = reaper.cluster(zk_server.address, election_path, exec=command)
     for index in range(3):
-        spawn_through(cluster, zk_paths, f"replica-{index + 1}")
+        ex.spawn_through(cluster, zk_paths, f"replica-{index + 1}")
 
     for kind in ("graceful", "cut", "graceful", "cut"):
-        cluster.wait_for_sole_leader(WAIT)
+        cluster.wait_for_sole_leader(ex.WAIT)
         leader, pgid = wait_for(
-            lambda: shell_of_a_leader(cluster), WAIT, "the leader's shell and its sleep to run"
+            lambda: ex.shell_of_a_leader(cluster), ex.WAIT, "the leader's shell and its sleep to run"
         )
         if kind == "graceful":
             leader.send(signal.SIGTERM)
@@ -111,21 +95,21 @@ def test_a_shell_and_its_background_grandchild_are_gone_after_each_handover(
             zk_paths[leader.identity].cut()
         try:
             successor, _pgid = wait_for(
-                lambda leader=leader: shell_of_a_leader(cluster, other_than=leader),
-                WAIT,
+                lambda leader=leader: ex.shell_of_a_leader(cluster, other_than=leader),
+                ex.WAIT,
                 "another replica's shell to run",
             )
-            left = group_members(pgid)
+            left = ex.group_members(pgid)
         finally:
             zk_paths[leader.identity].heal()
         assert not left, f"{kind}: processes {left} of the old group {pgid} still run beside {successor}'s"
         if kind == "graceful":
-            assert leader.wait_exit(WAIT) == 0
-            spawn_through(cluster, zk_paths, leader.identity)
+            assert leader.wait_exit(ex.WAIT) == 0
+            ex.spawn_through(cluster, zk_paths, leader.identity)
 
 
 def test_a_shell_grandchild_does_not_outlive_an_election_killed_with_sigkill(
-    zk_server: Any, reaper: Reaper, election_path: str
+    zk_server: Any, reaper: ex.Reaper, election_path: str
 ) -> None:
     """SIGKILL of ``election`` leaves no time to signal the group; ``PR_SET_PDEATHSIG`` reaches the
     direct child only, which is why that child is a guardian that kills the group (it failed, as a
@@ -137,16 +121,16 @@ def test_a_shell_grandchild_does_not_outlive_an_election_killed_with_sigkill(
     cluster = reaper.cluster(zk_server.address, election_path, exec=command)
     cluster.start(3)
 
-    cluster.wait_for_sole_leader(WAIT)
+    cluster.wait_for_sole_leader(ex.WAIT)
     leader, pgid = wait_for(
-        lambda: shell_of_a_leader(cluster), WAIT, "the leader's shell and its sleep to run"
+        lambda: ex.shell_of_a_leader(cluster), ex.WAIT, "the leader's shell and its sleep to run"
     )
     leader.send(signal.SIGKILL)
-    leader.wait_exit(WAIT)
+    leader.wait_exit(ex.WAIT)
     _successor, _pgid = wait_for(
-        lambda: shell_of_a_leader(cluster, other_than=leader), WAIT, "another replica's shell to run"
+        lambda: ex.shell_of_a_leader(cluster, other_than=leader), ex.WAIT, "another replica's shell to run"
     )
-    left = group_members(pgid)
+    left = ex.group_members(pgid)
     assert not left, f"processes {left} of the killed leader's group {pgid} still run beside the successor's"
 
 
@@ -167,12 +151,12 @@ def zk_slow_tick(private_zk: PrivateZooKeeper) -> LocalZooKeeper:
 
 
 def test_sigterm_with_a_slow_child_releases_leadership_only_after_it_exited(
-    zk_slow_tick: LocalZooKeeper, reaper: Reaper, election_path: str
+    zk_slow_tick: LocalZooKeeper, reaper: ex.Reaper, election_path: str
 ) -> None:
     """SIGTERM of ``election`` (pod deletion) while its child needs 2 s to stop: the child is let
     finish (no SIGKILL within the 3 s grace), the successor's child starts only after ours exited,
     and ``election`` exits 0 within ``--shutdown-timeout``."""
-    cluster, beat_dir = exec_cluster(
+    cluster, beat_dir = ex.exec_cluster(
         reaper,
         zk_slow_tick.address,
         election_path,
@@ -184,12 +168,12 @@ def test_sigterm_with_a_slow_child_releases_leadership_only_after_it_exited(
     )
     cluster.start(3)
     for _ in range(2):
-        leader = cluster.wait_for_sole_leader(WAIT)
-        old = wait_term(beat_dir, leader.identity)
+        leader = cluster.wait_for_sole_leader(ex.WAIT)
+        old = ex.wait_term(beat_dir, leader.identity)
         leader.send(signal.SIGTERM)
-        code = leader.wait_exit(WAIT)  # first: exited_after is measured by this wait
+        code = leader.wait_exit(ex.WAIT)  # first: exited_after is measured by this wait
         assert code == 0, f"{leader.identity} exited {code}"
-        new = wait_term(beat_dir, after=old.epoch)
+        new = ex.wait_term(beat_dir, after=old.epoch)
         assert leader.exited_after is not None and leader.exited_after <= SHUTDOWN_TIMEOUT, (
             f"{leader.identity} took {leader.exited_after}s to exit "
             f"(--shutdown-timeout {SHUTDOWN_TIMEOUT:g}s)"
@@ -202,5 +186,5 @@ def test_sigterm_with_a_slow_child_releases_leadership_only_after_it_exited(
         assert child.exited < new.first, (
             f"the successor's child began {child.exited - new.first:.3f}s before ours exited"
         )
-        restart(cluster, leader)
-    assert_no_overlap(beat_dir, 3)
+        ex.restart(cluster, leader)
+    ex.assert_no_overlap(beat_dir, 3)
