@@ -1,4 +1,4 @@
-"""Replicas of one election, started for real: the e2e tests', the chaos suite's and the demo's group.
+"""Replicas of one election, started for real: the group the e2e tests and the chaos suite run.
 
 A :class:`Cluster` starts :class:`tools.replicas.Replica` processes (``python -m app run``) that
 share one ZooKeeper, one election path and one ``--file-dir``; each gets its own identity, a free
