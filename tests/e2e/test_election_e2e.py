@@ -11,8 +11,8 @@ import signal
 import time
 
 import pytest
-from tests.e2e.checks import check_terms_do_not_interleave
 
+from tests.e2e.checks import check_terms_do_not_interleave
 from tests.e2e.conftest import Handovers, MakeCluster
 from tests.zookeeper_fixture import ZooKeeperEndpoint
 from tools.cluster import Cluster
