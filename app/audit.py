@@ -29,10 +29,9 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from app.adapters.fs_fence import FENCE_NAME, FENCE_TEMP_NAME, parse_record
-from app.adapters.fs_storage import FILE_RE, TEMP_RE
+from app.adapters.fs_storage import FILE_RE, TEMP_RE, parse_file_content, parse_file_name
 
 
 @dataclass(frozen=True)
@@ -109,41 +108,24 @@ class _Entry:
 def _parse(directory: Path, name: str, report: AuditReport) -> _Entry | None:
     try:
         with (directory / name).open("rb") as handle:
-            content: Any = json.loads(handle.read(1 << 20))
+            content = parse_file_content(handle.read(1 << 20))
     except (OSError, ValueError) as exc:
         report.violations.append(Violation("unparsable", name, str(exc)))
         return None
-    fields = {"identity": str, "epoch": int, "sequence": int, "written_at": str}
-    if not isinstance(content, dict) or any(
-        not isinstance(content.get(key), kind) or isinstance(content.get(key), bool)
-        for key, kind in fields.items()
-    ):
+    numbers = parse_file_name(name)
+    assert numbers is not None  # only called for our names
+    if numbers != (content.epoch, content.sequence):
         report.violations.append(
-            Violation("unparsable", name, f"missing or mistyped fields: {content!r:.120}")
-        )
-        return None
-    try:
-        when = datetime.fromisoformat(content["written_at"].replace("Z", "+00:00"))
-    except ValueError:
-        report.violations.append(Violation("unparsable", name, f"written_at {content['written_at']!r}"))
-        return None
-    if when.tzinfo is None:
-        report.violations.append(Violation("unparsable", name, "written_at has no time zone"))
-        return None
-    order = content.get("order")
-    if order is not None and (not isinstance(order, int) or isinstance(order, bool) or order < 1):
-        report.violations.append(Violation("unparsable", name, f"order {order!r}"))
-        return None
-    match = FILE_RE.fullmatch(name)
-    assert match is not None  # only called for our names
-    if (int(match.group(1)), int(match.group(2))) != (content["epoch"], content["sequence"]):
-        report.violations.append(
-            Violation(
-                "name_mismatch", name, f"content says epoch {content['epoch']} seq {content['sequence']}"
-            )
+            Violation("name_mismatch", name, f"content says epoch {content.epoch} seq {content.sequence}")
         )
     return _Entry(
-        name, content["identity"], content["epoch"], content["sequence"], content["written_at"], when, order
+        name,
+        content.identity,
+        content.epoch,
+        content.sequence,
+        content.written_at,
+        content.when,
+        content.order,
     )
 
 

@@ -344,15 +344,11 @@ def clean_nan(value: Any) -> Any:
 
 
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.01) -> Any:
-    """Poll ``predicate`` until truthy; raise TimeoutError naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(interval)
+    """Transitional (issue 12): the bench's old signature over :func:`tools.waiting.wait_for`, whose
+    ``WaitTimeoutError`` is a ``TimeoutError`` as this one's was."""
+    from tools.waiting import wait_for as kit_wait_for  # noqa: PLC0415 (the import block is not mine)
+
+    return kit_wait_for(predicate, timeout, what, interval=interval)
 
 
 def parse_rfc3339(text: str) -> float:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -28,71 +27,20 @@ from typing import Any
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
-from bench.common import REPO_ROOT, parse_rfc3339, wait_for
+from bench.common import REPO_ROOT
+from tools import leader_files
+from tools.leader_files import LeaderFile
+from tools.replicas import Process, read_log, run_command
+from tools.waiting import WaitTimeoutError, wait_for
 
-LEADER_FILE_RE = re.compile(r"leader-(\d{20})-(\d{12})\.json")
 BASELINES = Path(__file__).resolve().parent / "baselines"
 
+# The scenarios' names for the kit's readers (tools.leader_files).
+newest_leader_file = leader_files.newest
+files_of_epoch = leader_files.of_term
 
-@dataclass(frozen=True)
-class LeaderFile:
-    epoch: int
-    sequence: int
-    identity: str
-    written_at: float
-    ctime: float
-    name: str
-
-
-def read_leader_file(path: Path) -> LeaderFile | None:
-    match = LEADER_FILE_RE.fullmatch(path.name)
-    if not match:
-        return None
-    try:
-        stat = path.stat()
-        content = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return LeaderFile(
-        epoch=int(match.group(1)),
-        sequence=int(match.group(2)),
-        identity=str(content.get("identity", "")),
-        written_at=parse_rfc3339(content["written_at"]),
-        ctime=stat.st_ctime,
-        name=path.name,
-    )
-
-
-def newest_leader_file(directory: Path) -> LeaderFile | None:
-    """The file with the highest name (names sort by epoch, then sequence)."""
-    best = ""
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if entry.name > best and LEADER_FILE_RE.fullmatch(entry.name):
-                best = entry.name
-    return read_leader_file(directory / best) if best else None
-
-
-def first_file_of_epoch_after(directory: Path, epoch: int) -> LeaderFile | None:
-    """The earliest file of the lowest epoch above ``epoch`` (the next term's first file)."""
-    best: tuple[int, int, str] | None = None
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            match = LEADER_FILE_RE.fullmatch(entry.name)
-            if match and int(match.group(1)) > epoch:
-                key = (int(match.group(1)), int(match.group(2)), entry.name)
-                if best is None or key < best:
-                    best = key
-    return read_leader_file(directory / best[2]) if best else None
-
-
-def files_of_epoch(directory: Path, epoch: int) -> list[LeaderFile]:
-    found = []
-    for path in directory.glob(f"leader-{epoch:020d}-*.json"):
-        record = read_leader_file(path)
-        if record is not None:
-            found.append(record)
-    return sorted(found, key=lambda f: f.sequence)
+#: A contender is a kit process: its command, log, signals and exit (tools.replicas).
+Contender = Process
 
 
 # --------------------------------------------------------------------------
@@ -129,7 +77,7 @@ def _app_command(group: Group, identity: str) -> list[str]:
         "log-level": "info",
         **group.extra,
     }
-    return [sys.executable, "-m", "app", "run", *(f"--{k}={v}" for k, v in settings.items())]
+    return run_command(settings)
 
 
 def _baseline_command(group: Group, identity: str, script: str, *extra: str) -> list[str]:
@@ -200,23 +148,6 @@ FLAVOURS = {f.name: f for f in (APP, KAZOO, POLLER)}
 # --------------------------------------------------------------------------
 
 
-@dataclass
-class Contender:
-    identity: str
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    spawned_at: float = 0.0  # wall time just before the spawn
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-
 def child_env(app_src: Path) -> dict[str, str]:
     env = dict(os.environ)
     # The app under test comes from app_src (the repo, or a snapshot of it); bench/ from the repo.
@@ -255,18 +186,11 @@ class Group:
 
     def spawn(self, identity: str) -> Contender:
         self._serial += 1
-        contender = Contender(identity, self.log_dir / f"{identity}.log")
-        with contender.log_path.open("ab") as log:
-            contender.spawned_at = time.time()
-            contender.proc = subprocess.Popen(
-                self.flavour.command(self, identity),
-                cwd=self.app_src,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        command = self.flavour.command(self, identity)
+        contender = Contender(
+            identity, command, self.log_dir / f"{identity}.log", cwd=self.app_src, env=self._env
+        )
+        contender.start()
         self.contenders[identity] = contender
         return contender
 
@@ -291,7 +215,7 @@ class Group:
             # The first one leads: the others start as followers, as they would in a rolling start.
             self.spawn(names[0])
             self.wait_registered(1, timeout)
-            wait_for(lambda: newest_leader_file(self.file_dir), timeout, f"{self.flavour.name} first leader")
+            wait_for(lambda: leader_files.newest(self.file_dir), timeout, f"{self.flavour.name} first leader")
             names = names[1:]
         for i in range(0, len(names), batch):
             for name in names[i : i + batch]:
@@ -312,7 +236,7 @@ class Group:
         self.wait_registered(self.size, timeout)
 
         def leader() -> LeaderFile | None:
-            newest = newest_leader_file(self.file_dir)
+            newest = leader_files.newest(self.file_dir)
             if newest is None:
                 return None
             holder = self.contenders.get(newest.identity)
@@ -321,26 +245,25 @@ class Group:
         return wait_for(leader, timeout, f"a live {self.flavour.name} leader", interval=0.02)
 
     def leader(self) -> tuple[Contender, LeaderFile]:
-        newest = newest_leader_file(self.file_dir)
+        newest = leader_files.newest(self.file_dir)
         if newest is None:
             raise RuntimeError(f"no {self.flavour.name} leader file in {self.file_dir}")
         return self.contenders[newest.identity], newest
 
     def wait_next_leader(self, epoch: int, timeout: float, poll: float = 0.002) -> LeaderFile:
         return wait_for(
-            lambda: first_file_of_epoch_after(self.file_dir, epoch),
+            lambda: leader_files.first_of_term_after(self.file_dir, epoch),
             timeout,
             f"a new {self.flavour.name} leader after epoch {epoch}",
             interval=poll,
         )
 
     def wait_exit(self, contender: Contender, timeout: float = 30.0) -> int:
-        assert contender.proc is not None
+        """``contender``'s exit status; SIGKILLed (status -9) if it has not exited within ``timeout``."""
         try:
-            return contender.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            contender.proc.kill()
-            return contender.proc.wait()
+            return contender.wait_exit(timeout)
+        except WaitTimeoutError:
+            return contender.returncode if contender.returncode is not None else -signal.SIGKILL
 
     def replace(self, contender: Contender) -> Contender:
         """Wait for ``contender`` to exit (killing it if it must) and start it again."""
@@ -372,10 +295,7 @@ class Group:
 
     def kill_all(self) -> None:
         for contender in self.contenders.values():
-            if contender.alive:
-                with contextlib.suppress(ProcessLookupError):
-                    contender.proc.kill()  # type: ignore[union-attr]
-                    contender.proc.wait()  # type: ignore[union-attr]
+            contender.kill()
 
     def pids(self) -> list[int]:
         return [c.pid for c in self.contenders.values() if c.alive]
@@ -383,13 +303,4 @@ class Group:
 
 def app_log_events(log_path: Path) -> list[dict[str, Any]]:
     """The JSON lines of an app log (other lines skipped)."""
-    events = []
-    try:
-        text = log_path.read_text(errors="replace")
-    except FileNotFoundError:
-        return events
-    for line in text.splitlines():
-        if line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                events.append(json.loads(line))
-    return events
+    return read_log(log_path, others=False)

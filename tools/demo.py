@@ -17,60 +17,22 @@ the command runs and the journal's last lines.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from tools import leader_files
 from tools.localzk import LocalZooKeeper, java_available
+from tools.ports import free_port
+from tools.replicas import Replica, run_command
+from tools.waiting import WaitTimeoutError
 
 RESTART_AFTER = 3.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Replica:
-    name: str
-    port: int
-    args: list[str]
-    log_path: Path
-    env: dict[str, str] | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    exited_at: float | None = None
-    last_status: int | None = None
-    log: IO[bytes] | None = field(default=None, repr=False)
-
-    def start(self) -> None:
-        self.log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
-        self.exited_at = None
-
-    def poll(self) -> None:
-        if self.proc is not None and self.exited_at is None and self.proc.poll() is not None:
-            self.exited_at = time.monotonic()
-            self.last_status = self.proc.returncode
-
-    def status(self) -> dict[str, Any] | None:
-        if self.proc is None or self.exited_at is not None:
-            return None
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/status", timeout=0.5) as resp:
-                return dict(json.loads(resp.read()))
-        except (OSError, ValueError):
-            return None
+STATUS_TIMEOUT = 0.5  # a replica that takes longer shows as silent; the view refreshes twice a second
 
 
 JOURNAL = "journal.txt"  # what examples/exec/fenced-writer.sh appends to, in FENCED_DIR
@@ -90,33 +52,38 @@ def _render(zk: LocalZooKeeper, replicas: list[Replica], file_dir: Path, capacit
         "",
         f"{'replica':<11} {'pid':>7}  {'state':<10} {'leader':<11} {'zookeeper':<10} status",
     ]
-    for rep in replicas:
-        st = rep.status()
+    statuses = [(rep, rep.status(STATUS_TIMEOUT)) for rep in replicas]
+    for rep, st in statuses:
         pid = rep.proc.pid if rep.proc is not None else 0
         if st is None:
-            why = f"exited ({rep.last_status})" if rep.exited_at is not None else "starting"
-            lines.append(f"{rep.name:<11} {pid:>7}  {why}")
+            why = f"exited ({rep.returncode})" if rep.exited_at is not None else "starting"
+            lines.append(f"{rep.identity:<11} {pid:>7}  {why}")
             continue
         leader = st.get("leader") or {}
         lines.append(
-            f"{rep.name:<11} {pid:>7}  {st['state']:<10} {leader.get('identity', '-'):<11} "
+            f"{rep.identity:<11} {pid:>7}  {st['state']:<10} {leader.get('identity', '-'):<11} "
             f"{st['zookeeper']['state']:<10} http://127.0.0.1:{rep.port}/status{_work(st)}"
         )
-    files = sorted(p.name for p in file_dir.glob("leader-*.json")) if capacity is not None else []
+    files = leader_files.names(file_dir) if capacity is not None else []
     if capacity is not None:
         lines += ["", f"files in {file_dir}: {len(files)} (capacity {capacity})"]
     for name in files[-3:]:
         try:
-            rec = json.loads((file_dir / name).read_text())
-            lines.append(f"  {name}  {rec['identity']} epoch {rec['epoch']} seq {rec['sequence']}")
-        except (OSError, ValueError, KeyError):
+            rec = leader_files.read(file_dir / name)
+        except ValueError:
             continue
+        if rec is not None:
+            lines.append(f"  {name}  {rec.identity} epoch {rec.epoch} seq {rec.sequence}")
     journal = file_dir / JOURNAL
     if journal.exists():
         entries = journal.read_text(errors="replace").splitlines()
         lines += ["", f"{journal}: {len(entries)} lines"] + [f"  {entry}" for entry in entries[-3:]]
     leader_pid = next(
-        (r.proc.pid for r in replicas if r.proc is not None and (r.status() or {}).get("state") == "Leader"),
+        (
+            r.pid
+            for r in replicas
+            if r.proc is not None and (r.status(STATUS_TIMEOUT) or {}).get("state") == "Leader"
+        ),
         None,
     )
     if leader_pid:
@@ -169,18 +136,18 @@ def main(argv: list[str] | None = None) -> int:
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     replicas = []
     for i in range(1, args.replicas + 1):
-        port = _free_port()
+        port = free_port()
         name = f"replica-{i}"
-        cmd = [
-            sys.executable, "-m", "app", "run",
-            f"--zk-servers={zk.address}", f"--identity={name}", f"--http-address=127.0.0.1:{port}",
-            f"--file-dir={file_dir}", f"--leader-timeout={args.leader_timeout}",
-            f"--attempter-timeout={args.attempter_timeout}", f"--storage-capacity={args.storage_capacity}",
-            f"--zk-session-timeout={args.session_timeout}", "--log-format=text",
-        ]  # fmt: skip
+        settings = {
+            "zk-servers": zk.address, "identity": name, "http-address": f"127.0.0.1:{port}",
+            "file-dir": str(file_dir), "leader-timeout": args.leader_timeout,
+            "attempter-timeout": args.attempter_timeout, "storage-capacity": str(args.storage_capacity),
+            "zk-session-timeout": args.session_timeout, "log-format": "text",
+        }  # fmt: skip
         if args.command:
-            cmd += [f"--exec={args.command}", f"--exec-stop-timeout={args.exec_stop_timeout}"]
-        replicas.append(Replica(name, port, cmd, workdir / f"{name}.log", env=env))
+            settings |= {"exec": args.command, "exec-stop-timeout": args.exec_stop_timeout}
+        log = workdir / f"{name}.log"
+        replicas.append(Replica(name, port, run_command(settings), log, settings, cwd=Path.cwd(), env=env))
     for rep in replicas:
         rep.start()
     print(f"demo: logs in {workdir}/replica-*.log", flush=True)
@@ -190,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while not stop["now"] and (deadline is None or time.monotonic() < deadline):
             for rep in replicas:
-                rep.poll()
-                if rep.exited_at is not None and time.monotonic() - rep.exited_at > RESTART_AFTER:
+                if rep.exited() and time.monotonic() - (rep.exited_at or 0.0) > RESTART_AFTER:
                     rep.start()  # as a StatefulSet would
             view = _render(zk, replicas, file_dir, None if args.command else args.storage_capacity)
             if view != shown:
@@ -203,16 +169,14 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)  # refresh period of a human-facing view
     finally:
         for rep in replicas:
-            if rep.proc is not None and rep.proc.poll() is None:
-                rep.proc.send_signal(signal.SIGTERM)
-        codes = []
+            if rep.alive:
+                rep.send(signal.SIGTERM)
+        codes: list[int | None] = []
         for rep in replicas:
-            if rep.proc is not None:
-                try:
-                    codes.append(rep.proc.wait(timeout=25))
-                except subprocess.TimeoutExpired:
-                    rep.proc.kill()
-                    codes.append(rep.proc.wait())
+            try:
+                codes.append(rep.wait_exit(25))
+            except WaitTimeoutError:  # it was SIGKILLed
+                codes.append(rep.returncode)
         zk.stop()
         print(f"demo: stopped; replicas exited with {codes}", flush=True)
     return 0 if all(code == 0 for code in codes) else 1

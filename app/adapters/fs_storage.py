@@ -58,8 +58,10 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from app.adapters.fs_fence import FENCE_TEMP_NAME, FILE_MODE, CorruptFenceError, FenceState, FileFence
 from app.ports.storage import FencedError, LeaseExpiredError, Record, StorageError, Written
@@ -98,6 +100,53 @@ def file_name(epoch: int, sequence: int) -> str:
 def file_content(record: Record, order: int) -> bytes:
     """What a leader file holds: the record's fields and its publish counter, as one JSON line."""
     return (json.dumps({**asdict(record), "order": order}, sort_keys=True) + "\n").encode()
+
+
+def parse_file_name(name: str) -> tuple[int, int] | None:
+    """``(epoch, sequence)`` of a leader file's name; None for any other name (not ours)."""
+    match = FILE_RE.fullmatch(name)
+    return None if match is None else (int(match.group(1)), int(match.group(2)))
+
+
+@dataclass(frozen=True)
+class FileContent:
+    """What a leader file says, checked field by field (see :func:`parse_file_content`)."""
+
+    identity: str
+    epoch: int
+    sequence: int
+    written_at: str  # as written (RFC 3339)
+    when: datetime  # ``written_at`` parsed; always time-zone aware
+    order: int | None  # the publish counter; None in files written before it existed
+
+
+def parse_file_content(data: bytes) -> FileContent:
+    """Parse a leader file's bytes: the one definition of the format's reading side.
+
+    Guarantees a JSON object with ``identity`` (text), ``epoch`` and ``sequence`` (integers, not
+    booleans), ``written_at`` (RFC 3339 with a time zone) and, if present, ``order`` (a positive
+    integer). Raises ``ValueError`` with a one-line reason otherwise. Does not compare the content
+    with the file's name (:func:`parse_file_name`): the caller decides what a mismatch means.
+    """
+    content: Any = json.loads(data)
+    fields = {"identity": str, "epoch": int, "sequence": int, "written_at": str}
+    if not isinstance(content, dict) or any(
+        not isinstance(content.get(key), kind) or isinstance(content.get(key), bool)
+        for key, kind in fields.items()
+    ):
+        raise ValueError(f"missing or mistyped fields: {content!r:.120}")
+    try:
+        when = datetime.fromisoformat(content["written_at"].replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"written_at {content['written_at']!r}") from None
+    if when.tzinfo is None:
+        raise ValueError("written_at has no time zone")
+    order = content.get("order")
+    if order is not None and (not isinstance(order, int) or isinstance(order, bool) or order < 1):
+        raise ValueError(f"order {order!r}")
+    return FileContent(
+        content["identity"], content["epoch"], content["sequence"], content["written_at"], when, order
+    )
 
 
 def _epoch_of(name: str) -> int:

@@ -16,23 +16,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import session_report
 from tests.chaos.harness import Chaos, FaultResult
 from tests.chaos.infra import ZkTarget, remove_stale_cuts
+from tests.session_report import (  # the two hooks: pytest looks for them in this module
+    on_failure,
+    pytest_runtest_makereport,  # noqa: F401
+    pytest_terminal_summary,  # noqa: F401
+)
 from tools.localzk import java_available
-
-_CHAOS = pytest.StashKey[list[Chaos]]()
-_SUMMARY = pytest.StashKey[str]()
 
 MakeChaos = Callable[..., Chaos]
 
@@ -64,36 +69,35 @@ def make_chaos(
     request: pytest.FixtureRequest, tmp_path: Path, zk_target: Callable[[str], ZkTarget]
 ) -> Iterator[MakeChaos]:
     made: list[Chaos] = []
-    request.node.stash[_CHAOS] = made
+    on_failure(
+        request.node, lambda: itertools.chain.from_iterable(_sections(i, c) for i, c in enumerate(made, 1))
+    )
     name = re.sub(r"[^A-Za-z0-9_-]+", "_", request.node.name).strip("_")[:60]
 
-    def make(kind: str, **options: Any) -> Chaos:
-        chaos = Chaos(
-            tmp_path / f"chaos-{len(made) + 1}",
-            zk_target(kind),
-            election_path=f"/chaos/{name}-{uuid.uuid4().hex[:8]}",
-            **options,
-        )
-        made.append(chaos)
-        chaos.start()
-        return chaos
+    with contextlib.ExitStack() as closing:
 
-    yield make
-    for chaos in made:
-        chaos.close()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Generator[None, Any, Any]:
-    report = yield
-    if report.failed:
-        for index, chaos in enumerate(item.stash.get(_CHAOS, []), start=1):
-            report.sections.append(
-                (f"replicas of election {index} ({chaos.workdir})", chaos.cluster.report(40))
+        def make(kind: str, **options: Any) -> Chaos:
+            chaos = Chaos(
+                tmp_path / f"chaos-{len(made) + 1}",
+                zk_target(kind),
+                election_path=f"/chaos/{name}-{uuid.uuid4().hex[:8]}",
+                **options,
             )
-            tails = "\n".join(f"--- {s.address}:\n{s.log_tail(15)}" for s in chaos.zk.servers)
-            report.sections.append((f"ZooKeeper ({chaos.zk.describe()})", tails))
-    return report
+            made.append(chaos)
+            closing.callback(chaos.close)  # at teardown, even if it fails to start; last made first
+            chaos.start()
+            return chaos
+
+        yield make
+
+
+def _sections(index: int, chaos: Chaos) -> list[tuple[str, str]]:
+    """What a failed test shows of its ``index``-th election: replicas' and servers' log tails."""
+    tails = "\n".join(f"--- {s.address}:\n{s.log_tail(15)}" for s in chaos.zk.servers)
+    return [
+        (f"replicas of election {index} ({chaos.workdir})", chaos.cluster.report(40)),
+        (f"ZooKeeper ({chaos.zk.describe()})", tails),
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +119,7 @@ def chaos_results(
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"started_at": started, "results": collected}, indent=2) + "\n")
-    request.config.stash[_SUMMARY] = summary_line(collected) + f" -> {path}"
+    session_report.summary_line(request.config, summary_line(collected) + f" -> {path}")
 
 
 def summary_line(results: list[dict[str, Any]]) -> str:
@@ -137,9 +141,3 @@ def summary_line(results: list[dict[str, Any]]) -> str:
         f"max overlap {worst('overlap_s')}, "
         f"stale writes {stale}, audits clean {clean}/{len(audited)}"
     )
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    line = terminalreporter.config.stash.get(_SUMMARY, None)
-    if line:
-        terminalreporter.write_line(line)

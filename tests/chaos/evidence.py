@@ -1,5 +1,7 @@
 """What the leaders left in file-dir, and what it proves: write order, overlaps, gaps; plus the audit.
 
+The files are read by ``tools.leader_files`` (the app's own parser); this module judges them.
+
 Write order is judged two ways, because a file's name only says which term it belongs to, not when it
 appeared: by ``written_at`` (taken by the writer just before it writes) and by the inode's change
 time (``st_ctime_ns``: set when the file is linked to its final name, i.e. published). A stale leader
@@ -13,111 +15,48 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.cluster import LEADER_FILE, REPO_ROOT
+from tools.leader_files import LeaderFile, epoch_of, observe, parse_time
+from tools.leader_files import LeaderFile as Written
+from tools.leader_files import names as leader_names
+from tools.leader_files import read as read_file
+from tools.replicas import run_app
 
-TEMP_FILE = r"\.leader-\d{20}-\d{12}\.json\.tmp"
-
-
-def parse_time(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-@dataclass(frozen=True)
-class Written:
-    """One leader file: its term, its writer, and when it was written and published."""
-
-    name: str
-    epoch: int
-    sequence: int
-    identity: str
-    written_at: float  # seconds since the epoch, from the file
-    published_ns: int  # st_ctime_ns of the final name
-    order: int | None = None  # the publish counter the fence gave the file (None: not recorded)
-
-    @property
-    def published(self) -> float:
-        return self.published_ns / 1e9
-
-
-def read_file(path: Path) -> Written | None:
-    """One leader file; None if it is gone (retention). Raises ValueError if it does not parse or
-    its content disagrees with its name."""
-    match = LEADER_FILE.fullmatch(path.name)
-    if not match:
-        raise ValueError(f"{path.name} is not a leader file name")
-    try:
-        published_ns = os.stat(path, follow_symlinks=False).st_ctime_ns
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    try:
-        content = json.loads(raw)
-        record = Written(
-            name=path.name,
-            epoch=int(content["epoch"]),
-            sequence=int(content["sequence"]),
-            identity=str(content["identity"]),
-            written_at=parse_time(content["written_at"]),
-            published_ns=published_ns,
-            order=int(content["order"]) if "order" in content else None,
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path.name} does not parse: {exc!r}") from exc
-    if (record.epoch, record.sequence) != (int(match.group(1)), int(match.group(2))):
-        raise ValueError(f"{path.name} says epoch {record.epoch} sequence {record.sequence}")
-    return record
-
-
-def leader_names(file_dir: Path) -> list[str]:
-    """Names of the leader files in ``file_dir``, sorted (= write order of a well-behaved service)."""
-    try:
-        return sorted(n for n in os.listdir(file_dir) if LEADER_FILE.fullmatch(n))
-    except FileNotFoundError:
-        return []
-
-
-def epoch_of(name: str) -> int:
-    match = LEADER_FILE.fullmatch(name)
-    assert match, name
-    return int(match.group(1))
-
-
-def observe(file_dir: Path) -> tuple[list[Written], list[str]]:
-    """Every leader file now in ``file_dir`` (name order) and the problems found reading them."""
-    files: list[Written] = []
-    problems: list[str] = []
-    for name in leader_names(file_dir):
-        try:
-            record = read_file(file_dir / name)
-        except ValueError as exc:
-            problems.append(str(exc))
-            continue
-        if record is not None:
-            files.append(record)
-    return files, problems
+# Transitional re-exports (issue 12): the chaos suite's files (not this module's owner's) import the
+# reader from here (Written, read_file, leader_names, epoch_of, observe, parse_time); the lead points
+# them at tools.leader_files at merge.
+__all__ = [
+    "Analysis",
+    "Audit",
+    "Written",
+    "analyse",
+    "app_has",
+    "audit",
+    "epoch_of",
+    "leader_names",
+    "longest_gap",
+    "observe",
+    "parse_time",
+    "read_file",
+]
 
 
 @dataclass
 class Analysis:
     """The order and timing of the terms found in a directory."""
 
-    terms: dict[int, list[Written]]  # epoch -> files, in name order
+    terms: dict[int, list[LeaderFile]]  # epoch -> files, in name order
     problems: list[str]
     overlap_s: float  # longest time an older term still wrote after a newer one began (must be 0)
     stale_writes: int  # files of an older term published or stamped after a newer term's first file
 
 
-def analyse(files: list[Written]) -> Analysis:
-    terms: dict[int, list[Written]] = {}
+def analyse(files: list[LeaderFile]) -> Analysis:
+    terms: dict[int, list[LeaderFile]] = {}
     for record in files:
         terms.setdefault(record.epoch, []).append(record)
     problems: list[str] = []
@@ -171,7 +110,7 @@ def analyse(files: list[Written]) -> Analysis:
     return Analysis(terms, problems, max(overlap, 0.0), stale)
 
 
-def longest_gap(files: list[Written], since: float, until: float, epoch: int) -> float | None:
+def longest_gap(files: list[LeaderFile], since: float, until: float, epoch: int) -> float | None:
     """Longest time between consecutive files (by ``written_at``) across a fault: from the last file
     written at or before ``since`` to the first file of ``epoch`` (the term that leads once the fault
     is over) written after ``until``; None if that file does not exist."""
@@ -193,14 +132,7 @@ def longest_gap(files: list[Written], since: float, until: float, epoch: int) ->
 @cache
 def app_has(command: str, flag: str | None = None) -> bool:
     """Whether ``python -m app <command>`` exists (and knows ``flag``): the suite adapts to the app."""
-    done = subprocess.run(
-        [sys.executable, "-m", "app", command, "--help"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_app(command, "--help")
     return done.returncode == 0 and (flag is None or flag in done.stdout)
 
 
@@ -219,13 +151,10 @@ class Audit:
 
 
 def _run_audit(file_dir: Path, capacity: int | None) -> Audit:
-    args = [sys.executable, "-m", "app", "audit", f"--file-dir={file_dir}", "--json"]
+    args = [f"--file-dir={file_dir}", "--json"]
     if capacity is not None:
         args.append(f"--storage-capacity={capacity}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ELECTION_")}
-    done = subprocess.run(
-        args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    done = run_app("audit", *args)  # in an environment without ELECTION_* variables
     output = (done.stdout + done.stderr).strip()
     if done.returncode == 0:
         return Audit(True, True, [], output)

@@ -1,8 +1,21 @@
 """Fixtures for end-to-end tests: clusters of real replicas, and the hand-over figures they measure.
 
 ``make_cluster(zk_address, election_path, **settings)``
-    A :class:`tests.e2e.cluster.Cluster` in the test's tmp dir; every replica is SIGKILLed at
+    A :class:`tools.cluster.Cluster` in the test's tmp dir; every replica is SIGKILLed at
     teardown, and a failing test's report carries each replica's command line and log tail.
+
+``reaper``, ``zk_paths``
+    For ``--exec`` tests (:mod:`tests.e2e.exec_support`): clusters whose children are all gone
+    after the test, and each replica's own cuttable path to ``zk_server``.
+
+``nodes``
+    The election's ZooKeeper nodes read with a client of the test's own
+    (:class:`tests.e2e.switchover_support.Nodes`).
+
+``private_zk(name, missing="fail", **options)``
+    A :class:`tools.localzk.LocalZooKeeper` of the test's own (a tick of its own, every loopback
+    address...), stopped at teardown; with no local ZooKeeper to be had the test fails
+    (``missing="skip"``: is skipped) with the reason.
 
 ``handovers``
     Collects measured hand-over times (``record(kind, seconds)``). At the end of the session they are
@@ -12,20 +25,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import pytest
+from kazoo.client import KazooClient
 
-from tests.e2e.cluster import Cluster
-
-_CLUSTERS = pytest.StashKey[list[Cluster]]()
-_SUMMARY = pytest.StashKey[list[str]]()
+from tests.e2e.exec_support import Reaper, ZkPaths
+from tests.e2e.switchover_support import WAIT, Nodes
+from tests.session_report import (  # the two hooks: pytest looks for them in this module
+    on_failure,
+    pytest_runtest_makereport,  # noqa: F401
+    pytest_terminal_summary,  # noqa: F401
+    summary_line,
+)
+from tools.cluster import Cluster
+from tools.localzk import LocalZooKeeper, java_available
 
 MakeCluster = Callable[..., Cluster]
 
@@ -33,7 +54,13 @@ MakeCluster = Callable[..., Cluster]
 @pytest.fixture
 def make_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeCluster]:
     clusters: list[Cluster] = []
-    request.node.stash[_CLUSTERS] = clusters
+    on_failure(
+        request.node,
+        lambda: [
+            (f"replicas of cluster {index} ({cluster.workdir})", cluster.report())
+            for index, cluster in enumerate(clusters, start=1)
+        ],
+    )
 
     def make(zk_address: str, election_path: str, **settings: str) -> Cluster:
         cluster = Cluster(tmp_path / f"cluster-{len(clusters) + 1}", zk_address, election_path, **settings)
@@ -45,15 +72,54 @@ def make_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mak
         cluster.kill_all()
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Generator[None, Any, Any]:
-    """Attach every replica's log tail to the report of a failed test phase."""
-    report = yield
-    if report.failed:
-        clusters: list[Cluster] = item.stash.get(_CLUSTERS, [])
-        for index, cluster in enumerate(clusters, start=1):
-            report.sections.append((f"replicas of cluster {index} ({cluster.workdir})", cluster.report()))
-    return report
+@pytest.fixture
+def reaper(make_cluster: MakeCluster) -> Iterator[Reaper]:
+    reaper = Reaper(make_cluster)
+    yield reaper
+    reaper.reap()
+
+
+@pytest.fixture
+def zk_paths(zk_server: Any) -> Iterator[ZkPaths]:
+    paths = ZkPaths(zk_server.address)
+    yield paths
+    for path in paths.values():
+        path.close()
+
+
+@pytest.fixture
+def nodes(zk_server: Any, election_path: str) -> Iterator[Nodes]:
+    client = KazooClient(hosts=zk_server.address, timeout=10.0)
+    client.start(timeout=WAIT)
+    try:
+        yield Nodes(client, election_path)
+    finally:
+        client.stop()
+        client.close()
+
+
+class PrivateZooKeeper(Protocol):
+    def __call__(
+        self, name: str, missing: Literal["fail", "skip"] = "fail", **options: Any
+    ) -> LocalZooKeeper: ...
+
+
+@pytest.fixture
+def private_zk(tmp_path: Path) -> Iterator[PrivateZooKeeper]:
+    with contextlib.ExitStack() as servers:
+
+        def start(name: str, missing: Literal["fail", "skip"] = "fail", **options: Any) -> LocalZooKeeper:
+            reason = java_available()
+            if reason is not None and missing == "skip":
+                pytest.skip(reason)
+            if reason is not None:
+                pytest.fail(f"needs a local ZooKeeper: {reason}", pytrace=False)
+            server = LocalZooKeeper(tmp_path / name, **options)
+            servers.callback(server.stop)  # before start: a server that fails half-way is stopped too
+            server.start()
+            return server
+
+        yield start
 
 
 @dataclass
@@ -107,12 +173,5 @@ def handovers(
     path.write_text(json.dumps(runs, indent=2) + "\n")
     line = f"{collected.summary()} -> {path}"
     print(f"\n{line}")
-    request.config.stash.setdefault(_SUMMARY, []).append(line)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Repeat the summary line when output is captured (with ``-s`` it was printed already)."""
-    if terminalreporter.config.getoption("capture") == "no":
-        return
-    for line in terminalreporter.config.stash.get(_SUMMARY, []):
-        terminalreporter.write_line(line)
+    if request.config.getoption("capture") != "no":  # with -s it was just printed
+        summary_line(request.config, line)

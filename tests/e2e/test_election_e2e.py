@@ -12,10 +12,15 @@ import time
 
 import pytest
 
-from tests.e2e.cluster import Cluster, LeaderFile, Replica, check_terms_do_not_interleave, free_port, poll
+from tests.e2e.checks import check_terms_do_not_interleave
 from tests.e2e.conftest import Handovers, MakeCluster
 from tests.zookeeper_fixture import ZooKeeperEndpoint
+from tools.cluster import Cluster
+from tools.leader_files import LeaderFile
 from tools.localzk import LocalZooKeeper
+from tools.ports import free_port
+from tools.replicas import Replica
+from tools.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +39,7 @@ def leader_epoch(leader: Replica) -> int:
 
 
 def wait_for_files_of(cluster: Cluster, epoch: int, count: int) -> list[LeaderFile]:
-    return poll(
+    return wait_for(
         lambda: [f for f in cluster.leader_files() if f.epoch == epoch][count - 1 :],
         STARTUP,
         f"{count} file(s) of epoch {epoch}",
@@ -71,7 +76,7 @@ def test_one_leader_only_it_writes_and_capacity_holds(
         seen.update((f.name, f) for f in files)
         return any(f.sequence >= start + 10 for f in files)
 
-    poll(sample, STARTUP, "ten ticks of the leader", interval=0.005)
+    wait_for(sample, STARTUP, "ten ticks of the leader", interval=0.005)
     assert cluster.sole_leader() is leader, "leadership changed while nothing happened"
     assert {(f.identity, f.epoch) for f in seen.values()} == {(leader.identity, epoch)}
     # Between a write and its retention (about a millisecond of each tick) the directory holds one
@@ -116,7 +121,7 @@ def test_sigterm_of_the_leader_hands_over_at_once(
         assert leader.exited_after is not None and leader.exited_after < shutdown_timeout
         # The watch tells every waiting replica, so all of them name the new leader (in /status)
         # long before their next periodic attempt could have (>= 8 s away: 10 s less 20 % jitter).
-        leader = poll(cluster.sole_leader, AGREE, "every replica to name the new leader")
+        leader = wait_for(cluster.sole_leader, AGREE, "every replica to name the new leader")
         assert leader.identity == first.identity
 
     terms = check_terms_do_not_interleave(cluster.leader_files())
@@ -167,10 +172,10 @@ def test_zookeeper_outage_stops_the_leader_and_recovery_elects_one_again(
 
     killed_at, killed = time.time(), time.monotonic()
     zk_local.stop()
-    poll(lambda: not cluster.leaders(), STARTUP, "the leader to stop leading")
+    wait_for(lambda: not cluster.leaders(), STARTUP, "the leader to stop leading")
     stopped_leading = time.monotonic() - killed
     assert stopped_leading < SESSION, f"the leader still led {stopped_leading:.3f}s after ZooKeeper died"
-    poll(lambda: all(r.ready() is False for r in replicas), STARTUP, "every /readyz to answer 503")
+    wait_for(lambda: all(r.ready() is False for r in replicas), STARTUP, "every /readyz to answer 503")
 
     def outage_holds() -> bool:
         dead = [f"{r.identity} (exit {r.returncode})" for r in replicas if not r.alive]
@@ -178,7 +183,7 @@ def test_zookeeper_outage_stops_the_leader_and_recovery_elects_one_again(
         assert not cluster.leaders(), "a replica leads without ZooKeeper"
         return time.monotonic() > killed + SESSION + 4 * TICK
 
-    poll(outage_holds, STARTUP, "the outage to outlast the session timeout", interval=0.05)
+    wait_for(outage_holds, STARTUP, "the outage to outlast the session timeout", interval=0.05)
     files = cluster.leader_files()
     last_write = max(f.written_at for f in files) - killed_at
     print(
@@ -191,7 +196,7 @@ def test_zookeeper_outage_stops_the_leader_and_recovery_elects_one_again(
     restarted_at = time.time()
     zk_local.start()
     leader = cluster.wait_for_sole_leader(STARTUP)
-    poll(
+    wait_for(
         lambda: [
             f for f in cluster.leader_files() if f.written_at > restarted_at and f.identity == leader.identity
         ],
@@ -199,7 +204,7 @@ def test_zookeeper_outage_stops_the_leader_and_recovery_elects_one_again(
         f"{leader.identity} to write after ZooKeeper came back",
     )
     assert all(r.alive for r in replicas)
-    poll(lambda: all(r.ready() for r in replicas), STARTUP, "every /readyz to answer 200 again")
+    wait_for(lambda: all(r.ready() for r in replicas), STARTUP, "every /readyz to answer 200 again")
     check_terms_do_not_interleave(cluster.leader_files())
 
 

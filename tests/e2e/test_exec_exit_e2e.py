@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cluster import REPO_ROOT, free_port, poll
 from tests.zookeeper_fixture import ZooKeeperEndpoint
+from tools.ports import free_port
+from tools.replicas import REPO_ROOT
+from tools.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux")]
 
@@ -50,12 +52,14 @@ def test_a_second_sigterm_leaves_no_process_of_the_commands_group(
         )
     background = 0
     try:
-        background = int(poll(lambda: pidfile.exists() and pidfile.read_text().strip(), 30, "the command"))
+        background = int(
+            wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 30, "the command")
+        )
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)  # inside the command's grace: the operator insists
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 128 + signal.SIGTERM
-        poll(lambda: not _alive(background), 3, "the command's background child to be gone")
+        wait_for(lambda: not _alive(background), 3, "the command's background child to be gone")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from app.wiring import raise_open_files_limit
-from tests.e2e.cluster import Replica, poll
 from tests.e2e.conftest import MakeCluster
 from tests.zookeeper_fixture import ZooKeeperEndpoint
+from tools.replicas import Replica
+from tools.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +59,7 @@ def test_a_thousand_idle_connections_neither_stop_probes_nor_delay_a_handover(
     cluster.start(2)
     leader = cluster.wait_for_sole_leader(STARTUP)
     standby = next(r for r in cluster.running if r is not leader)
-    poll(lambda: answers(leader, "/leader") == 200, STARTUP, "/leader to answer 200 on the leader")
+    wait_for(lambda: answers(leader, "/leader") == 200, STARTUP, "/leader to answer 200 on the leader")
     assert answers(standby, "/leader") == 503
 
     held: list[socket.socket] = []
@@ -66,14 +67,16 @@ def test_a_thousand_idle_connections_neither_stop_probes_nor_delay_a_handover(
         held += open_idle(leader.port, IDLE)
         held += open_idle(standby.port, IDLE)
         for replica in (leader, standby):
-            poll(lambda r=replica: answers(r, "/healthz") == 200, ANSWER, f"/healthz of {replica.identity}")
+            wait_for(
+                lambda r=replica: answers(r, "/healthz") == 200, ANSWER, f"/healthz of {replica.identity}"
+            )
             threads = threads_of(replica.pid)
             print(f"\n{replica.identity}: {threads} threads with {IDLE} idle connections")
             assert threads < THREAD_BOUND, f"{replica.identity} runs {threads} threads"
 
         signalled = time.monotonic()
         leader.send(signal.SIGTERM)
-        successor = poll(
+        successor = wait_for(
             lambda: standby if answers(standby, "/leader") == 200 else None,
             HANDOVER,
             f"{standby.identity} to lead with its work running",
@@ -100,12 +103,14 @@ def test_leader_follows_the_command_with_exec(
     cluster.start(2)
     leader = cluster.wait_for_sole_leader(STARTUP)
     standby = next(r for r in cluster.running if r is not leader)
-    poll(lambda: answers(leader, "/leader") == 200, STARTUP, "/leader to answer 200 on the leader")
+    wait_for(lambda: answers(leader, "/leader") == 200, STARTUP, "/leader to answer 200 on the leader")
     assert answers(standby, "/leader") == 503
     status = leader.status()
     assert status is not None and status["work"]["running"], status
     os.kill(int(status["work"]["pid"]), signal.SIGKILL)
 
-    poll(lambda: answers(leader, "/leader") == 503, HANDOVER, f"/leader of {leader.identity} to turn 503")
-    poll(lambda: answers(standby, "/leader") == 200, HANDOVER, f"{standby.identity} to lead with its command")
+    wait_for(lambda: answers(leader, "/leader") == 503, HANDOVER, f"/leader of {leader.identity} to turn 503")
+    wait_for(
+        lambda: answers(standby, "/leader") == 200, HANDOVER, f"{standby.identity} to lead with its command"
+    )
     assert answers(leader, "/leader") == 503

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cluster import REPO_ROOT, free_port, poll
+from tools.ports import free_port
+from tools.replicas import REPO_ROOT
+from tools.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +72,9 @@ def test_sigterm_exits_within_the_shutdown_timeout_when_stderr_is_a_full_pipe(
         cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=full_pipe,
     )  # fmt: skip
     try:
-        poll(lambda: proc.poll() is None and sigterm_caught(proc.pid), 30, "the replica to handle SIGTERM")
+        wait_for(
+            lambda: proc.poll() is None and sigterm_caught(proc.pid), 30, "the replica to handle SIGTERM"
+        )
         proc.send_signal(signal.SIGTERM)
         sent = time.monotonic()
         try:

@@ -38,9 +38,12 @@ from tests.chaos.infra import (
     skewed_clock_env,
     strace_unavailable,
 )
-from tests.e2e.cluster import LEADER_FILE, REPO_ROOT, Cluster, Replica, parse_time, poll
-from tests.e2e.conftest import MakeCluster
+from tests.e2e.conftest import MakeCluster, PrivateZooKeeper
+from tools.cluster import Cluster
+from tools.leader_files import LEADER_FILE, parse_time
 from tools.localzk import LocalEnsemble, LocalZooKeeper, java_available
+from tools.replicas import REPO_ROOT, Replica
+from tools.waiting import poll_until, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -93,16 +96,10 @@ def epoch_of_leader(replica: Replica) -> int | None:
 
 
 @pytest.fixture
-def zk_any_address(tmp_path: Path) -> Any:
+def zk_any_address(private_zk: PrivateZooKeeper) -> LocalZooKeeper:
     """A standalone server (tickTime 200) listening on every loopback address, so that one replica
     can reach it through an address of its own."""
-    needs(java_available())
-    server = LocalZooKeeper(tmp_path / "zk", tick_ms=TICK_MS, client_address="0.0.0.0")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return private_zk("zk", "skip", tick_ms=TICK_MS, client_address="0.0.0.0")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -118,7 +115,7 @@ def test_status_and_metrics_show_the_session_timeout_the_server_granted(
     ``election_zk_session_timeout_seconds`` are 4.0 (the server's ``cons`` agrees), not the 10 s asked."""
     cluster = make_cluster(zk_local.address, election_path, zk_session_timeout=REQUESTED_SESSION)
     (replica,) = cluster.start(1)
-    poll(lambda: epoch_of_leader(replica), WAIT, "the replica to lead")
+    wait_for(lambda: epoch_of_leader(replica), WAIT, "the replica to lead")
     granted = {c["to"] for c in zk_local.connections()}
     assert granted == {"4000"}, f"the server granted {granted} ms (expected only 4000)"
     status = replica.status()
@@ -150,10 +147,10 @@ def test_leader_held_in_its_fsync_and_cut_off_publishes_nothing_after_its_succes
     old_cluster = make_cluster(zk.address_for(own_host), election_path, **settings)
     new_cluster = make_cluster(zk.address, election_path, **settings)
     (old,) = old_cluster.start(1)
-    epoch = poll(lambda: epoch_of_leader(old), WAIT, "the first replica to lead")
-    poll(lambda: len(published(old_cluster.file_dir)) >= 2, WAIT, "two files of the first leader")
+    epoch = wait_for(lambda: epoch_of_leader(old), WAIT, "the first replica to lead")
+    wait_for(lambda: len(published(old_cluster.file_dir)) >= 2, WAIT, "two files of the first leader")
     (new,) = new_cluster.start(1)
-    poll(lambda: new.state() == "Attempter", WAIT, "the second replica to wait as an attempter")
+    wait_for(lambda: new.state() == "Attempter", WAIT, "the second replica to wait as an attempter")
 
     cut = AddressCut(own_host, zk.port)
     stall: SyscallStall | None = None
@@ -164,7 +161,7 @@ def test_leader_held_in_its_fsync_and_cut_off_publishes_nothing_after_its_succes
             stall = SyscallStall(
                 old.pid, hold, old_cluster.workdir / f"strace-{attempt}.log", syscall="fsync"
             )
-            poll(stall.stalled, WAIT, "the leader to be held in fsync")
+            wait_for(stall.stalled, WAIT, "the leader to be held in fsync")
             temporaries = [n for n in os.listdir(old_cluster.file_dir) if n.endswith(".tmp")]
             if temporaries:
                 break
@@ -175,14 +172,14 @@ def test_leader_held_in_its_fsync_and_cut_off_publishes_nothing_after_its_succes
         cut_at = time.time()
         before_cut = published(old_cluster.file_dir)
 
-        poll(lambda: published(new_cluster.file_dir), WAIT, "the second replica's first file")
+        wait_for(lambda: published(new_cluster.file_dir), WAIT, "the second replica's first file")
         created, new_epoch = node_created_at(zk.address, f"{election_path}/leader")
         assert new_epoch > epoch
         assert stall.stalled(), "the old leader's fsync returned before its successor led: hold longer"
-        poll(lambda: not stall.stalled(), hold + WAIT, "the held fsync to return")
+        wait_for(lambda: not stall.stalled(), hold + WAIT, "the held fsync to return")
         released_at = time.time()
         # The old leader's write goes on (or is abandoned) at once; then it can no longer confirm.
-        poll(lambda: old.state() not in ("Leader", None), WAIT, "the old leader to stop leading")
+        wait_for(lambda: old.state() not in ("Leader", None), WAIT, "the old leader to stop leading")
     finally:
         if stall is not None:
             stall.stop()
@@ -227,22 +224,22 @@ def test_leader_on_a_follower_cut_off_from_the_quorum_stops_before_its_session_e
         old_cluster = make_cluster(follower.address, election_path, **settings)
         new_cluster = make_cluster(",".join(m.address for m in others), election_path, **settings)
         (old,) = old_cluster.start(1)
-        epoch = poll(lambda: epoch_of_leader(old), WAIT, "the first replica to lead")
-        poll(lambda: len(published(old_cluster.file_dir)) >= 3, WAIT, "three files of the first leader")
+        epoch = wait_for(lambda: epoch_of_leader(old), WAIT, "the first replica to lead")
+        wait_for(lambda: len(published(old_cluster.file_dir)) >= 3, WAIT, "three files of the first leader")
         (new,) = new_cluster.start(1)
-        poll(lambda: new.state() == "Attempter", WAIT, "the second replica to wait as an attempter")
+        wait_for(lambda: new.state() == "Attempter", WAIT, "the second replica to wait as an attempter")
 
         cut: LoopbackCut = isolate_member(follower, others)
         cut.apply()
         cut_at = time.time()
         try:
-            poll(lambda: published(new_cluster.file_dir), WAIT, "the second replica's first file")
+            wait_for(lambda: published(new_cluster.file_dir), WAIT, "the second replica's first file")
             created, new_epoch = node_created_at(
                 ",".join(m.address for m in others), f"{election_path}/leader"
             )
             assert new_epoch > epoch
             # Until the follower gives up on the quorum (syncLimit) and drops its clients.
-            poll(
+            wait_for(
                 lambda: old.state() not in ("Leader", None),
                 sync_limit * TICK_MS / 1000 + WAIT,
                 "the old leader to stop leading",
@@ -300,11 +297,11 @@ def test_audit_passes_when_one_replica_runs_two_seconds_behind(
     for _ in range(handovers):
         epoch = epoch_of_leader(leader)
         assert epoch is not None
-        poll(lambda e=epoch: files_of(cluster, e) >= 3, WAIT, "3 files")
+        wait_for(lambda e=epoch: files_of(cluster, e) >= 3, WAIT, "3 files")
         leader.send(signal.SIGTERM)
         assert leader.wait_exit(WAIT) == 0
         first = cluster.wait_for_next_term(epoch, WAIT)
-        poll(lambda e=first.epoch: files_of(cluster, e) >= 3, WAIT, "3 files of the next term")
+        wait_for(lambda e=first.epoch: files_of(cluster, e) >= 3, WAIT, "3 files of the next term")
         cluster.spawn(leader.identity, env=skewed.get(leader.identity)).wait_serving(WAIT)
         leader = cluster.wait_for_sole_leader(WAIT)
     for replica in cluster.running:
@@ -361,7 +358,7 @@ def start_pair(make_cluster: MakeCluster, zk_server: Any, election_path: str) ->
     leader = cluster.wait_for_sole_leader(WAIT)
     epoch = epoch_of_leader(leader)
     assert epoch is not None
-    poll(lambda: files_of(cluster, epoch) >= 3, WAIT, "3 files")
+    wait_for(lambda: files_of(cluster, epoch) >= 3, WAIT, "3 files")
     return cluster
 
 
@@ -375,7 +372,7 @@ def test_a_corrupt_fence_is_rebuilt_and_the_cluster_writes_on(
     cluster = start_pair(make_cluster, zk_server, election_path)
     (cluster.file_dir / ".election-fence").write_text("garbage")
     broken_at = time.time()
-    poll(
+    wait_for(
         lambda: (
             len([t for t in published(cluster.file_dir).values() if t > broken_at]) >= 5
             or not all(r.alive for r in cluster.replicas)
@@ -416,8 +413,9 @@ def test_a_fence_lock_held_forever_by_a_foreign_process_ends_the_cluster_loudly(
         bound = exit_bound(settings, FENCE_LOCK_WAIT) + EXIT_SLACK
         unready: dict[str, str] = {}
         exited_at: dict[str, float] = {}
-        deadline = time.monotonic() + bound
-        while time.monotonic() < deadline and len(exited_at) < len(replicas):
+
+        def all_exited() -> bool:
+            """Note each replica's exit time and first reason for being unready; True once all exited."""
             for replica in replicas:
                 if replica.identity in exited_at:
                     continue
@@ -427,7 +425,9 @@ def test_a_fence_lock_held_forever_by_a_foreign_process_ends_the_cluster_loudly(
                 answer = replica.get("/readyz")
                 if answer is not None and answer[0] == 503 and (answer[1] or {}).get("reason"):
                     unready.setdefault(replica.identity, str(answer[1]["reason"]))
-            time.sleep(0.05)
+            return len(exited_at) == len(replicas)
+
+        poll_until(all_exited, time.monotonic() + bound, interval=0.05)  # the asserts below judge
         codes = {r.identity: r.returncode for r in replicas}
         windows = math.ceil((time.time() - t0) / BACKOFF_MAX)
         terms = {r.identity: terms_begun(r, t0) for r in replicas}
