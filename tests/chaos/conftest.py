@@ -5,7 +5,7 @@
     started once per session and healed (thawed, restarted) before each test that uses it. Each test
     has its own election path, so tests never see each other's nodes.
 ``make_chaos(kind, **options)``
-    A started :class:`tests.chaos.harness.Chaos` in the test's tmp dir, closed at teardown (replicas
+    A started :class:`tests.chaos.runner.Chaos` in the test's tmp dir, closed at teardown (replicas
     killed, relays closed, firewall rules removed, tmpfs unmounted); a failing test's report carries
     each replica's command line and log tail.
 ``chaos_results``
@@ -30,8 +30,9 @@ from typing import Any
 import pytest
 
 from tests import session_report
-from tests.chaos.harness import Chaos, FaultResult
 from tests.chaos.infra import ZkTarget, remove_stale_cuts
+from tests.chaos.model import FaultResult
+from tests.chaos.runner import Chaos
 from tests.session_report import (  # the two hooks: pytest looks for them in this module
     on_failure,
     pytest_runtest_makereport,  # noqa: F401

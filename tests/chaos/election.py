@@ -1,7 +1,7 @@
 """One election under test: real replicas on a real ZooKeeper, what they leave behind, and the moves
 an orchestrator makes on them.
 
-An :class:`Election` owns 3-5 ``election run`` processes (a :class:`tests.e2e.cluster.Cluster`) on a
+An :class:`Election` owns 3-5 ``election run`` processes (a :class:`tools.cluster.Cluster`) on a
 :class:`tests.chaos.infra.ZkTarget`, their shared ``file-dir`` and, when asked, a TCP relay per
 replica and server (so that one replica's path can be cut) and a tmpfs under ``file-dir`` (so that it
 can fill up or turn read-only). It is what a fault gets as its ``ctx`` (through
@@ -34,7 +34,6 @@ from pathlib import Path
 from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 
-from tests.chaos.evidence import epoch_of, leader_names, observe, parse_time, read_file
 from tests.chaos.infra import Filler, LoopbackCut, Relay, SyscallStall, Tmpfs, ZkTarget
 from tests.chaos.model import (
     BEATS_PER_TICK,
@@ -44,8 +43,10 @@ from tests.chaos.model import (
     WAIT,
     Before,
 )
-from tests.e2e.cluster import Cluster, Replica
 from tests.e2e.heartbeat_child import BeatLog, Process
+from tools.cluster import Cluster
+from tools.leader_files import epoch_of, names, observe, parse_time, read
+from tools.replicas import Replica
 from tools.waiting import wait_for
 
 
@@ -174,7 +175,7 @@ class Election:
     def _epochs(self) -> list[int]:
         if self.beat_dir is not None:
             return sorted({p.epoch for p in self._beats() if p.epoch is not None})
-        return sorted({epoch_of(name) for name in leader_names(self.file_dir)})
+        return sorted({epoch_of(name) for name in names(self.file_dir)})
 
     def _beats(self) -> list[Process]:
         assert self._beat_log is not None
@@ -189,10 +190,10 @@ class Election:
         return len(self.files_of(epoch))
 
     def files_of(self, epoch: int) -> list[str]:
-        return [name for name in leader_names(self.file_dir) if epoch_of(name) == epoch]
+        return [name for name in names(self.file_dir) if epoch_of(name) == epoch]
 
     def files_after(self, epoch: int) -> list[str]:
-        return [n for n in leader_names(self.file_dir) if epoch_of(n) > epoch]
+        return [n for n in names(self.file_dir) if epoch_of(n) > epoch]
 
     def wait_newer_files(self, epoch: int, count: int, timeout: float) -> list[str]:
         """Wait until ``count`` files of terms newer than ``epoch`` exist; return their names. (Exec
@@ -217,7 +218,7 @@ class Election:
             return max((p.last_wall for p in self._beats() if p.epoch == epoch), default=None)
         for name in reversed(self.files_of(epoch)):
             with contextlib.suppress(ValueError):
-                record = read_file(self.file_dir / name)
+                record = read(self.file_dir / name)
                 if record is not None:
                     return record.written_at
         return None

@@ -20,29 +20,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from tools.leader_files import LeaderFile, epoch_of, observe, parse_time
-from tools.leader_files import LeaderFile as Written
-from tools.leader_files import names as leader_names
-from tools.leader_files import read as read_file
+from tools.leader_files import LeaderFile
 from tools.replicas import run_app
-
-# Transitional re-exports (issue 12): the chaos suite's files (not this module's owner's) import the
-# reader from here (Written, read_file, leader_names, epoch_of, observe, parse_time); the lead points
-# them at tools.leader_files at merge.
-__all__ = [
-    "Analysis",
-    "Audit",
-    "Written",
-    "analyse",
-    "app_has",
-    "audit",
-    "epoch_of",
-    "leader_names",
-    "longest_gap",
-    "observe",
-    "parse_time",
-    "read_file",
-]
 
 
 @dataclass

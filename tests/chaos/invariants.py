@@ -25,9 +25,10 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tests.chaos.evidence import Written, longest_gap
+from tests.chaos.evidence import longest_gap
 from tests.chaos.model import TRACEBACK, Outcome, Promise
 from tests.e2e.heartbeat_child import Process, overlap_seconds, overlaps, terms
+from tools.leader_files import LeaderFile
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def no_overlap(processes: list[Process]) -> list[str]:
 
 
 # -- the figures ------------------------------------------------------------------------------------
-def file_figures(files: list[Written], before_epoch: int, outcome: Outcome, epoch: int) -> Figures:
+def file_figures(files: list[LeaderFile], before_epoch: int, outcome: Outcome, epoch: int) -> Figures:
     """From the files: newer terms that wrote, the longest gap between files across the fault (until
     ``epoch``, the term settled on, wrote after the clearing) and the fault -> the next term's first."""
     newer = sorted({f.epoch for f in files if f.epoch > before_epoch})

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.chaos.infra import TICK_MS
-from tests.e2e.cluster import Replica
+from tools.replicas import Replica
 
 TICK = 0.1  # --leader-timeout
 SESSION = 2.0  # --zk-session-timeout

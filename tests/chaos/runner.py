@@ -23,7 +23,7 @@ import signal
 import time
 
 from tests.chaos.election import Election
-from tests.chaos.evidence import analyse, audit, observe
+from tests.chaos.evidence import analyse, audit
 from tests.chaos.faults import EXEC_FAULTS, FAULTS, Fault
 from tests.chaos.invariants import (
     Figures,
@@ -39,8 +39,9 @@ from tests.chaos.invariants import (
     recovered_in_time,
 )
 from tests.chaos.model import WAIT, Before, FaultResult, Outcome, Promise
-from tests.e2e.cluster import Replica
 from tests.e2e.heartbeat_child import terms
+from tools.leader_files import observe
+from tools.replicas import Replica
 from tools.waiting import wait_for
 
 

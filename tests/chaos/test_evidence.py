@@ -7,15 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.evidence import Written, analyse, longest_gap, observe
+from tests.chaos.evidence import analyse, longest_gap
 from tests.chaos.model import FaultResult
 from tests.chaos.soak import render, table
+from tools.leader_files import LeaderFile, observe
 
 pytestmark = pytest.mark.chaos
 
 
-def written(epoch: int, sequence: int, at: float, published: float | None = None, who: str = "") -> Written:
-    return Written(
+def written(
+    epoch: int, sequence: int, at: float, published: float | None = None, who: str = ""
+) -> LeaderFile:
+    return LeaderFile(
         name=f"leader-{epoch:020d}-{sequence:012d}.json",
         epoch=epoch,
         sequence=sequence,

@@ -20,11 +20,11 @@ import signal
 import pytest
 
 from tests.chaos.conftest import MakeChaos
-from tests.chaos.evidence import read_file
 from tests.chaos.faults import need_unavailable
 from tests.chaos.infra import SyscallStall
 from tests.chaos.injection import RunFault, inject
 from tests.chaos.model import CRASH_BOUND, HOLD_MAX, WAIT
+from tools.leader_files import read
 from tools.waiting import wait_for
 
 pytestmark = pytest.mark.chaos
@@ -163,7 +163,7 @@ def test_a_lost_reply_to_joining_the_queue_does_not_slow_the_next_hand_over(make
     # The leader dies: replica-2 should take over once its session expires (about 2 s).
     t0 = before.leader.send(signal.SIGKILL)
     first = chaos.wait_newer_files(before.epoch, 1, 30.0)[0]
-    handover = read_file(chaos.file_dir / first).written_at - t0
+    handover = read(chaos.file_dir / first).written_at - t0
     assert handover < CRASH_BOUND, f"replica-2 took over {handover:.1f}s after the leader died"
 
 

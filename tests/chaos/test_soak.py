@@ -18,7 +18,7 @@ import pytest
 
 from tests.chaos.model import FaultResult
 from tests.chaos.soak import render
-from tests.e2e.cluster import REPO_ROOT
+from tools.replicas import REPO_ROOT
 
 pytestmark = pytest.mark.chaos
 

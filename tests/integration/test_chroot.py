@@ -20,9 +20,9 @@ from kazoo.security import OPEN_ACL_UNSAFE
 
 from app.adapters.kazoo_coordinator import KazooCoordinator
 from app.ports.coordination import ConnectionState
-from tests.e2e.cluster import Cluster
 from tests.waiting import wait_for
 from tests.zookeeper_fixture import ZooKeeperEndpoint
+from tools.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 

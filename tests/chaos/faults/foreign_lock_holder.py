@@ -9,7 +9,6 @@ import math
 import time
 
 from tests.chaos.election import Election
-from tests.chaos.evidence import observe
 from tests.chaos.faults.base import Fault
 from tests.chaos.infra import ForeignLockHolder
 from tests.chaos.model import (
@@ -20,6 +19,7 @@ from tests.chaos.model import (
     Outcome,
     Promise,
 )
+from tools.leader_files import observe
 
 
 class ForeignLockHolderFault(Fault):

@@ -12,9 +12,9 @@ import signal
 import time
 
 from tests.chaos.election import Election
-from tests.chaos.evidence import observe
 from tests.chaos.faults.base import Fault
 from tests.chaos.model import GRANTED_MAX, LONG_REQUEST, WAIT, Before, Outcome, Promise
+from tools.leader_files import observe
 
 
 class GrantedSessionShort(Fault):

@@ -7,9 +7,9 @@ from __future__ import annotations
 import signal
 
 from tests.chaos.election import Election
-from tests.chaos.evidence import parse_time
 from tests.chaos.faults.base import Fault
 from tests.chaos.model import CRASH_BOUND, GRACEFUL_BOUND, WAIT, Before, Outcome, Promise
+from tools.leader_files import parse_time
 
 _SUMMARIES = {
     signal.SIGKILL: "the leader is killed (SIGKILL)",

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from tests.chaos.election import Election
-from tests.chaos.evidence import observe
 from tests.chaos.faults.base import Fault
 from tests.chaos.model import CRASH_BOUND, WAIT, Before, Outcome, Promise
+from tools.leader_files import observe
 from tools.waiting import wait_for
 
 

@@ -12,10 +12,10 @@ import os
 import time
 
 from tests.chaos.election import Election
-from tests.chaos.evidence import observe
 from tests.chaos.faults.base import Fault
 from tests.chaos.infra import LoopbackCut, SyscallStall
 from tests.chaos.model import CRASH_BOUND, FSYNC_HOLD, WAIT, Before, Outcome, Promise
+from tools.leader_files import observe
 from tools.waiting import wait_for
 
 
