@@ -61,6 +61,9 @@ class Recorder:
     def connected(self) -> bool:
         return self.coordinator.state() is ConnectionState.CONNECTED
 
+    def suspended(self) -> bool:
+        return self.coordinator.state() is ConnectionState.SUSPENDED
+
     def session(self) -> int:
         session = self.coordinator.session_id()
         assert session is not None, f"no session (state {self.coordinator.state()})"
@@ -91,16 +94,6 @@ def shared(zk_server: ZooKeeperEndpoint, make_coordinator: MakeRecorder) -> Call
     """Start a coordinator on the shared server."""
     session_timeout = max(zk_server.min_session_timeout, SHARED_SESSION)
     return lambda: make_coordinator(zk_server.address, session_timeout).start()
-
-
-@pytest.fixture
-def raw(zk_server: ZooKeeperEndpoint) -> Iterator[KazooClient]:
-    """A plain kazoo client on the shared server, to look behind the adapter's back."""
-    client = KazooClient(hosts=zk_server.address, timeout=10.0)
-    client.start(timeout=CONNECT_DEADLINE)
-    yield client
-    client.stop()
-    client.close()
 
 
 def claim(recorder: Recorder, identity: str) -> LeaderNode:
@@ -135,20 +128,20 @@ def test_start_connects_and_notifies_subscribers(
 
 
 def test_prepare_creates_the_path_and_one_member_per_session(
-    shared: Callable[[], Recorder], raw: KazooClient
+    shared: Callable[[], Recorder], outsider: KazooClient
 ) -> None:
     recorder = shared()
     coordinator = recorder.coordinator
-    assert raw.exists(coordinator.members_path) is None
+    assert outsider.exists(coordinator.members_path) is None
 
     info = {"identity": "r1", "http_address": "127.0.0.1:1"}
     coordinator.prepare("r1", info)
     coordinator.prepare("r1", info)  # idempotent within a session
 
-    children = raw.get_children(coordinator.members_path)
+    children = outsider.get_children(coordinator.members_path)
     assert len(children) == 1, children
     assert children[0].startswith("m-r1-")
-    _data, stat = raw.get(f"{coordinator.members_path}/{children[0]}")
+    _data, stat = outsider.get(f"{coordinator.members_path}/{children[0]}")
     assert stat.ephemeralOwner == recorder.session()
     assert [(m.session, m.data) for m in coordinator.members()] == [(recorder.session(), info)]
 
@@ -158,12 +151,12 @@ def test_leader_is_none_while_the_node_is_free(shared: Callable[[], Recorder]) -
 
 
 def test_create_leader_returns_our_node_with_czxid_as_epoch(
-    shared: Callable[[], Recorder], raw: KazooClient
+    shared: Callable[[], Recorder], outsider: KazooClient
 ) -> None:
     recorder = shared()
     node = claim(recorder, "r1")
 
-    stat = raw.exists(recorder.coordinator.leader_path)
+    stat = outsider.exists(recorder.coordinator.leader_path)
     assert stat is not None
     assert node.owner == recorder.session() == stat.ephemeralOwner
     assert node.epoch == stat.czxid
@@ -228,7 +221,7 @@ def test_a_look_at_a_free_node_sets_no_watch_on_its_creation(shared: Callable[[]
 
 
 def test_a_look_that_races_a_create_returns_the_new_leaders_data(
-    shared: Callable[[], Recorder], raw: KazooClient, monkeypatch: pytest.MonkeyPatch
+    shared: Callable[[], Recorder], outsider: KazooClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Every hand-over races so: a waiting replica's getData finds no node, another replica creates
     # it, and the exists() that follows finds it. The look must still say who leads.
@@ -239,18 +232,19 @@ def test_a_look_that_races_a_create_returns_the_new_leaders_data(
 
     def exists_after_a_racing_create(path: str, watch: Callable[..., object] | None = None) -> object:
         monkeypatch.setattr(client, "exists_async", real_exists)  # once
-        raw.create(path, json.dumps({"identity": "racer", "acquired_at": "then"}).encode(), ephemeral=True)
+        racer = json.dumps({"identity": "racer", "acquired_at": "then"}).encode()
+        outsider.create(path, racer, ephemeral=True)
         return real_exists(path, watch=watch)
 
-    raw.ensure_path(coordinator.leader_path.rsplit("/", 1)[0])
+    outsider.ensure_path(coordinator.leader_path.rsplit("/", 1)[0])
     monkeypatch.setattr(client, "exists_async", exists_after_a_racing_create)
 
     node = coordinator.leader(watch=True)
 
     assert node is not None
-    assert (node.identity, node.acquired_at, node.owner) == ("racer", "then", raw.client_id[0])
+    assert (node.identity, node.acquired_at, node.owner) == ("racer", "then", outsider.client_id[0])
     watcher.called.clear()
-    raw.delete(coordinator.leader_path)
+    outsider.delete(coordinator.leader_path)
     wait_for(watcher.called.is_set, 5.0, message="the watch set by the raced look to fire")
 
 
@@ -314,11 +308,7 @@ def test_server_stop_reports_suspended_and_calls_fail_within_the_operation_timeo
 
     stopped_at = time.monotonic()
     zk_local.stop()
-    wait_for(
-        lambda: coordinator.state() is ConnectionState.SUSPENDED,
-        session_timeout,
-        message="SUSPENDED within the session timeout",
-    )
+    wait_for(recorder.suspended, session_timeout, message="SUSPENDED within the session timeout")
     suspended_after = time.monotonic() - stopped_at
     print(f"\nSUSPENDED {suspended_after * 1000:.0f} ms after the server was killed")
     assert ConnectionState.SUSPENDED in recorder.states
@@ -408,11 +398,7 @@ def test_freeze_beyond_the_session_timeout_loses_the_session_and_the_node(
         assert elapsed < coordinator.operation_timeout + SLACK, (
             f"a call to a frozen server took {elapsed:.3f}s"
         )
-        wait_for(
-            lambda: coordinator.state() is ConnectionState.SUSPENDED,
-            session_timeout + SLACK,
-            message="SUSPENDED while the server is frozen",
-        )
+        wait_for(recorder.suspended, session_timeout + SLACK, message="SUSPENDED while the server is frozen")
         # Stay frozen well past the session timeout, so that the session has expired when it thaws.
         time.sleep(max(0.0, frozen_at + 3 * session_timeout - time.monotonic()))
         assert coordinator.state() is ConnectionState.SUSPENDED, "kazoo cannot know of expiry while frozen"
@@ -462,29 +448,29 @@ def test_queue_positions_follow_join_order_and_only_the_next_is_told_when_the_he
 
 
 def test_joining_twice_in_one_session_keeps_one_candidate_node(
-    shared: Callable[[], Recorder], raw: KazooClient
+    shared: Callable[[], Recorder], outsider: KazooClient
 ) -> None:
     recorder = shared()
     coordinator = recorder.coordinator
     coordinator.prepare("r1", {})
     coordinator.enter_queue()
     coordinator.enter_queue()
-    assert len(raw.get_children(coordinator.candidates_path)) == 1
+    assert len(outsider.get_children(coordinator.candidates_path)) == 1
     # a create whose reply was lost left a node of our session behind: joining adopts it
     coordinator._candidate = None  # forget what we joined, as after a lost reply
     coordinator.enter_queue()
-    assert len(raw.get_children(coordinator.candidates_path)) == 1
+    assert len(outsider.get_children(coordinator.candidates_path)) == 1
     assert coordinator.queue_position() == 0
 
 
 def test_a_candidate_node_deleted_by_hand_is_reported(
-    shared: Callable[[], Recorder], raw: KazooClient
+    shared: Callable[[], Recorder], outsider: KazooClient
 ) -> None:
     coordinator = shared().coordinator
     coordinator.prepare("r1", {})
     coordinator.enter_queue()
-    for child in raw.get_children(coordinator.candidates_path):
-        raw.delete(f"{coordinator.candidates_path}/{child}")
+    for child in outsider.get_children(coordinator.candidates_path):
+        outsider.delete(f"{coordinator.candidates_path}/{child}")
     with pytest.raises(CoordinationError, match=r"candidate node .* is gone"):
         coordinator.queue_position()
 
