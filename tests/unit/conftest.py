@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry
 from app.config import Settings
 from app.wiring import Replica
 from tests.fakes import START, FakeClock, FakeCoordinator, FakeStorage, FakeWork, FakeZooKeeper
+
+T = TypeVar("T")
 
 BASE = Settings(
     leader_timeout=10.0,
@@ -45,6 +47,15 @@ class Harness:
 
     def run(self) -> int:
         return self.replica.machine.run()
+
+    def seen_at(self, look: Callable[[], T], *elapsed: float) -> list[T]:
+        """What ``look`` returns at each of these instants of the run, in their order: the list fills
+        as the run passes them (a look at the same instant as another action comes first if it was
+        asked for first)."""
+        seen: list[T] = []
+        for when in elapsed:
+            self.at(when, lambda: seen.append(look()))
+        return seen
 
     def metric(self, name: str, **labels: str) -> float | None:
         return self.registry.get_sample_value(name, labels)

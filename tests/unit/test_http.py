@@ -356,8 +356,7 @@ def test_status_before_start_shows_init_and_a_closed_connection(harness: Harness
 
 def test_status_of_an_attempter_names_the_other_leader(harness: Harness) -> None:
     other_leader(harness.server, "other")
-    seen: list[dict[str, Any]] = []
-    harness.at(3.0, lambda: seen.append(harness.replica.status()))
+    seen = harness.seen_at(harness.replica.status, 3.0)
     harness.stop_at(4.0)
     harness.run()
     status = seen[0]
@@ -371,8 +370,7 @@ def test_status_of_an_attempter_names_the_other_leader(harness: Harness) -> None
 def test_status_of_a_leader_shows_itself_and_when_it_began(harness: Harness) -> None:
     other_leader(harness.server, "other")
     harness.at(5.0, harness.server.delete_leader_by_hand)
-    seen: list[dict[str, Any]] = []
-    harness.at(7.5, lambda: seen.append(harness.replica.status()))
+    seen = harness.seen_at(harness.replica.status, 7.5)
     harness.stop_at(8.0)
     harness.run()
     status = seen[0]
@@ -400,8 +398,7 @@ def test_status_shows_no_leader_while_the_connection_is_suspended(harness: Harne
 
 
 def test_status_is_json_serialisable(harness: Harness) -> None:
-    seen: list[str] = []
-    harness.at(3.0, lambda: seen.append(json.dumps(harness.replica.status())))
+    seen = harness.seen_at(lambda: json.dumps(harness.replica.status()), 3.0)
     harness.stop_at(4.0)
     harness.run()
     assert json.loads(seen[0])["state"] == "Leader"
@@ -414,8 +411,7 @@ def test_not_ready_before_connecting(harness: Harness) -> None:
 
 
 def test_ready_while_connected(harness: Harness) -> None:
-    seen: list[tuple[bool, str]] = []
-    harness.at(3.0, lambda: seen.append(harness.replica.ready()))
+    seen = harness.seen_at(harness.replica.ready, 3.0)
     harness.stop_at(4.0)
     harness.run()
     assert seen[0][0] is True
@@ -471,8 +467,7 @@ def test_leading_only_once_the_terms_work_runs_and_until_it_ends(harness: Harnes
 def test_not_leading_while_another_replica_leads(harness: Harness) -> None:
     other_leader(harness.server, "other")
     keep_publishing(harness)
-    seen: list[tuple[bool, str]] = []
-    harness.at(3.0, lambda: seen.append(harness.replica.leading()))
+    seen = harness.seen_at(harness.replica.leading, 3.0)
     harness.stop_at(4.0)
     harness.run()
     assert seen == [(False, "not leading: Attempter")]
@@ -499,8 +494,7 @@ def test_live_at_start(harness: Harness) -> None:
 def test_live_while_the_machine_waits_for_a_long_time(harness: Harness) -> None:
     other_leader(harness.server, "other")
     keep_publishing(harness)
-    seen: list[tuple[bool, str]] = []
-    harness.at(10 * LIVENESS_STALL_SECONDS, lambda: seen.append(harness.replica.live()))
+    seen = harness.seen_at(harness.replica.live, 10 * LIVENESS_STALL_SECONDS)
     harness.stop_at(10 * LIVENESS_STALL_SECONDS + 1)
     harness.run()
     assert seen[0][0] is True
@@ -534,10 +528,8 @@ def test_replica_endpoints_serve_its_status_over_http(served: Served, harness: H
 def test_status_and_metrics_show_the_session_timeout_the_server_granted(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness(zk_session_timeout=10.0)
     h.coordinator.granted = 4.0
-    seen: list[dict[str, Any]] = []
-    h.at(1.0, lambda: seen.append(h.replica.status()))
+    seen = h.seen_at(h.replica.status, 1.0, 2.5)
     h.at(2.0, h.coordinator.suspend)
-    h.at(2.5, lambda: seen.append(h.replica.status()))
     h.stop_at(3.0)
     h.run()
     assert seen[0]["zookeeper"]["session_timeout_seconds"] == 4.0

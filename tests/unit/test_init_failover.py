@@ -15,6 +15,13 @@ def transitions(h: Harness, frm: str, to: str) -> float:
     return h.metric("election_state_transitions_total", **{"from": frm, "to": to}) or 0.0
 
 
+def outage(h: Harness, start: float, end: float, *, expire: bool = False) -> None:
+    """The connection is suspended at ``start`` and back at ``end``: in the same session, or after it
+    expired (``expire``)."""
+    h.at(start, h.coordinator.suspend)
+    h.at(end, h.coordinator.expire_and_reconnect if expire else h.coordinator.reconnect)
+
+
 def test_init_prepares_zookeeper_and_storage_then_attempts(harness: Harness) -> None:
     harness.stop_at(0.5)
     harness.run()
@@ -88,8 +95,7 @@ def test_failover_timeout_counts_from_the_first_failure(make_harness) -> None:  
 
 def test_failover_never_leads_directly(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness()
-    h.at(15.0, h.coordinator.suspend)
-    h.at(16.0, h.coordinator.reconnect)
+    outage(h, 15.0, 16.0)
     h.stop_at(16.5)
     h.run()
     assert transitions(h, "Leader", "Failover") == 1
@@ -100,8 +106,7 @@ def test_failover_never_leads_directly(make_harness) -> None:  # type: ignore[no
 
 def test_reconnect_within_the_session_keeps_the_node_and_epoch(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness()
-    h.at(15.0, h.coordinator.suspend)
-    h.at(16.0, h.coordinator.reconnect)
+    outage(h, 15.0, 16.0)
     h.stop_at(21.0)
     h.run()
     assert h.write_times == [0.0, 10.0, 16.0]  # paused while unsure (15-16), then resumed
@@ -111,8 +116,7 @@ def test_reconnect_within_the_session_keeps_the_node_and_epoch(make_harness) -> 
 
 def test_session_expiry_means_a_new_term_with_a_new_epoch(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness()
-    h.at(15.0, h.coordinator.suspend)
-    h.at(30.0, h.coordinator.expire_and_reconnect)
+    outage(h, 15.0, 30.0, expire=True)
     h.stop_at(31.0)
     h.run()
     assert h.write_times == [0.0, 10.0, 30.0]
@@ -124,10 +128,8 @@ def test_session_expiry_means_a_new_term_with_a_new_epoch(make_harness) -> None:
 def test_failing_streak_resets_once_attempter_is_reached(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness(failover_timeout=10.0)
     # Two separate outages of 6 s each: each alone is within the 10 s bound.
-    h.at(5.0, h.coordinator.suspend)
-    h.at(11.0, h.coordinator.reconnect)
-    h.at(20.0, h.coordinator.suspend)
-    h.at(26.0, h.coordinator.reconnect)
+    outage(h, 5.0, 11.0)
+    outage(h, 20.0, 26.0)
     h.stop_at(27.0)
     assert h.run() == 0
 

@@ -50,6 +50,13 @@ def state_values(registry: CollectorRegistry) -> dict[str, float | None]:
     return {s: value(registry, "election_state", state=s) for s in STATES}
 
 
+def walk(metrics: PrometheusMetrics, *states: str, start: float = 0.0) -> None:
+    """Enter ``states`` in turn, one a second from ``start``, each from the one before it (the first
+    from none)."""
+    for i, state in enumerate(states):
+        metrics.state_entered(state, states[i - 1] if i else None, start + i)
+
+
 # -- election_state --------------------------------------------------------------------------
 
 
@@ -66,9 +73,7 @@ def test_entering_a_state_sets_it_to_one(metrics: PrometheusMetrics, registry: C
 def test_a_transition_moves_the_one_to_the_new_state(
     metrics: PrometheusMetrics, registry: CollectorRegistry
 ) -> None:
-    metrics.state_entered("Init", None, 500.0)
-    metrics.state_entered("Attempter", "Init", 501.0)
-    metrics.state_entered("Leader", "Attempter", 502.0)
+    walk(metrics, "Init", "Attempter", "Leader", start=500.0)
     assert state_values(registry) == {**dict.fromkeys(STATES, 0.0), "Leader": 1.0}
 
 
@@ -78,11 +83,7 @@ def test_a_transition_moves_the_one_to_the_new_state(
 def test_transitions_are_counted_by_from_and_to(
     metrics: PrometheusMetrics, registry: CollectorRegistry
 ) -> None:
-    metrics.state_entered("Init", None, 0.0)
-    metrics.state_entered("Attempter", "Init", 1.0)
-    metrics.state_entered("Failover", "Attempter", 2.0)
-    metrics.state_entered("Init", "Failover", 3.0)
-    metrics.state_entered("Attempter", "Init", 4.0)
+    walk(metrics, "Init", "Attempter", "Failover", "Init", "Attempter")
     total = "election_state_transitions_total"
     assert value(registry, total, **{"from": "Init", "to": "Attempter"}) == 2.0
     assert value(registry, total, **{"from": "Attempter", "to": "Failover"}) == 1.0
@@ -247,10 +248,8 @@ def test_exposition_passes_promtool_check_metrics(
             "promtool not found: install it with `apt-get install -y --no-install-recommends prometheus` "
             "(Debian/Ubuntu) or put the promtool binary from a Prometheus release on PATH"
         )
-    metrics.state_entered("Init", None, clock.now)
     metrics.connection_state("connected")
-    metrics.state_entered("Attempter", "Init", clock.now + 1)
-    metrics.state_entered("Leader", "Attempter", clock.now + 2)
+    walk(metrics, "Init", "Attempter", "Leader", start=clock.now)
     metrics.leadership_acquired(42)
     metrics.file_written()
     metrics.files_deleted(1)
