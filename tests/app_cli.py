@@ -51,5 +51,5 @@ def one_line(result: subprocess.CompletedProcess[str], status: int, *says: str) 
     lines = result.stderr.splitlines()
     assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
     for text in says:
-        assert text in lines[0], lines[0]
+        assert text in lines[0], f"{text!r} not in {lines[0]!r}"
     return lines[0]

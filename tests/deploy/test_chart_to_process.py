@@ -30,7 +30,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -66,18 +65,13 @@ from tests.deploy.chart import (
 )
 from tests.waiting import wait_for
 from tests.zookeeper_fixture import ZooKeeperEndpoint
+from tools.ports import free_port
 
 pytestmark = pytest.mark.deploy
 
 JOB = f"{FULLNAME}-metrics"
 RATE_INTERVAL = "10s"  # what Grafana would put for $__rate_interval with a 1 s scrape interval
 VENV_BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -142,7 +136,7 @@ def _start_replicas(
         env = container_env(docs, container, pod_name=name)
         listen_host, listen_port = env["ELECTION_HTTP_ADDRESS"].rsplit(":", 1)
         assert (listen_host, int(listen_port)) == ("0.0.0.0", http_port)
-        port = _free_port()
+        port = free_port()
         env |= {
             "ELECTION_ZK_SERVERS": zk.address,
             "ELECTION_HTTP_ADDRESS": f"127.0.0.1:{port}",
@@ -177,7 +171,7 @@ def _start_prometheus(
         "scrape_configs": [{"job_name": JOB, "metrics_path": monitor["path"], "static_configs": targets}],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    port = _free_port()
+    port = free_port()
     log = (workdir / "prometheus.log").open("wb")
     argv = [
         debian_tool("prometheus"),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from kazoo.client import KazooClient
 from app import __version__
 from tests.waiting import wait_for
 from tests.zookeeper_fixture import ZooKeeperEndpoint
+from tools.ports import free_port
 
 pytestmark = [pytest.mark.deploy, pytest.mark.timeout(900)]  # a cold image build takes minutes
 
@@ -304,13 +304,6 @@ true
 # --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
@@ -353,7 +346,7 @@ def test_image_leads_writes_into_mounted_dir_and_stops_with_0(
     container_name: str,
     pytestconfig: pytest.Config,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     podman(
         "run", "--detach", "--name", container_name, "--network", "host",
@@ -455,7 +448,7 @@ def test_the_wrapper_example_runs_its_command_as_leader_and_stops_it_with_0(
     tag = f"localhost/election-wrapper-example:{uuid.uuid4().hex[:8]}"
     podman("build", "--pull=never", "-q", "--build-arg", f"ELECTION_IMAGE={image.ref}", "-t", tag,
            str(WRAPPER_DIR), timeout=300)  # fmt: skip
-    port = _free_port()
+    port = free_port()
     try:
         podman(
             "run", "--detach", "--name", container_name, "--network", "host",

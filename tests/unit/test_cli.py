@@ -353,14 +353,6 @@ def test_a_bad_no_lead_ordinals_variable_exits_2_naming_it() -> None:
 # -- election status -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A local port that refuses connections: bound (so nobody else takes it) but not listening."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
-
-
 def test_status_against_unreachable_zookeeper_exits_3_with_one_line_within_its_timeout(
     closed_port: int,
 ) -> None:

@@ -7,7 +7,6 @@ import re
 import select
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter
 from app.http import WORKERS, Endpoints, HttpServer, backlog
 from app.wiring import LIVENESS_STALL_SECONDS, raise_open_files_limit
 from tests.unit.conftest import Harness, keep_publishing, other_leader
+from tools.waiting import wait_for
 
 RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 
@@ -84,18 +84,6 @@ class Served:
 def _open_files() -> None:
     """The tests below hold hundreds of connections: as many descriptors as `election run` gets."""
     raise_open_files_limit()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, message: str) -> Any:
-    """The first truthy value of ``predicate``, polled; AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(0.01)
 
 
 def closed_by_server(sock: socket.socket) -> bool:
