@@ -184,16 +184,21 @@ def _lint_tool(name: str) -> Path:
     return Path(proc.stdout.strip().splitlines()[-1]) / name
 
 
-def test_hadolint_reports_nothing() -> None:
-    hadolint = _lint_tool("hadolint")
+def _hadolint(dockerfile: Path) -> tuple[int, str]:
+    """hadolint's exit status and everything it printed about ``dockerfile``."""
     proc = subprocess.run(
-        [str(hadolint), "--no-color", str(DOCKERFILE)],
+        [str(_lint_tool("hadolint")), "--no-color", str(dockerfile)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert (proc.returncode, proc.stdout + proc.stderr) == (0, ""), proc.stdout + proc.stderr
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_hadolint_reports_nothing() -> None:
+    code, output = _hadolint(DOCKERFILE)
+    assert (code, output) == (0, ""), output
 
 
 def test_checkov_dockerfile_has_no_failed_check_and_every_skip_is_justified() -> None:
@@ -330,6 +335,36 @@ def data_dir(tmp_path: Path) -> Path:
     return data
 
 
+def run_detached(
+    podman: Podman,
+    name: str,
+    ref: str,
+    data_dir: Path,
+    zk: ZooKeeperEndpoint,
+    path: str,
+    port: int,
+    **env: str,
+) -> None:
+    """Start image ``ref`` as container ``name`` in the background, as the chart runs it (read-only
+    root file system, no capabilities, no privilege gain) on the host's network, with ``data_dir``
+    as /data: a replica of the election at ``path`` on ``zk``, serving HTTP on ``port``, with each
+    of ``env`` as an ``ELECTION_`` variable too (``IDENTITY="x"``: ``ELECTION_IDENTITY=x``)."""
+    env = {"ZK_SERVERS": zk.address, "HTTP_ADDRESS": f"127.0.0.1:{port}", "ELECTION_PATH": path, **env}
+    podman(
+        "run", "--detach", "--name", name, "--network", "host",
+        "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--volume", f"{data_dir}:/data",
+        *(arg for key, value in env.items() for arg in ("--env", f"ELECTION_{key}={value}")),
+        ref,
+    )  # fmt: skip
+
+
+def container_logs(podman: Podman, name: str) -> str:
+    """The end of container ``name``'s output, headed for a failure message."""
+    proc = podman("logs", name, check=False)
+    return f"--- container logs ---\n{(proc.stdout + proc.stderr)[-6000:]}"
+
+
 @pytest.fixture
 def container_name(podman: Podman) -> Iterator[str]:
     name = f"election-image-test-{uuid.uuid4().hex[:8]}"
@@ -348,23 +383,11 @@ def test_image_leads_writes_into_mounted_dir_and_stops_with_0(
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    podman(
-        "run", "--detach", "--name", container_name, "--network", "host",
-        # as the chart runs it: read-only root file system, no capabilities, no privilege gain
-        "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--volume", f"{data_dir}:/data",
-        "--env", f"ELECTION_ZK_SERVERS={zk_server.address}",
-        "--env", f"ELECTION_HTTP_ADDRESS=127.0.0.1:{port}",
-        "--env", f"ELECTION_ELECTION_PATH={election_path}",
-        "--env", "ELECTION_LEADER_TIMEOUT=500ms",
-        "--env", "ELECTION_IDENTITY=image-test",
-        "--env", "ELECTION_LOG_LEVEL=debug",
-        image.ref,
-    )  # fmt: skip
+    run_detached(podman, container_name, image.ref, data_dir, zk_server, election_path, port,
+                 LEADER_TIMEOUT="500ms", IDENTITY="image-test", LOG_LEVEL="debug")  # fmt: skip
 
     def logs() -> str:
-        proc = podman("logs", container_name, check=False)
-        return f"--- container logs ---\n{(proc.stdout + proc.stderr)[-6000:]}"
+        return container_logs(podman, container_name)
 
     def status() -> dict[str, Any] | None:
         code, body = _get(f"{base}/status")
@@ -424,15 +447,8 @@ WRAPPER_DIR = ROOT / "examples" / "exec"
 
 
 def test_hadolint_reports_nothing_on_the_wrapper_example() -> None:
-    hadolint = _lint_tool("hadolint")
-    proc = subprocess.run(
-        [str(hadolint), "--no-color", str(WRAPPER_DIR / "Dockerfile")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert (proc.returncode, proc.stdout + proc.stderr) == (0, ""), proc.stdout + proc.stderr
+    code, output = _hadolint(WRAPPER_DIR / "Dockerfile")
+    assert (code, output) == (0, ""), output
 
 
 def test_the_wrapper_example_runs_its_command_as_leader_and_stops_it_with_0(
@@ -450,21 +466,11 @@ def test_the_wrapper_example_runs_its_command_as_leader_and_stops_it_with_0(
            str(WRAPPER_DIR), timeout=300)  # fmt: skip
     port = free_port()
     try:
-        podman(
-            "run", "--detach", "--name", container_name, "--network", "host",
-            "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-            "--volume", f"{data_dir}:/data",
-            "--env", f"ELECTION_ZK_SERVERS={zk_server.address}",
-            "--env", f"ELECTION_HTTP_ADDRESS=127.0.0.1:{port}",
-            "--env", f"ELECTION_ELECTION_PATH={election_path}",
-            "--env", "ELECTION_EXEC_STOP_TIMEOUT=1s",
-            "--env", "ELECTION_IDENTITY=wrapper-test",
-            tag,
-        )  # fmt: skip
+        run_detached(podman, container_name, tag, data_dir, zk_server, election_path, port,
+                     EXEC_STOP_TIMEOUT="1s", IDENTITY="wrapper-test")  # fmt: skip
 
         def logs() -> str:
-            proc = podman("logs", container_name, check=False)
-            return f"--- container logs ---\n{(proc.stdout + proc.stderr)[-6000:]}"
+            return container_logs(podman, container_name)
 
         def work() -> dict[str, Any] | None:
             code, body = _get(f"http://127.0.0.1:{port}/status")
