@@ -63,6 +63,19 @@ def _fires(at: str, alert: str, labels: dict[str, str], **template_values: str) 
     }
 
 
+def _fires_for_pod(
+    at: str, alert: str, pod: str, labels: dict[str, str] | None = None, **template_values: str
+) -> dict[str, Any]:
+    """A warning about one pod: its labels carry the pod (and ``labels``), its text names it."""
+    return _fires(
+        at,
+        alert,
+        {**(labels or {}), "pod": pod, "severity": "warning"},
+        **{"$labels.pod": pod},
+        **template_values,
+    )
+
+
 def _quiet(at: str, alert: str) -> dict[str, Any]:
     return {"eval_time": at, "alertname": alert, "exp_alerts": []}
 
@@ -168,11 +181,8 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 _series("election_state", "0x15", pod="election-0", state="Failover"),
             ],
             "alert_rule_test": [
-                _fires(
-                    "12m",
-                    "ElectionReplicaStuckInFailover",
-                    {**JOB, "pod": "election-1", "state": "Failover", "severity": "warning"},
-                    **{"$labels.pod": "election-1"},
+                _fires_for_pod(
+                    "12m", "ElectionReplicaStuckInFailover", "election-1", {**JOB, "state": "Failover"}
                 )
             ],
         },
@@ -188,12 +198,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 _series("election_write_errors_total", "0x6", pod="election-1"),
             ],
             "alert_rule_test": [
-                _fires(
-                    "5m",
-                    "ElectionWriteErrors",
-                    {"pod": "election-0", "severity": "warning"},
-                    **{"$labels.pod": "election-0", "$value | humanize": "2"},
-                )
+                _fires_for_pod("5m", "ElectionWriteErrors", "election-0", **{"$value | humanize": "2"})
             ],
         },
         {  # quiet: no error
@@ -207,14 +212,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 _series("election_fenced_writes_total", "0 0 0 1 1 1 1", pod="election-2"),
                 _series("election_fenced_writes_total", "0x6", pod="election-0"),
             ],
-            "alert_rule_test": [
-                _fires(
-                    "5m",
-                    "ElectionFencedWrites",
-                    {"pod": "election-2", "severity": "warning"},
-                    **{"$labels.pod": "election-2"},
-                )
-            ],
+            "alert_rule_test": [_fires_for_pod("5m", "ElectionFencedWrites", "election-2")],
         },
         {  # quiet: never fenced
             "input_series": [_series("election_fenced_writes_total", "0x30", pod="election-0")],
