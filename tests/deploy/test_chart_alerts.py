@@ -76,6 +76,18 @@ def _fires_for_pod(
     )
 
 
+def _critical(at: str, alert: str, **template_values: str) -> dict[str, Any]:
+    return _fires(at, alert, {"severity": "critical"}, **template_values)
+
+
+def _nothing_scraped(values: str, *tests: dict[str, Any]) -> dict[str, Any]:
+    """A case where no election replica is scraped at all (something else is: ``up`` exists)."""
+    return {
+        "input_series": [{"series": 'up{job="something-else"}', "values": values}],
+        "alert_rule_test": list(tests),
+    }
+
+
 def _quiet(at: str, alert: str) -> dict[str, Any]:
     return {"eval_time": at, "alertname": alert, "exp_alerts": []}
 
@@ -99,13 +111,11 @@ CASES: dict[str, list[dict[str, Any]]] = {
             "input_series": _leaders("0x5", "0x5", "0x5"),
             "alert_rule_test": [
                 _quiet("30s", "ElectionNoLeader"),  # pending, not yet firing
-                _fires("3m", "ElectionNoLeader", {"severity": "critical"}),
+                _critical("3m", "ElectionNoLeader"),
             ],
         },
-        {  # fires: nothing scraped at all
-            "input_series": [{"series": 'up{job="something-else"}', "values": "1x5"}],
-            "alert_rule_test": [_fires("3m", "ElectionNoLeader", {"severity": "critical"})],
-        },
+        # fires: nothing scraped at all
+        _nothing_scraped("1x5", _critical("3m", "ElectionNoLeader")),
         {  # quiet: one replica leads
             "input_series": _leaders("1x5", "0x5", "0x5"),
             "alert_rule_test": [_quiet("3m", "ElectionNoLeader")],
@@ -118,9 +128,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
     "ElectionMultipleLeaders": [
         {  # fires: two replicas report leading for minutes
             "input_series": _leaders("1x5", "1x5", "0x5"),
-            "alert_rule_test": [
-                _fires("3m", "ElectionMultipleLeaders", {"severity": "critical"}, **{"$value": "2"})
-            ],
+            "alert_rule_test": [_critical("3m", "ElectionMultipleLeaders", **{"$value": "2"})],
         },
         {  # quiet: the old leader's last scrape overlaps the new one's first (one sample)
             "input_series": _leaders("1 1 1 0 0 0", "0 0 1 1 1 1", "0x5"),
@@ -228,7 +236,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
             "input_series": _running("1x5", "1x5", "0x5"),
             "alert_rule_test": [
                 _quiet("30s", "ElectionWorkOnSeveralReplicas"),
-                _fires("3m", "ElectionWorkOnSeveralReplicas", {"severity": "critical"}, **{"$value": "2"}),
+                _critical("3m", "ElectionWorkOnSeveralReplicas", **{"$value": "2"}),
             ],
         },
         {  # quiet: hand-overs, the old replica's last scrape overlapping the new one's first (one sample)
@@ -248,13 +256,11 @@ CASES: dict[str, list[dict[str, Any]]] = {
             "input_series": _running("0x10", "0x10", "0x10"),
             "alert_rule_test": [
                 _quiet("4m", "ElectionWorkNotRunning"),  # pending, not yet firing
-                _fires("6m", "ElectionWorkNotRunning", {"severity": "critical"}),
+                _critical("6m", "ElectionWorkNotRunning"),
             ],
         },
-        {  # fires: nothing scraped at all
-            "input_series": [{"series": 'up{job="something-else"}', "values": "1x10"}],
-            "alert_rule_test": [_fires("6m", "ElectionWorkNotRunning", {"severity": "critical"})],
-        },
+        # fires: nothing scraped at all
+        _nothing_scraped("1x10", _critical("6m", "ElectionWorkNotRunning")),
         {  # quiet: the command runs on one replica, then moves with a hand-over (a two-minute gap)
             "input_series": _running("1 1 1 0 0 0 0 0 0 0 0", "0 0 0 0 0 1 1 1 1 1 1", "0x10"),
             "alert_rule_test": [
@@ -271,7 +277,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 _series("election_build_info", "1x12", pod="election-0", version="0", python="3"),
                 _series("election_build_info", "1x12", pod="election-1", version="0", python="3"),
             ],
-            "alert_rule_test": [_fires("10m", "ElectionNoWorkPublished", {"severity": "critical"})],
+            "alert_rule_test": [_critical("10m", "ElectionNoWorkPublished")],
         },
         {  # quiet: the leader publishes a file every minute
             "input_series": [
@@ -280,10 +286,8 @@ CASES: dict[str, list[dict[str, Any]]] = {
             ],
             "alert_rule_test": [_quiet("10m", "ElectionNoWorkPublished")],
         },
-        {  # quiet: nothing scraped at all (ElectionNoLeader covers that)
-            "input_series": [{"series": 'up{job="something-else"}', "values": "1x12"}],
-            "alert_rule_test": [_quiet("10m", "ElectionNoWorkPublished")],
-        },
+        # quiet: nothing scraped at all (ElectionNoLeader covers that)
+        _nothing_scraped("1x12", _quiet("10m", "ElectionNoWorkPublished")),
         {  # quiet: a deployment seconds old (one sample, no increase yet), then a working one
             "input_series": [_series("election_files_written_total", "_ 0 60 120 180", pod="election-0")],
             "alert_rule_test": [

@@ -335,41 +335,59 @@ def data_dir(tmp_path: Path) -> Path:
     return data
 
 
-def run_detached(
-    podman: Podman,
-    name: str,
-    ref: str,
-    data_dir: Path,
-    zk: ZooKeeperEndpoint,
-    path: str,
-    port: int,
-    **env: str,
-) -> None:
-    """Start image ``ref`` as container ``name`` in the background, as the chart runs it (read-only
-    root file system, no capabilities, no privilege gain) on the host's network, with ``data_dir``
-    as /data: a replica of the election at ``path`` on ``zk``, serving HTTP on ``port``, with each
-    of ``env`` as an ``ELECTION_`` variable too (``IDENTITY="x"``: ``ELECTION_IDENTITY=x``)."""
-    env = {"ZK_SERVERS": zk.address, "HTTP_ADDRESS": f"127.0.0.1:{port}", "ELECTION_PATH": path, **env}
-    podman(
-        "run", "--detach", "--name", name, "--network", "host",
-        "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--volume", f"{data_dir}:/data",
-        *(arg for key, value in env.items() for arg in ("--env", f"ELECTION_{key}={value}")),
-        ref,
-    )  # fmt: skip
+@dataclass(frozen=True)
+class Container:
+    """The one container of a test: a replica of the test's election on the session's ZooKeeper,
+    with ``data_dir`` as /data; removed when the test is over."""
 
+    podman: Podman
+    name: str
+    data_dir: Path
+    zk: ZooKeeperEndpoint
+    election_path: str
 
-def container_logs(podman: Podman, name: str) -> str:
-    """The end of container ``name``'s output, headed for a failure message."""
-    proc = podman("logs", name, check=False)
-    return f"--- container logs ---\n{(proc.stdout + proc.stderr)[-6000:]}"
+    def run(self, ref: str, port: int, **env: str) -> None:
+        """Start image ``ref`` in the background as the chart runs it (read-only root file system,
+        no capabilities, no privilege gain) on the host's network, serving HTTP on ``port``, with
+        each of ``env`` as an ``ELECTION_`` variable (``IDENTITY="x"``: ``ELECTION_IDENTITY=x``)."""
+        env = {
+            "ZK_SERVERS": self.zk.address,
+            "HTTP_ADDRESS": f"127.0.0.1:{port}",
+            "ELECTION_PATH": self.election_path,
+            **env,
+        }
+        self.podman(
+            "run", "--detach", "--name", self.name, "--network", "host",
+            "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "--volume", f"{self.data_dir}:/data",
+            *(arg for key, value in env.items() for arg in ("--env", f"ELECTION_{key}={value}")),
+            ref,
+        )  # fmt: skip
+
+    def logs(self) -> str:
+        """The end of the container's output, headed for a failure message."""
+        proc = self.podman("logs", self.name, check=False)
+        return f"--- container logs ---\n{(proc.stdout + proc.stderr)[-6000:]}"
+
+    def stop(self) -> tuple[dict[str, Any], float]:
+        """``podman stop`` with the pod's grace period: the container's state after it, and the
+        seconds that ``podman stop`` took."""
+        started = time.monotonic()
+        self.podman("stop", "--time", str(GRACE_PERIOD_S), self.name, timeout=GRACE_PERIOD_S + 30)
+        took = time.monotonic() - started
+        state = self.podman("inspect", self.name, "--format", "{{json .State}}").stdout
+        return json.loads(state), took
 
 
 @pytest.fixture
-def container_name(podman: Podman) -> Iterator[str]:
-    name = f"election-image-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    podman("rm", "--force", "--time", "0", name, check=False)
+def container(
+    podman: Podman, data_dir: Path, zk_server: ZooKeeperEndpoint, election_path: str
+) -> Iterator[Container]:
+    made = Container(
+        podman, f"election-image-test-{uuid.uuid4().hex[:8]}", data_dir, zk_server, election_path
+    )
+    yield made
+    podman("rm", "--force", "--time", "0", made.name, check=False)
 
 
 def test_image_leads_writes_into_mounted_dir_and_stops_with_0(
@@ -378,16 +396,13 @@ def test_image_leads_writes_into_mounted_dir_and_stops_with_0(
     zk_server: ZooKeeperEndpoint,
     election_path: str,
     data_dir: Path,
-    container_name: str,
+    container: Container,
     pytestconfig: pytest.Config,
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    run_detached(podman, container_name, image.ref, data_dir, zk_server, election_path, port,
-                 LEADER_TIMEOUT="500ms", IDENTITY="image-test", LOG_LEVEL="debug")  # fmt: skip
-
-    def logs() -> str:
-        return container_logs(podman, container_name)
+    container.run(image.ref, port, LEADER_TIMEOUT="500ms", IDENTITY="image-test", LOG_LEVEL="debug")
+    logs = container.logs
 
     def status() -> dict[str, Any] | None:
         code, body = _get(f"{base}/status")
@@ -411,17 +426,14 @@ def test_image_leads_writes_into_mounted_dir_and_stops_with_0(
     assert _get(f"{base}/readyz")[0] == 200
     assert "election_is_leader 1.0" in _get(f"{base}/metrics")[1]
 
-    started = time.monotonic()
-    podman("stop", "--time", str(GRACE_PERIOD_S), container_name, timeout=GRACE_PERIOD_S + 30)
-    stop_seconds = time.monotonic() - started
-    state = json.loads(podman("inspect", container_name, "--format", "{{json .State}}").stdout)
+    state, stop_seconds = container.stop()
     show(
         pytestconfig,
         f"podman stop -t {GRACE_PERIOD_S}: exited {state['ExitCode']} after {stop_seconds:.2f} s",
     )
     assert state["ExitCode"] == 0, logs()
     assert stop_seconds < GRACE_PERIOD_S, logs()
-    output = podman("logs", container_name)
+    output = podman("logs", container.name)
     transitions = [
         json.loads(line)
         for line in (output.stdout + output.stderr).splitlines()
@@ -452,12 +464,7 @@ def test_hadolint_reports_nothing_on_the_wrapper_example() -> None:
 
 
 def test_the_wrapper_example_runs_its_command_as_leader_and_stops_it_with_0(
-    podman: Podman,
-    image: BuiltImage,
-    zk_server: ZooKeeperEndpoint,
-    election_path: str,
-    data_dir: Path,
-    container_name: str,
+    podman: Podman, image: BuiltImage, data_dir: Path, container: Container
 ) -> None:
     """The documented pattern, built and run: the user's image copies election's virtualenv, its
     ENTRYPOINT is `election run --` and its CMD the command (examples/exec/fenced-writer.sh)."""
@@ -466,11 +473,8 @@ def test_the_wrapper_example_runs_its_command_as_leader_and_stops_it_with_0(
            str(WRAPPER_DIR), timeout=300)  # fmt: skip
     port = free_port()
     try:
-        run_detached(podman, container_name, tag, data_dir, zk_server, election_path, port,
-                     EXEC_STOP_TIMEOUT="1s", IDENTITY="wrapper-test")  # fmt: skip
-
-        def logs() -> str:
-            return container_logs(podman, container_name)
+        container.run(tag, port, EXEC_STOP_TIMEOUT="1s", IDENTITY="wrapper-test")
+        logs = container.logs
 
         def work() -> dict[str, Any] | None:
             code, body = _get(f"http://127.0.0.1:{port}/status")
@@ -491,10 +495,9 @@ def test_the_wrapper_example_runs_its_command_as_leader_and_stops_it_with_0(
         assert all(line.startswith(f"epoch {epoch} write ") for line in journal.read_text().splitlines())
         assert not list(data_dir.glob("leader-*.json")), "with a command the leader writes no files"
 
-        podman("stop", "--time", str(GRACE_PERIOD_S), container_name, timeout=GRACE_PERIOD_S + 30)
-        state = json.loads(podman("inspect", container_name, "--format", "{{json .State}}").stdout)
+        state, _took = container.stop()
         assert state["ExitCode"] == 0, logs()
         assert f"fenced-writer: epoch {epoch} stopped" in logs()
     finally:
-        podman("rm", "--force", "--time", "0", container_name, check=False)
+        podman("rm", "--force", "--time", "0", container.name, check=False)  # before its image goes
         podman("rmi", "-f", tag, check=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import shutil
 import subprocess
+from collections.abc import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -103,30 +104,37 @@ def test_the_first_state_is_not_counted_as_a_transition(
 # -- time in state ---------------------------------------------------------------------------
 
 
+@pytest.fixture
+def duration_after(registry: CollectorRegistry, clock: Monotonic) -> Callable[[float], float | None]:
+    """Moves the clock on by so many seconds, then reads ``election_state_duration_seconds``."""
+
+    def later(seconds: float) -> float | None:
+        clock.now += seconds
+        return value(registry, "election_state_duration_seconds")
+
+    return later
+
+
 @pytest.mark.usefixtures("metrics")
-def test_duration_is_zero_before_any_state(registry: CollectorRegistry, clock: Monotonic) -> None:
-    clock.now += 100.0
-    assert value(registry, "election_state_duration_seconds") == 0.0
+def test_duration_is_zero_before_any_state(duration_after: Callable[[float], float | None]) -> None:
+    assert duration_after(100.0) == 0.0
 
 
 def test_duration_follows_the_injected_clock(
-    metrics: PrometheusMetrics, registry: CollectorRegistry, clock: Monotonic
+    metrics: PrometheusMetrics, clock: Monotonic, duration_after: Callable[[float], float | None]
 ) -> None:
     metrics.state_entered("Attempter", "Init", clock.now)
-    clock.now += 12.5
-    assert value(registry, "election_state_duration_seconds") == 12.5
-    clock.now += 7.5
-    assert value(registry, "election_state_duration_seconds") == 20.0
+    assert duration_after(12.5) == 12.5
+    assert duration_after(7.5) == 20.0
 
 
 def test_duration_restarts_on_a_transition(
-    metrics: PrometheusMetrics, registry: CollectorRegistry, clock: Monotonic
+    metrics: PrometheusMetrics, clock: Monotonic, duration_after: Callable[[float], float | None]
 ) -> None:
     metrics.state_entered("Attempter", "Init", clock.now)
     clock.now += 30.0
     metrics.state_entered("Leader", "Attempter", clock.now)
-    clock.now += 2.0
-    assert value(registry, "election_state_duration_seconds") == 2.0
+    assert duration_after(2.0) == 2.0
 
 
 # -- leadership ------------------------------------------------------------------------------
