@@ -6,7 +6,7 @@ The server and the per-test election path come from ``tests/zookeeper_fixture.py
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from kazoo.client import KazooClient
@@ -15,6 +15,8 @@ from app.adapters.kazoo_coordinator import KazooCoordinator
 from app.ports.coordination import ConnectionState
 from tests.waiting import wait_for
 from tests.zookeeper_fixture import ZooKeeperEndpoint
+
+NewReplica = Callable[..., KazooCoordinator]
 
 SESSION = 4.0  # the coordinators' session timeout: short, so that a test's leftovers go quickly
 
@@ -64,3 +66,12 @@ def replica(
     coordinator = connected(made, address, path, auth=auth, what=f"{name} to connect")
     coordinator.prepare(name, {"identity": name, **info})
     return coordinator
+
+
+@pytest.fixture
+def new_replica(
+    zk_server: ZooKeeperEndpoint, election_path: str, coordinators: list[KazooCoordinator]
+) -> NewReplica:
+    """Makes members of this test's election on the shared server: ``new_replica(name, auth=...,
+    **info)`` is :func:`replica` there."""
+    return lambda name, **options: replica(coordinators, zk_server.address, election_path, name, **options)

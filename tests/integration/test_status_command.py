@@ -9,9 +9,8 @@ import threading
 
 import pytest
 
-from app.adapters.kazoo_coordinator import KazooCoordinator
 from tests.app_cli import app_command, run_app
-from tests.integration.conftest import replica
+from tests.integration.conftest import NewReplica
 from tests.waiting import wait_for
 from tests.zookeeper_fixture import ZooKeeperEndpoint
 
@@ -23,10 +22,10 @@ def status(address: str, path: str, *extra: str) -> subprocess.CompletedProcess[
 
 
 def test_status_exits_1_when_nobody_leads_and_0_with_the_leader_named(
-    zk_server: ZooKeeperEndpoint, election_path: str, coordinators: list[KazooCoordinator]
+    zk_server: ZooKeeperEndpoint, election_path: str, new_replica: NewReplica
 ) -> None:
-    a = replica(coordinators, zk_server.address, election_path, "alpha")
-    replica(coordinators, zk_server.address, election_path, "beta")
+    a = new_replica("alpha")
+    new_replica("beta")
     nobody = status(zk_server.address, election_path, "--json")
     assert nobody.returncode == 1
     view = json.loads(nobody.stdout)
@@ -42,10 +41,10 @@ def test_status_exits_1_when_nobody_leads_and_0_with_the_leader_named(
 
 
 def test_watch_prints_a_new_view_when_the_leader_changes(
-    zk_server: ZooKeeperEndpoint, election_path: str, coordinators: list[KazooCoordinator]
+    zk_server: ZooKeeperEndpoint, election_path: str, new_replica: NewReplica
 ) -> None:
-    a = replica(coordinators, zk_server.address, election_path, "alpha")
-    b = replica(coordinators, zk_server.address, election_path, "beta")
+    a = new_replica("alpha")
+    b = new_replica("beta")
     assert a.create_leader({"identity": "alpha"}) is not None
     proc = subprocess.Popen(
         app_command("status", "--zk-servers", zk_server.address, "--election-path", election_path,

@@ -17,7 +17,7 @@ from kazoo.client import KazooClient
 
 from app.adapters.kazoo_coordinator import KazooCoordinator
 from tests.app_cli import one_line, run_app
-from tests.integration.conftest import replica
+from tests.integration.conftest import NewReplica
 from tests.waiting import wait_for
 from tests.zookeeper_fixture import ZooKeeperEndpoint
 
@@ -44,11 +44,11 @@ def request_data(outsider: KazooClient, path: str) -> dict[str, object]:
 
 
 @pytest.fixture
-def three(zk_server: ZooKeeperEndpoint, election_path: str, coordinators: list[KazooCoordinator]) -> int:
+def three(zk_server: ZooKeeperEndpoint, election_path: str, new_replica: NewReplica) -> int:
     """r1 leads, r2 may lead, r3 runs with --no-lead; returns r1's epoch."""
-    r1 = replica(coordinators, zk_server.address, election_path, "r1", no_lead=False)
-    replica(coordinators, zk_server.address, election_path, "r2", no_lead=False)
-    replica(coordinators, zk_server.address, election_path, "r3", no_lead=True)
+    r1 = new_replica("r1", no_lead=False)
+    new_replica("r2", no_lead=False)
+    new_replica("r3", no_lead=True)
     return lead(r1, "r1")
 
 
@@ -77,9 +77,9 @@ def test_a_target_that_cannot_take_over_exits_2_with_one_line_and_writes_nothing
 
 
 def test_nobody_leading_exits_1(
-    zk_server: ZooKeeperEndpoint, election_path: str, coordinators: list[KazooCoordinator]
+    zk_server: ZooKeeperEndpoint, election_path: str, new_replica: NewReplica
 ) -> None:
-    replica(coordinators, zk_server.address, election_path, "r1")
+    new_replica("r1")
     result = election(zk_server.address, election_path, "switchover", "--json")
     one_line(result, 1, "nobody leads")
     assert json.loads(result.stdout)["outcome"] == "no-leader"
@@ -150,13 +150,10 @@ def hand_over_on_request(
 
 
 def test_the_target_taking_over_exits_0_with_both_terms_and_the_time(
-    zk_server: ZooKeeperEndpoint,
-    election_path: str,
-    coordinators: list[KazooCoordinator],
-    outsider: KazooClient,
+    zk_server: ZooKeeperEndpoint, election_path: str, new_replica: NewReplica, outsider: KazooClient
 ) -> None:
-    r1 = replica(coordinators, zk_server.address, election_path, "r1")
-    r2 = replica(coordinators, zk_server.address, election_path, "r2")
+    r1 = new_replica("r1")
+    r2 = new_replica("r2")
     epoch = lead(r1, "r1")
     done = hand_over_on_request(outsider, election_path, r1, r2, "r2")
     result = election(zk_server.address, election_path, "switchover", "--to=r2", "--json")
@@ -172,13 +169,10 @@ def test_the_target_taking_over_exits_0_with_both_terms_and_the_time(
 
 
 def test_a_protected_path_without_zk_auth_exits_2_with_one_line_and_with_it_writes_the_request(
-    zk_server: ZooKeeperEndpoint,
-    election_path: str,
-    coordinators: list[KazooCoordinator],
-    outsider: KazooClient,
+    zk_server: ZooKeeperEndpoint, election_path: str, new_replica: NewReplica, outsider: KazooClient
 ) -> None:
-    r1 = replica(coordinators, zk_server.address, election_path, "r1", auth=AUTH)
-    replica(coordinators, zk_server.address, election_path, "r2", auth=AUTH)
+    r1 = new_replica("r1", auth=AUTH)
+    new_replica("r2", auth=AUTH)
     lead(r1, "r1")
     denied = election(zk_server.address, election_path, "switchover", "--to=r2")
     one_line(denied, 2, "the election path is protected", "--zk-auth (ELECTION_ZK_AUTH)")
@@ -191,12 +185,9 @@ def test_a_protected_path_without_zk_auth_exits_2_with_one_line_and_with_it_writ
 
 
 def test_status_history_shows_the_terms_newest_first_and_json_carries_them(
-    zk_server: ZooKeeperEndpoint,
-    election_path: str,
-    coordinators: list[KazooCoordinator],
-    outsider: KazooClient,
+    zk_server: ZooKeeperEndpoint, election_path: str, new_replica: NewReplica, outsider: KazooClient
 ) -> None:
-    r1 = replica(coordinators, zk_server.address, election_path, "r1")
+    r1 = new_replica("r1")
     epoch = lead(r1, "r1")
     terms = [
         {"epoch": 7, "identity": "r2", "began": "2026-01-01T10:00:00.000000Z",

@@ -46,7 +46,11 @@ class Harness:
     def at(self, elapsed: float, action: Callable[[], Any]) -> None:
         self.clock.call_at(START + elapsed, action)
 
-    def run(self) -> int:
+    def run(self, until: float | None = None) -> int:
+        """Run the replica's state machine to its end (asked to stop at elapsed ``until`` if given):
+        its exit status."""
+        if until is not None:
+            self.stop_at(until)
         return self.replica.machine.run()
 
     def seen_at(self, look: Callable[[], T], *elapsed: float) -> list[T]:

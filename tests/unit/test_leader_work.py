@@ -57,8 +57,7 @@ def test_the_command_starts_once_under_the_create_and_is_renewed_every_sixth_of_
     make_harness,  # type: ignore[no-untyped-def]
 ) -> None:
     h, events = _commanded(make_harness)
-    h.stop_at(3.5)
-    assert h.run() == 0
+    assert h.run(until=3.5) == 0
     assert [e[:2] for e in _kinds(events, "start")] == [("start", 0.0)]
     renewals = _kinds(events, "renew")
     assert [t for _w, t, _d in renewals] == [1.0, 2.0, 3.0]
@@ -75,8 +74,7 @@ def test_the_command_starts_once_under_the_create_and_is_renewed_every_sixth_of_
 def test_a_suspended_connection_stops_the_command_at_once(make_harness) -> None:  # type: ignore[no-untyped-def]
     h, events = _commanded(make_harness)
     h.at(2.5, h.coordinator.suspend)
-    h.stop_at(3.0)
-    h.run()
+    h.run(until=3.0)
     stops = _kinds(events, "stop")
     assert stops[0][1] == 2.5
     assert "suspended" in stops[0][2]
@@ -85,8 +83,7 @@ def test_a_suspended_connection_stops_the_command_at_once(make_harness) -> None:
 def test_the_node_deleted_by_hand_stops_the_command_at_once(make_harness) -> None:  # type: ignore[no-untyped-def]
     h, events = _commanded(make_harness)
     h.at(2.25, h.server.delete_leader_by_hand)
-    h.stop_at(2.3)
-    h.run()
+    h.run(until=2.3)
     assert _kinds(events, "stop")[0][:2] == ("stop", 2.25)
 
 
@@ -94,8 +91,7 @@ def test_a_command_that_exits_at_once_waits_a_doubling_backoff_before_it_leads_a
     make_harness,  # type: ignore[no-untyped-def]
 ) -> None:
     h, events = _commanded(make_harness, exit_after=0.5)
-    h.stop_at(40.0)
-    assert h.run() == 0  # a crashing command is not the replica's failure: no exit 1
+    assert h.run(until=40.0) == 0  # a crashing command is not the replica's failure: no exit 1
     starts = [t for _w, t, _d in _kinds(events, "start")]
     # exits at start + 0.5, then sits out 1, 2, 4, 8, 16 s outside the queue
     assert starts == [0.0, 1.5, 4.0, 8.5, 17.0, 33.5]
@@ -107,16 +103,14 @@ def test_a_command_that_exits_at_once_waits_a_doubling_backoff_before_it_leads_a
 def test_a_command_that_finished_with_status_0_is_handled_the_same(make_harness) -> None:  # type: ignore[no-untyped-def]
     h, events = _commanded(make_harness, exit_after=0.5, exit_code="0")
     reasons = h.seen_at(lambda: h.replica.ctx.entered_because, 0.75)
-    h.stop_at(5.0)
-    h.run()
+    h.run(until=5.0)
     assert [t for _w, t, _d in _kinds(events, "start")] == [0.0, 1.5, 4.0]
     assert reasons[0].startswith("the work finished after 0.5s; resigned leadership")
 
 
 def test_a_long_run_resets_the_backoff(make_harness) -> None:  # type: ignore[no-untyped-def]
     h, events = _commanded(make_harness, exit_after=61.0)
-    h.stop_at(200.0)
-    h.run()
+    h.run(until=200.0)
     assert [t for _w, t, _d in _kinds(events, "start")] == [0.0, 62.0, 124.0, 186.0]
 
 
@@ -131,8 +125,7 @@ def test_a_standby_behind_a_command_leader_never_gives_up_for_lack_of_files(
     h = make_harness(command=True, failover_timeout=30.0)
     other_leader(h.server)
     ready = h.seen_at(lambda: h.replica.ready()[0], 299.0)
-    h.stop_at(300.0)
-    assert h.run() == 0
+    assert h.run(until=300.0) == 0
     assert ready == [True]
     assert h.replica.machine.state is StateName.STOPPING
 
@@ -140,8 +133,7 @@ def test_a_standby_behind_a_command_leader_never_gives_up_for_lack_of_files(
 def test_status_shows_the_work(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness(command=True)
     seen = h.seen_at(lambda: h.replica.status()["work"], 1.5)
-    h.stop_at(2.0)
-    h.run()
+    h.run(until=2.0)
     assert seen == [{"kind": "exec", "running": True}]
 
 
@@ -157,6 +149,5 @@ def test_the_file_writer_reports_its_work_running_from_the_first_file_to_the_ter
     h = make_harness()
     seen = h.seen_at(lambda: h.metric("election_work_running"), 5.0, 5.5)
     h.at(5.0, h.coordinator.suspend)
-    h.stop_at(6.0)
-    h.run()
+    h.run(until=6.0)
     assert seen == [1.0, 0.0]

@@ -130,8 +130,7 @@ def test_tenure_counts_the_current_term_on_the_leader_only(make_harness) -> None
     h = make_harness()
     seen = h.seen_at(lambda: h.metric("election_leader_tenure_seconds"), 12.5, 12.6)
     h.at(12.5, h.coordinator.suspend)
-    h.stop_at(13.0)
-    h.run()
+    h.run(until=13.0)
     assert seen == [12.5, 0.0]
 
 
