@@ -80,6 +80,10 @@ def _critical(at: str, alert: str, **template_values: str) -> dict[str, Any]:
     return _fires(at, alert, {"severity": "critical"}, **template_values)
 
 
+def _warning(at: str, alert: str, **template_values: str) -> dict[str, Any]:
+    return _fires(at, alert, {"severity": "warning"}, **template_values)
+
+
 def _nothing_scraped(values: str, *tests: dict[str, Any]) -> dict[str, Any]:
     """A case where no election replica is scraped at all (something else is: ``up`` exists)."""
     return {
@@ -145,11 +149,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 _changes("0 0 1 1 1 1+0x10", pod="election-1", reason="expired"),
                 _changes("0 0 0 0 1 1+0x10", pod="election-1", reason="fenced"),
             ],
-            "alert_rule_test": [
-                _fires(
-                    "15m", "ElectionLeadershipFlapping", {"severity": "warning"}, **{"$value | humanize": "5"}
-                )
-            ],
+            "alert_rule_test": [_warning("15m", "ElectionLeadershipFlapping", **{"$value | humanize": "5"})],
         },
         {  # fires: the unplanned ones are counted beside planned ones, which are left out of the count
             "input_series": [
@@ -157,11 +157,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 _changes("0 1 2 2 3 4+0x10", pod="election-1", reason="resigned"),
                 _changes("0 0 1 1 1 1+0x10", pod="election-2", reason="work_exited"),
             ],
-            "alert_rule_test": [
-                _fires(
-                    "15m", "ElectionLeadershipFlapping", {"severity": "warning"}, **{"$value | humanize": "5"}
-                )
-            ],
+            "alert_rule_test": [_warning("15m", "ElectionLeadershipFlapping", **{"$value | humanize": "5"})],
         },
         {  # quiet: a rollout and a series of switchovers hand over thirteen times, all of them planned
             "input_series": [

@@ -10,6 +10,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,19 +105,17 @@ def connect(port: int) -> socket.socket:
 @pytest.fixture
 def fresh() -> Iterator[Callable[..., HttpServer]]:
     """Started HttpServers with the given keyword arguments, stopped at the end of the test."""
-    made: list[HttpServer] = []
+    with ExitStack() as started:
 
-    def make(**kwargs: Any) -> HttpServer:
-        http = HttpServer(
-            "127.0.0.1", 0, Endpoints(CollectorRegistry(), dict, Probe(), Probe(), Probe()), **kwargs
-        )
-        made.append(http)
-        http.start()
-        return http
+        def make(**kwargs: Any) -> HttpServer:
+            http = HttpServer(
+                "127.0.0.1", 0, Endpoints(CollectorRegistry(), dict, Probe(), Probe(), Probe()), **kwargs
+            )
+            http.start()
+            started.callback(http.stop)
+            return http
 
-    yield make
-    for http in made:
-        http.stop()
+        yield make
 
 
 @pytest.fixture(scope="module")
