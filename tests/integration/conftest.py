@@ -13,8 +13,8 @@ from kazoo.client import KazooClient
 
 from app.adapters.kazoo_coordinator import KazooCoordinator
 from app.ports.coordination import ConnectionState
-from tests.waiting import wait_for
 from tests.zookeeper_fixture import ZooKeeperEndpoint
+from tools.waiting import wait_for
 
 NewReplica = Callable[..., KazooCoordinator]
 
@@ -49,7 +49,7 @@ def connected(
     coordinator = KazooCoordinator(address, path, session_timeout=SESSION, auth=auth)
     made.append(coordinator)
     coordinator.start()
-    wait_for(lambda: coordinator.state() is ConnectionState.CONNECTED, 10, message=what)
+    wait_for(lambda: coordinator.state() is ConnectionState.CONNECTED, 10, what)
     return coordinator
 
 

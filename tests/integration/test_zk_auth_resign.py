@@ -13,8 +13,6 @@ from tests.zookeeper_fixture import ZooKeeperEndpoint
 
 pytestmark = pytest.mark.integration
 
-SESSION = 4.0
-
 
 def test_with_credentials_only_their_holders_may_delete_the_leader_node_but_anyone_may_read(
     zk_server: ZooKeeperEndpoint,
