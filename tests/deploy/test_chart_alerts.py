@@ -63,6 +63,35 @@ def _fires(at: str, alert: str, labels: dict[str, str], **template_values: str) 
     }
 
 
+def _fires_for_pod(
+    at: str, alert: str, pod: str, labels: dict[str, str] | None = None, **template_values: str
+) -> dict[str, Any]:
+    """A warning about one pod: its labels carry the pod (and ``labels``), its text names it."""
+    return _fires(
+        at,
+        alert,
+        {**(labels or {}), "pod": pod, "severity": "warning"},
+        **{"$labels.pod": pod},
+        **template_values,
+    )
+
+
+def _critical(at: str, alert: str, **template_values: str) -> dict[str, Any]:
+    return _fires(at, alert, {"severity": "critical"}, **template_values)
+
+
+def _warning(at: str, alert: str, **template_values: str) -> dict[str, Any]:
+    return _fires(at, alert, {"severity": "warning"}, **template_values)
+
+
+def _nothing_scraped(values: str, *tests: dict[str, Any]) -> dict[str, Any]:
+    """A case where no election replica is scraped at all (something else is: ``up`` exists)."""
+    return {
+        "input_series": [{"series": 'up{job="something-else"}', "values": values}],
+        "alert_rule_test": list(tests),
+    }
+
+
 def _quiet(at: str, alert: str) -> dict[str, Any]:
     return {"eval_time": at, "alertname": alert, "exp_alerts": []}
 
@@ -86,13 +115,11 @@ CASES: dict[str, list[dict[str, Any]]] = {
             "input_series": _leaders("0x5", "0x5", "0x5"),
             "alert_rule_test": [
                 _quiet("30s", "ElectionNoLeader"),  # pending, not yet firing
-                _fires("3m", "ElectionNoLeader", {"severity": "critical"}),
+                _critical("3m", "ElectionNoLeader"),
             ],
         },
-        {  # fires: nothing scraped at all
-            "input_series": [{"series": 'up{job="something-else"}', "values": "1x5"}],
-            "alert_rule_test": [_fires("3m", "ElectionNoLeader", {"severity": "critical"})],
-        },
+        # fires: nothing scraped at all
+        _nothing_scraped("1x5", _critical("3m", "ElectionNoLeader")),
         {  # quiet: one replica leads
             "input_series": _leaders("1x5", "0x5", "0x5"),
             "alert_rule_test": [_quiet("3m", "ElectionNoLeader")],
@@ -105,9 +132,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
     "ElectionMultipleLeaders": [
         {  # fires: two replicas report leading for minutes
             "input_series": _leaders("1x5", "1x5", "0x5"),
-            "alert_rule_test": [
-                _fires("3m", "ElectionMultipleLeaders", {"severity": "critical"}, **{"$value": "2"})
-            ],
+            "alert_rule_test": [_critical("3m", "ElectionMultipleLeaders", **{"$value": "2"})],
         },
         {  # quiet: the old leader's last scrape overlaps the new one's first (one sample)
             "input_series": _leaders("1 1 1 0 0 0", "0 0 1 1 1 1", "0x5"),
@@ -124,11 +149,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 _changes("0 0 1 1 1 1+0x10", pod="election-1", reason="expired"),
                 _changes("0 0 0 0 1 1+0x10", pod="election-1", reason="fenced"),
             ],
-            "alert_rule_test": [
-                _fires(
-                    "15m", "ElectionLeadershipFlapping", {"severity": "warning"}, **{"$value | humanize": "5"}
-                )
-            ],
+            "alert_rule_test": [_warning("15m", "ElectionLeadershipFlapping", **{"$value | humanize": "5"})],
         },
         {  # fires: the unplanned ones are counted beside planned ones, which are left out of the count
             "input_series": [
@@ -136,11 +157,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 _changes("0 1 2 2 3 4+0x10", pod="election-1", reason="resigned"),
                 _changes("0 0 1 1 1 1+0x10", pod="election-2", reason="work_exited"),
             ],
-            "alert_rule_test": [
-                _fires(
-                    "15m", "ElectionLeadershipFlapping", {"severity": "warning"}, **{"$value | humanize": "5"}
-                )
-            ],
+            "alert_rule_test": [_warning("15m", "ElectionLeadershipFlapping", **{"$value | humanize": "5"})],
         },
         {  # quiet: a rollout and a series of switchovers hand over thirteen times, all of them planned
             "input_series": [
@@ -168,11 +185,8 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 _series("election_state", "0x15", pod="election-0", state="Failover"),
             ],
             "alert_rule_test": [
-                _fires(
-                    "12m",
-                    "ElectionReplicaStuckInFailover",
-                    {**JOB, "pod": "election-1", "state": "Failover", "severity": "warning"},
-                    **{"$labels.pod": "election-1"},
+                _fires_for_pod(
+                    "12m", "ElectionReplicaStuckInFailover", "election-1", {**JOB, "state": "Failover"}
                 )
             ],
         },
@@ -188,12 +202,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 _series("election_write_errors_total", "0x6", pod="election-1"),
             ],
             "alert_rule_test": [
-                _fires(
-                    "5m",
-                    "ElectionWriteErrors",
-                    {"pod": "election-0", "severity": "warning"},
-                    **{"$labels.pod": "election-0", "$value | humanize": "2"},
-                )
+                _fires_for_pod("5m", "ElectionWriteErrors", "election-0", **{"$value | humanize": "2"})
             ],
         },
         {  # quiet: no error
@@ -207,14 +216,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 _series("election_fenced_writes_total", "0 0 0 1 1 1 1", pod="election-2"),
                 _series("election_fenced_writes_total", "0x6", pod="election-0"),
             ],
-            "alert_rule_test": [
-                _fires(
-                    "5m",
-                    "ElectionFencedWrites",
-                    {"pod": "election-2", "severity": "warning"},
-                    **{"$labels.pod": "election-2"},
-                )
-            ],
+            "alert_rule_test": [_fires_for_pod("5m", "ElectionFencedWrites", "election-2")],
         },
         {  # quiet: never fenced
             "input_series": [_series("election_fenced_writes_total", "0x30", pod="election-0")],
@@ -230,7 +232,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
             "input_series": _running("1x5", "1x5", "0x5"),
             "alert_rule_test": [
                 _quiet("30s", "ElectionWorkOnSeveralReplicas"),
-                _fires("3m", "ElectionWorkOnSeveralReplicas", {"severity": "critical"}, **{"$value": "2"}),
+                _critical("3m", "ElectionWorkOnSeveralReplicas", **{"$value": "2"}),
             ],
         },
         {  # quiet: hand-overs, the old replica's last scrape overlapping the new one's first (one sample)
@@ -250,13 +252,11 @@ CASES: dict[str, list[dict[str, Any]]] = {
             "input_series": _running("0x10", "0x10", "0x10"),
             "alert_rule_test": [
                 _quiet("4m", "ElectionWorkNotRunning"),  # pending, not yet firing
-                _fires("6m", "ElectionWorkNotRunning", {"severity": "critical"}),
+                _critical("6m", "ElectionWorkNotRunning"),
             ],
         },
-        {  # fires: nothing scraped at all
-            "input_series": [{"series": 'up{job="something-else"}', "values": "1x10"}],
-            "alert_rule_test": [_fires("6m", "ElectionWorkNotRunning", {"severity": "critical"})],
-        },
+        # fires: nothing scraped at all
+        _nothing_scraped("1x10", _critical("6m", "ElectionWorkNotRunning")),
         {  # quiet: the command runs on one replica, then moves with a hand-over (a two-minute gap)
             "input_series": _running("1 1 1 0 0 0 0 0 0 0 0", "0 0 0 0 0 1 1 1 1 1 1", "0x10"),
             "alert_rule_test": [
@@ -273,7 +273,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 _series("election_build_info", "1x12", pod="election-0", version="0", python="3"),
                 _series("election_build_info", "1x12", pod="election-1", version="0", python="3"),
             ],
-            "alert_rule_test": [_fires("10m", "ElectionNoWorkPublished", {"severity": "critical"})],
+            "alert_rule_test": [_critical("10m", "ElectionNoWorkPublished")],
         },
         {  # quiet: the leader publishes a file every minute
             "input_series": [
@@ -282,10 +282,8 @@ CASES: dict[str, list[dict[str, Any]]] = {
             ],
             "alert_rule_test": [_quiet("10m", "ElectionNoWorkPublished")],
         },
-        {  # quiet: nothing scraped at all (ElectionNoLeader covers that)
-            "input_series": [{"series": 'up{job="something-else"}', "values": "1x12"}],
-            "alert_rule_test": [_quiet("10m", "ElectionNoWorkPublished")],
-        },
+        # quiet: nothing scraped at all (ElectionNoLeader covers that)
+        _nothing_scraped("1x12", _quiet("10m", "ElectionNoWorkPublished")),
         {  # quiet: a deployment seconds old (one sample, no increase yet), then a working one
             "input_series": [_series("election_files_written_total", "_ 0 60 120 180", pod="election-0")],
             "alert_rule_test": [

@@ -30,7 +30,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -64,20 +63,15 @@ from tests.deploy.chart import (
     prometheus_rule_groups,
     render,
 )
-from tests.waiting import wait_for
 from tests.zookeeper_fixture import ZooKeeperEndpoint
+from tools.ports import free_port
+from tools.waiting import wait_for
 
 pytestmark = pytest.mark.deploy
 
 JOB = f"{FULLNAME}-metrics"
 RATE_INTERVAL = "10s"  # what Grafana would put for $__rate_interval with a 1 s scrape interval
 VENV_BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -142,7 +136,7 @@ def _start_replicas(
         env = container_env(docs, container, pod_name=name)
         listen_host, listen_port = env["ELECTION_HTTP_ADDRESS"].rsplit(":", 1)
         assert (listen_host, int(listen_port)) == ("0.0.0.0", http_port)
-        port = _free_port()
+        port = free_port()
         env |= {
             "ELECTION_ZK_SERVERS": zk.address,
             "ELECTION_HTTP_ADDRESS": f"127.0.0.1:{port}",
@@ -177,7 +171,7 @@ def _start_prometheus(
         "scrape_configs": [{"job_name": JOB, "metrics_path": monitor["path"], "static_configs": targets}],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    port = _free_port()
+    port = free_port()
     log = (workdir / "prometheus.log").open("wb")
     argv = [
         debian_tool("prometheus"),
@@ -193,7 +187,7 @@ def _start_prometheus(
         assert process.poll() is None, (workdir / "prometheus.log").read_text()[-2000:]
         return _get(f"{url}/-/ready")[0] == 200
 
-    wait_for(ready, timeout=30, interval=0.1, message="prometheus ready")
+    wait_for(ready, 30, "prometheus ready", interval=0.1)
     return process, url
 
 
@@ -233,7 +227,7 @@ def test_every_replica_passes_the_charts_liveness_and_readiness_probes(deploymen
     for pod in deployment.pods:
         for kind in ("readinessProbe", "livenessProbe"):
             try:
-                wait_for(lambda pod=pod, kind=kind: _probe(deployment, pod, kind) == 200, timeout=30)
+                wait_for(lambda pod=pod, kind=kind: _probe(deployment, pod, kind) == 200, 30)
             except AssertionError:
                 pytest.fail(f"{pod.name} fails its {kind}; its log ends:\n{pod.log_tail()}")
 
@@ -243,7 +237,7 @@ def test_replicas_are_named_after_their_pods_and_exactly_one_leads(deployment: D
         statuses = [_status(pod) for pod in deployment.pods]
         return [s["identity"] for s in statuses if s.get("state") == "Leader"]
 
-    (leader,) = wait_for(leaders, timeout=30, message="a leader")
+    (leader,) = wait_for(leaders, 30, "a leader")
     assert [_status(pod)["identity"] for pod in deployment.pods] == [pod.name for pod in deployment.pods]
     assert leader in {pod.name for pod in deployment.pods}
     credentials = deployment.pods[0].env["ELECTION_ZK_AUTH"]
@@ -255,9 +249,7 @@ def test_replicas_are_named_after_their_pods_and_exactly_one_leads(deployment: D
     assert ("digest", user) in {(a.id.scheme, a.id.id.split(":", 1)[0]) for a in acl}, (
         "created with the Secret's credentials"
     )
-    written = wait_for(
-        lambda: sorted(deployment.file_dir.glob("leader-*.json")), timeout=15, message="a file"
-    )
+    written = wait_for(lambda: sorted(deployment.file_dir.glob("leader-*.json")), 15, "a file")
     assert json.loads(written[0].read_text())["identity"] == leader
 
 
@@ -292,26 +284,24 @@ def test_prometheus_scrapes_every_replica_and_sees_exactly_one_leader(deployment
         targets = deployment.api("targets")["activeTargets"]
         return len(targets) == len(deployment.pods) and all(t["health"] == "up" for t in targets)
 
-    wait_for(targets_up, timeout=30, interval=0.2, message="every target up")
+    wait_for(targets_up, 30, "every target up", interval=0.2)
     selector = f'job="{JOB}", namespace="{NAMESPACE}"'
 
     def leaders() -> float | None:
         result = deployment.query(f"sum(election_is_leader{{{selector}}})")
         return float(result[0]["value"][1]) if result else None
 
-    wait_for(lambda: leaders() == 1.0, timeout=30, interval=0.2, message="sum(election_is_leader) == 1")
+    wait_for(lambda: leaders() == 1.0, 30, "sum(election_is_leader) == 1", interval=0.2)
     connected = (
         f'sum(election_zk_connection_state{{{selector}, state="connected"}}) == {len(deployment.pods)}'
     )
-    wait_for(lambda: deployment.query(connected), timeout=30, interval=0.2, message="every replica connected")
+    wait_for(lambda: deployment.query(connected), 30, "every replica connected", interval=0.2)
 
 
 def test_no_leader_and_multiple_leaders_alerts_are_neither_pending_nor_firing(deployment: Deployment) -> None:
     selector = f'job="{JOB}", namespace="{NAMESPACE}"'
     one_leader = f"sum(election_is_leader{{{selector}}}) == 1"
-    wait_for(
-        lambda: deployment.query(one_leader), timeout=30, interval=0.2, message="one leader in Prometheus"
-    )
+    wait_for(lambda: deployment.query(one_leader), 30, "one leader in Prometheus", interval=0.2)
     since = time.time()
 
     def evaluated_since() -> bool:
@@ -319,7 +309,7 @@ def test_no_leader_and_multiple_leaders_alerts_are_neither_pending_nor_firing(de
         stamps = [g["lastEvaluation"] for g in groups]
         return bool(stamps) and all(_rfc3339(s) > since + 1.0 for s in stamps)
 
-    wait_for(evaluated_since, timeout=15, interval=0.2, message="a rule evaluation over the live data")
+    wait_for(evaluated_since, 15, "a rule evaluation over the live data", interval=0.2)
     rules = {r["name"]: r for g in deployment.api("rules")["groups"] for r in g["rules"]}
     assert set(rules) >= {"ElectionNoLeader", "ElectionMultipleLeaders"}
     assert all(r["health"] == "ok" for r in rules.values()), {n: r.get("lastError") for n, r in rules.items()}
@@ -354,7 +344,7 @@ def test_every_dashboard_query_returns_data_from_the_live_replicas(deployment: D
         return not missing
 
     try:
-        wait_for(every_query_has_data, timeout=30, interval=0.5, message="data for every panel")
+        wait_for(every_query_has_data, 30, "data for every panel", interval=0.5)
     except AssertionError:
         pytest.fail(f"these dashboard queries return no data: {missing}")
     leader = deployment.query(queries["Current leader [A]"])
@@ -414,20 +404,18 @@ def test_the_exec_scenario_runs_its_command_on_the_leader_only_and_sigterm_stops
             return [(name, s) for name, s in statuses if (s.get("work") or {}).get("running")]
 
         try:
-            ((name, status),) = wait_for(
-                running, timeout=30, interval=0.1, message="the command on one replica"
-            )
+            ((name, status),) = wait_for(running, 30, "the command on one replica", interval=0.1)
         except (AssertionError, ValueError):
             pytest.fail("\n\n".join(f"{p.name}:\n{p.log_tail()}" for p in pods))
         assert status["state"] == "Leader" and status["work"]["kind"] == "exec"
         epoch, pid = status["work"]["epoch"], status["work"]["pid"]
         leader = next(p for p in pods if p.name == name)
         # The shell line reached sh as the chart's words: the quotes held and the variable expanded.
-        wait_for(lambda: f"leading in epoch {epoch}, it's mine" in leader.log.read_text(), timeout=10)
+        wait_for(lambda: f"leading in epoch {epoch}, it's mine" in leader.log.read_text(), 10)
         assert _alive(pid)
         # Every replica serving (its signal handlers are installed before it serves): a SIGTERM
         # during a slow start-up kills a process before it can stop gracefully.
-        wait_for(lambda: all(_status(pod) for pod in pods), timeout=30, interval=0.1, message="every replica")
+        wait_for(lambda: all(_status(pod) for pod in pods), 30, "every replica", interval=0.1)
 
         started = time.monotonic()
         for pod in pods:
@@ -463,10 +451,10 @@ def test_the_no_lead_scenario_keeps_its_pod_out_of_every_hand_over(
         def registered() -> bool:
             return all(_status(pod).get("state") is not None for pod in pods)
 
-        wait_for(registered, timeout=30, interval=0.2, message="every replica serving /status")
+        wait_for(registered, 30, "every replica serving /status", interval=0.2)
         assert [_status(pod)["no_lead"] for pod in pods] == [False, False, True]
         for _term in range(2):
-            (leader,) = wait_for(leaders, timeout=30, interval=0.1, message="one leader")
+            (leader,) = wait_for(leaders, 30, "one leader", interval=0.1)
             assert leader != standby.name
             by_name[leader].process.send_signal(signal.SIGTERM)
             assert by_name[leader].process.wait(timeout=30) == 0, by_name[leader].log_tail()
@@ -476,9 +464,9 @@ def test_the_no_lead_scenario_keeps_its_pod_out_of_every_hand_over(
                 _status(standby).get("zookeeper", {}).get("state") == "connected"
                 and _status(standby).get("leader", "unknown") is None
             ),
-            timeout=30,
+            30,
+            "the standby seeing that nobody leads",
             interval=0.2,
-            message="the standby seeing that nobody leads",
         )
         assert _status(standby)["state"] != "Leader"
         assert standby.process.poll() is None, standby.log_tail()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -32,8 +31,9 @@ import pytest
 from kazoo.client import KazooClient
 
 from app import __version__
-from tests.waiting import wait_for
 from tests.zookeeper_fixture import ZooKeeperEndpoint
+from tools.ports import free_port
+from tools.waiting import wait_for
 
 pytestmark = [pytest.mark.deploy, pytest.mark.timeout(900)]  # a cold image build takes minutes
 
@@ -184,16 +184,21 @@ def _lint_tool(name: str) -> Path:
     return Path(proc.stdout.strip().splitlines()[-1]) / name
 
 
-def test_hadolint_reports_nothing() -> None:
-    hadolint = _lint_tool("hadolint")
+def _hadolint(dockerfile: Path) -> tuple[int, str]:
+    """hadolint's exit status and everything it printed about ``dockerfile``."""
     proc = subprocess.run(
-        [str(hadolint), "--no-color", str(DOCKERFILE)],
+        [str(_lint_tool("hadolint")), "--no-color", str(dockerfile)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert (proc.returncode, proc.stdout + proc.stderr) == (0, ""), proc.stdout + proc.stderr
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_hadolint_reports_nothing() -> None:
+    code, output = _hadolint(DOCKERFILE)
+    assert (code, output) == (0, ""), output
 
 
 def test_checkov_dockerfile_has_no_failed_check_and_every_skip_is_justified() -> None:
@@ -304,13 +309,6 @@ true
 # --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
@@ -337,11 +335,59 @@ def data_dir(tmp_path: Path) -> Path:
     return data
 
 
+@dataclass(frozen=True)
+class Container:
+    """The one container of a test: a replica of the test's election on the session's ZooKeeper,
+    with ``data_dir`` as /data; removed when the test is over."""
+
+    podman: Podman
+    name: str
+    data_dir: Path
+    zk: ZooKeeperEndpoint
+    election_path: str
+
+    def run(self, ref: str, port: int, **env: str) -> None:
+        """Start image ``ref`` in the background as the chart runs it (read-only root file system,
+        no capabilities, no privilege gain) on the host's network, serving HTTP on ``port``, with
+        each of ``env`` as an ``ELECTION_`` variable (``IDENTITY="x"``: ``ELECTION_IDENTITY=x``)."""
+        env = {
+            "ZK_SERVERS": self.zk.address,
+            "HTTP_ADDRESS": f"127.0.0.1:{port}",
+            "ELECTION_PATH": self.election_path,
+            **env,
+        }
+        self.podman(
+            "run", "--detach", "--name", self.name, "--network", "host",
+            "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "--volume", f"{self.data_dir}:/data",
+            *(arg for key, value in env.items() for arg in ("--env", f"ELECTION_{key}={value}")),
+            ref,
+        )  # fmt: skip
+
+    def logs(self) -> str:
+        """The end of the container's output, headed for a failure message."""
+        proc = self.podman("logs", self.name, check=False)
+        return f"--- container logs ---\n{(proc.stdout + proc.stderr)[-6000:]}"
+
+    def stop(self) -> tuple[dict[str, Any], float]:
+        """``podman stop`` with the pod's grace period: the container's state after it, and the
+        seconds that ``podman stop`` took."""
+        started = time.monotonic()
+        self.podman("stop", "--time", str(GRACE_PERIOD_S), self.name, timeout=GRACE_PERIOD_S + 30)
+        took = time.monotonic() - started
+        state = self.podman("inspect", self.name, "--format", "{{json .State}}").stdout
+        return json.loads(state), took
+
+
 @pytest.fixture
-def container_name(podman: Podman) -> Iterator[str]:
-    name = f"election-image-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    podman("rm", "--force", "--time", "0", name, check=False)
+def container(
+    podman: Podman, data_dir: Path, zk_server: ZooKeeperEndpoint, election_path: str
+) -> Iterator[Container]:
+    made = Container(
+        podman, f"election-image-test-{uuid.uuid4().hex[:8]}", data_dir, zk_server, election_path
+    )
+    yield made
+    podman("rm", "--force", "--time", "0", made.name, check=False)
 
 
 def test_image_leads_writes_into_mounted_dir_and_stops_with_0(
@@ -350,37 +396,24 @@ def test_image_leads_writes_into_mounted_dir_and_stops_with_0(
     zk_server: ZooKeeperEndpoint,
     election_path: str,
     data_dir: Path,
-    container_name: str,
+    container: Container,
     pytestconfig: pytest.Config,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    podman(
-        "run", "--detach", "--name", container_name, "--network", "host",
-        # as the chart runs it: read-only root file system, no capabilities, no privilege gain
-        "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--volume", f"{data_dir}:/data",
-        "--env", f"ELECTION_ZK_SERVERS={zk_server.address}",
-        "--env", f"ELECTION_HTTP_ADDRESS=127.0.0.1:{port}",
-        "--env", f"ELECTION_ELECTION_PATH={election_path}",
-        "--env", "ELECTION_LEADER_TIMEOUT=500ms",
-        "--env", "ELECTION_IDENTITY=image-test",
-        "--env", "ELECTION_LOG_LEVEL=debug",
-        image.ref,
-    )  # fmt: skip
-
-    def logs() -> str:
-        proc = podman("logs", container_name, check=False)
-        return f"--- container logs ---\n{(proc.stdout + proc.stderr)[-6000:]}"
+    container.run(image.ref, port, LEADER_TIMEOUT="500ms", IDENTITY="image-test", LOG_LEVEL="debug")
+    logs = container.logs
 
     def status() -> dict[str, Any] | None:
         code, body = _get(f"{base}/status")
         return json.loads(body) if code == 200 else None
 
     try:
-        wait_for(lambda: (s := status()) is not None and s["state"] == "Leader", 45, 0.1, "state Leader")
+        wait_for(
+            lambda: (s := status()) is not None and s["state"] == "Leader", 45, "state Leader", interval=0.1
+        )
         files = wait_for(
-            lambda: _at_least(3, sorted(data_dir.glob("leader-*.json"))), 10, 0.1, "3 leader files"
+            lambda: _at_least(3, sorted(data_dir.glob("leader-*.json"))), 10, "3 leader files", interval=0.1
         )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{logs()}") from None
@@ -395,17 +428,14 @@ def test_image_leads_writes_into_mounted_dir_and_stops_with_0(
     assert _get(f"{base}/readyz")[0] == 200
     assert "election_is_leader 1.0" in _get(f"{base}/metrics")[1]
 
-    started = time.monotonic()
-    podman("stop", "--time", str(GRACE_PERIOD_S), container_name, timeout=GRACE_PERIOD_S + 30)
-    stop_seconds = time.monotonic() - started
-    state = json.loads(podman("inspect", container_name, "--format", "{{json .State}}").stdout)
+    state, stop_seconds = container.stop()
     show(
         pytestconfig,
         f"podman stop -t {GRACE_PERIOD_S}: exited {state['ExitCode']} after {stop_seconds:.2f} s",
     )
     assert state["ExitCode"] == 0, logs()
     assert stop_seconds < GRACE_PERIOD_S, logs()
-    output = podman("logs", container_name)
+    output = podman("logs", container.name)
     transitions = [
         json.loads(line)
         for line in (output.stdout + output.stderr).splitlines()
@@ -431,47 +461,22 @@ WRAPPER_DIR = ROOT / "examples" / "exec"
 
 
 def test_hadolint_reports_nothing_on_the_wrapper_example() -> None:
-    hadolint = _lint_tool("hadolint")
-    proc = subprocess.run(
-        [str(hadolint), "--no-color", str(WRAPPER_DIR / "Dockerfile")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert (proc.returncode, proc.stdout + proc.stderr) == (0, ""), proc.stdout + proc.stderr
+    code, output = _hadolint(WRAPPER_DIR / "Dockerfile")
+    assert (code, output) == (0, ""), output
 
 
 def test_the_wrapper_example_runs_its_command_as_leader_and_stops_it_with_0(
-    podman: Podman,
-    image: BuiltImage,
-    zk_server: ZooKeeperEndpoint,
-    election_path: str,
-    data_dir: Path,
-    container_name: str,
+    podman: Podman, image: BuiltImage, data_dir: Path, container: Container
 ) -> None:
     """The documented pattern, built and run: the user's image copies election's virtualenv, its
     ENTRYPOINT is `election run --` and its CMD the command (examples/exec/fenced-writer.sh)."""
     tag = f"localhost/election-wrapper-example:{uuid.uuid4().hex[:8]}"
     podman("build", "--pull=never", "-q", "--build-arg", f"ELECTION_IMAGE={image.ref}", "-t", tag,
            str(WRAPPER_DIR), timeout=300)  # fmt: skip
-    port = _free_port()
+    port = free_port()
     try:
-        podman(
-            "run", "--detach", "--name", container_name, "--network", "host",
-            "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-            "--volume", f"{data_dir}:/data",
-            "--env", f"ELECTION_ZK_SERVERS={zk_server.address}",
-            "--env", f"ELECTION_HTTP_ADDRESS=127.0.0.1:{port}",
-            "--env", f"ELECTION_ELECTION_PATH={election_path}",
-            "--env", "ELECTION_EXEC_STOP_TIMEOUT=1s",
-            "--env", "ELECTION_IDENTITY=wrapper-test",
-            tag,
-        )  # fmt: skip
-
-        def logs() -> str:
-            proc = podman("logs", container_name, check=False)
-            return f"--- container logs ---\n{(proc.stdout + proc.stderr)[-6000:]}"
+        container.run(tag, port, EXEC_STOP_TIMEOUT="1s", IDENTITY="wrapper-test")
+        logs = container.logs
 
         def work() -> dict[str, Any] | None:
             code, body = _get(f"http://127.0.0.1:{port}/status")
@@ -480,10 +485,13 @@ def test_the_wrapper_example_runs_its_command_as_leader_and_stops_it_with_0(
         journal = data_dir / "journal.txt"
         try:
             running = wait_for(
-                lambda: (w := work()) is not None and w["running"] and w, 45, 0.1, "the command"
+                lambda: (w := work()) is not None and w["running"] and w, 45, "the command", interval=0.1
             )
             wait_for(
-                lambda: journal.exists() and len(journal.read_text().splitlines()) >= 2, 15, 0.1, "2 lines"
+                lambda: journal.exists() and len(journal.read_text().splitlines()) >= 2,
+                15,
+                "2 lines",
+                interval=0.1,
             )
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{logs()}") from None
@@ -492,10 +500,9 @@ def test_the_wrapper_example_runs_its_command_as_leader_and_stops_it_with_0(
         assert all(line.startswith(f"epoch {epoch} write ") for line in journal.read_text().splitlines())
         assert not list(data_dir.glob("leader-*.json")), "with a command the leader writes no files"
 
-        podman("stop", "--time", str(GRACE_PERIOD_S), container_name, timeout=GRACE_PERIOD_S + 30)
-        state = json.loads(podman("inspect", container_name, "--format", "{{json .State}}").stdout)
+        state, _took = container.stop()
         assert state["ExitCode"] == 0, logs()
         assert f"fenced-writer: epoch {epoch} stopped" in logs()
     finally:
-        podman("rm", "--force", "--time", "0", container_name, check=False)
+        podman("rm", "--force", "--time", "0", container.name, check=False)  # before its image goes
         podman("rmi", "-f", tag, check=False)

@@ -35,7 +35,7 @@ from testcontainers.core.labels import SESSION_ID
 
 import tests.zookeeper_fixture as zk_fixture
 from tests.deploy.test_image import Podman, podman_or_reason, podman_unavailable, run_image_tools, show
-from tests.waiting import wait_for
+from tools.waiting import wait_for
 
 pytestmark = [pytest.mark.deploy, pytest.mark.timeout(900)]  # a cold image build takes minutes
 
@@ -71,7 +71,7 @@ def podman_docker_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
         )
     try:
         with contextlib.suppress(AssertionError):  # judged just below, with the service's log
-            wait_for(lambda: service.poll() is not None or _docker_ping(url), 30, 0.1, "podman API")
+            wait_for(lambda: service.poll() is not None or _docker_ping(url), 30, "podman API", interval=0.1)
         if service.poll() is not None or not _docker_ping(url):
             podman_unavailable(
                 f"`podman system service {url}` does not answer:\n{log_path.read_text()[-2000:]}"

@@ -20,9 +20,9 @@ from kazoo.client import KazooClient
 
 from app.adapters.kazoo_coordinator import KazooCoordinator
 from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode
-from tests.waiting import wait_for
 from tests.zookeeper_fixture import ZooKeeperEndpoint
 from tools.localzk import LocalEnsemble, LocalZooKeeper
+from tools.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -55,11 +55,14 @@ class Recorder:
 
     def start(self) -> Recorder:
         self.coordinator.start()
-        wait_for(self.connected, CONNECT_DEADLINE, message="coordinator to connect")
+        wait_for(self.connected, CONNECT_DEADLINE, "coordinator to connect")
         return self
 
     def connected(self) -> bool:
         return self.coordinator.state() is ConnectionState.CONNECTED
+
+    def suspended(self) -> bool:
+        return self.coordinator.state() is ConnectionState.SUSPENDED
 
     def session(self) -> int:
         session = self.coordinator.session_id()
@@ -91,16 +94,6 @@ def shared(zk_server: ZooKeeperEndpoint, make_coordinator: MakeRecorder) -> Call
     """Start a coordinator on the shared server."""
     session_timeout = max(zk_server.min_session_timeout, SHARED_SESSION)
     return lambda: make_coordinator(zk_server.address, session_timeout).start()
-
-
-@pytest.fixture
-def raw(zk_server: ZooKeeperEndpoint) -> Iterator[KazooClient]:
-    """A plain kazoo client on the shared server, to look behind the adapter's back."""
-    client = KazooClient(hosts=zk_server.address, timeout=10.0)
-    client.start(timeout=CONNECT_DEADLINE)
-    yield client
-    client.stop()
-    client.close()
 
 
 def claim(recorder: Recorder, identity: str) -> LeaderNode:
@@ -135,20 +128,20 @@ def test_start_connects_and_notifies_subscribers(
 
 
 def test_prepare_creates_the_path_and_one_member_per_session(
-    shared: Callable[[], Recorder], raw: KazooClient
+    shared: Callable[[], Recorder], outsider: KazooClient
 ) -> None:
     recorder = shared()
     coordinator = recorder.coordinator
-    assert raw.exists(coordinator.members_path) is None
+    assert outsider.exists(coordinator.members_path) is None
 
     info = {"identity": "r1", "http_address": "127.0.0.1:1"}
     coordinator.prepare("r1", info)
     coordinator.prepare("r1", info)  # idempotent within a session
 
-    children = raw.get_children(coordinator.members_path)
+    children = outsider.get_children(coordinator.members_path)
     assert len(children) == 1, children
     assert children[0].startswith("m-r1-")
-    _data, stat = raw.get(f"{coordinator.members_path}/{children[0]}")
+    _data, stat = outsider.get(f"{coordinator.members_path}/{children[0]}")
     assert stat.ephemeralOwner == recorder.session()
     assert [(m.session, m.data) for m in coordinator.members()] == [(recorder.session(), info)]
 
@@ -158,12 +151,12 @@ def test_leader_is_none_while_the_node_is_free(shared: Callable[[], Recorder]) -
 
 
 def test_create_leader_returns_our_node_with_czxid_as_epoch(
-    shared: Callable[[], Recorder], raw: KazooClient
+    shared: Callable[[], Recorder], outsider: KazooClient
 ) -> None:
     recorder = shared()
     node = claim(recorder, "r1")
 
-    stat = raw.exists(recorder.coordinator.leader_path)
+    stat = outsider.exists(recorder.coordinator.leader_path)
     assert stat is not None
     assert node.owner == recorder.session() == stat.ephemeralOwner
     assert node.epoch == stat.czxid
@@ -203,7 +196,7 @@ def test_watch_reports_the_leader_node_deleted_when_its_owner_closes(shared: Cal
 
     owner.coordinator.close()  # the session's ephemeral nodes go with it
 
-    wait_for(watcher.called.is_set, 5.0, message="the watch to call the subscriber")
+    wait_for(watcher.called.is_set, 5.0, "the watch to call the subscriber")
     assert watcher.calls > calls
     assert watcher.connected(), "the watcher's own connection did not change"
     assert watcher.coordinator.leader(watch=False) is None
@@ -223,12 +216,12 @@ def test_a_look_at_a_free_node_sets_no_watch_on_its_creation(shared: Callable[[]
     assert probe.coordinator.leader(watch=True) is not None
     probe.called.clear()
     other.coordinator.close()
-    wait_for(probe.called.is_set, 5.0, message="the deletion to reach the probe's watch")
+    wait_for(probe.called.is_set, 5.0, "the deletion to reach the probe's watch")
     assert watcher.calls == calls, "a look at a free node set a watch on its creation"
 
 
 def test_a_look_that_races_a_create_returns_the_new_leaders_data(
-    shared: Callable[[], Recorder], raw: KazooClient, monkeypatch: pytest.MonkeyPatch
+    shared: Callable[[], Recorder], outsider: KazooClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Every hand-over races so: a waiting replica's getData finds no node, another replica creates
     # it, and the exists() that follows finds it. The look must still say who leads.
@@ -239,19 +232,20 @@ def test_a_look_that_races_a_create_returns_the_new_leaders_data(
 
     def exists_after_a_racing_create(path: str, watch: Callable[..., object] | None = None) -> object:
         monkeypatch.setattr(client, "exists_async", real_exists)  # once
-        raw.create(path, json.dumps({"identity": "racer", "acquired_at": "then"}).encode(), ephemeral=True)
+        racer = json.dumps({"identity": "racer", "acquired_at": "then"}).encode()
+        outsider.create(path, racer, ephemeral=True)
         return real_exists(path, watch=watch)
 
-    raw.ensure_path(coordinator.leader_path.rsplit("/", 1)[0])
+    outsider.ensure_path(coordinator.leader_path.rsplit("/", 1)[0])
     monkeypatch.setattr(client, "exists_async", exists_after_a_racing_create)
 
     node = coordinator.leader(watch=True)
 
     assert node is not None
-    assert (node.identity, node.acquired_at, node.owner) == ("racer", "then", raw.client_id[0])
+    assert (node.identity, node.acquired_at, node.owner) == ("racer", "then", outsider.client_id[0])
     watcher.called.clear()
-    raw.delete(coordinator.leader_path)
-    wait_for(watcher.called.is_set, 5.0, message="the watch set by the raced look to fire")
+    outsider.delete(coordinator.leader_path)
+    wait_for(watcher.called.is_set, 5.0, "the watch set by the raced look to fire")
 
 
 def test_epochs_grow_with_every_term(shared: Callable[[], Recorder]) -> None:
@@ -314,11 +308,7 @@ def test_server_stop_reports_suspended_and_calls_fail_within_the_operation_timeo
 
     stopped_at = time.monotonic()
     zk_local.stop()
-    wait_for(
-        lambda: coordinator.state() is ConnectionState.SUSPENDED,
-        session_timeout,
-        message="SUSPENDED within the session timeout",
-    )
+    wait_for(recorder.suspended, session_timeout, "SUSPENDED within the session timeout")
     suspended_after = time.monotonic() - stopped_at
     print(f"\nSUSPENDED {suspended_after * 1000:.0f} ms after the server was killed")
     assert ConnectionState.SUSPENDED in recorder.states
@@ -374,7 +364,7 @@ def test_server_restart_within_the_session_keeps_the_session_and_the_node(
     wait_for(
         recorder.connected,
         session_timeout,
-        message=f"reconnection within the session timeout (the server took {restarted:.1f}s to restart)",
+        f"reconnection within the session timeout (the server took {restarted:.1f}s to restart)",
     )
 
     assert recorder.states[seen:] == [ConnectionState.SUSPENDED, ConnectionState.CONNECTED], (
@@ -408,17 +398,13 @@ def test_freeze_beyond_the_session_timeout_loses_the_session_and_the_node(
         assert elapsed < coordinator.operation_timeout + SLACK, (
             f"a call to a frozen server took {elapsed:.3f}s"
         )
-        wait_for(
-            lambda: coordinator.state() is ConnectionState.SUSPENDED,
-            session_timeout + SLACK,
-            message="SUSPENDED while the server is frozen",
-        )
+        wait_for(recorder.suspended, session_timeout + SLACK, "SUSPENDED while the server is frozen")
         # Stay frozen well past the session timeout, so that the session has expired when it thaws.
         time.sleep(max(0.0, frozen_at + 3 * session_timeout - time.monotonic()))
         assert coordinator.state() is ConnectionState.SUSPENDED, "kazoo cannot know of expiry while frozen"
         zk_local.thaw()
 
-        wait_for(recorder.connected, CONNECT_DEADLINE, message="reconnection after the thaw")
+        wait_for(recorder.connected, CONNECT_DEADLINE, "reconnection after the thaw")
         if coordinator.session_id() != old_session:
             break
         assert recorder.states[seen:] == [ConnectionState.SUSPENDED, ConnectionState.CONNECTED]
@@ -451,7 +437,7 @@ def test_queue_positions_follow_join_order_and_only_the_next_is_told_when_the_he
 
     first.coordinator.close()
 
-    wait_for(second.called.is_set, 5.0, message="the second candidate to be told the head left")
+    wait_for(second.called.is_set, 5.0, "the second candidate to be told the head left")
     assert second.coordinator.take_over_signal() is True  # a deletion: the node may be free
     assert second.coordinator.take_over_signal() is False  # once
     assert third.coordinator.take_over_signal() is False
@@ -462,29 +448,29 @@ def test_queue_positions_follow_join_order_and_only_the_next_is_told_when_the_he
 
 
 def test_joining_twice_in_one_session_keeps_one_candidate_node(
-    shared: Callable[[], Recorder], raw: KazooClient
+    shared: Callable[[], Recorder], outsider: KazooClient
 ) -> None:
     recorder = shared()
     coordinator = recorder.coordinator
     coordinator.prepare("r1", {})
     coordinator.enter_queue()
     coordinator.enter_queue()
-    assert len(raw.get_children(coordinator.candidates_path)) == 1
+    assert len(outsider.get_children(coordinator.candidates_path)) == 1
     # a create whose reply was lost left a node of our session behind: joining adopts it
     coordinator._candidate = None  # forget what we joined, as after a lost reply
     coordinator.enter_queue()
-    assert len(raw.get_children(coordinator.candidates_path)) == 1
+    assert len(outsider.get_children(coordinator.candidates_path)) == 1
     assert coordinator.queue_position() == 0
 
 
 def test_a_candidate_node_deleted_by_hand_is_reported(
-    shared: Callable[[], Recorder], raw: KazooClient
+    shared: Callable[[], Recorder], outsider: KazooClient
 ) -> None:
     coordinator = shared().coordinator
     coordinator.prepare("r1", {})
     coordinator.enter_queue()
-    for child in raw.get_children(coordinator.candidates_path):
-        raw.delete(f"{coordinator.candidates_path}/{child}")
+    for child in outsider.get_children(coordinator.candidates_path):
+        outsider.delete(f"{coordinator.candidates_path}/{child}")
     with pytest.raises(CoordinationError, match=r"candidate node .* is gone"):
         coordinator.queue_position()
 
@@ -507,7 +493,7 @@ def test_the_granted_session_timeout_is_the_servers_not_the_requested_one(
         assert coordinator.operation_timeout == pytest.approx(4.0 / 3.0)
         # on every reconnection too; the warning is logged once, not at each
         zk_local.restart()
-        wait_for(recorder.connected, 4.0, message="reconnection within the granted session")
+        wait_for(recorder.connected, 4.0, "reconnection within the granted session")
         assert coordinator.granted_session_timeout() == 4.0
     warnings = [r for r in caplog.records if getattr(r, "event", "") == "zk_session_timeout_granted"]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]

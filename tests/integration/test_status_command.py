@@ -5,52 +5,27 @@ from __future__ import annotations
 import json
 import queue
 import subprocess
-import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
 
-from app.adapters.kazoo_coordinator import KazooCoordinator
-from app.ports.coordination import ConnectionState
-from tests.waiting import wait_for
+from tests.app_cli import app_command, run_app
+from tests.integration.conftest import NewReplica
 from tests.zookeeper_fixture import ZooKeeperEndpoint
+from tools.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def replicas(zk_server: ZooKeeperEndpoint, election_path: str) -> Iterator[list[KazooCoordinator]]:
-    made: list[KazooCoordinator] = []
-    yield made
-    for coordinator in made:
-        coordinator.close()
-
-
-def replica(made: list[KazooCoordinator], address: str, path: str, name: str) -> KazooCoordinator:
-    coordinator = KazooCoordinator(address, path, session_timeout=4.0)
-    made.append(coordinator)
-    coordinator.start()
-    wait_for(lambda: coordinator.state() is ConnectionState.CONNECTED, 10, message=f"{name} to connect")
-    coordinator.prepare(name, {"identity": name})
-    return coordinator
-
-
 def status(address: str, path: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", "status", "--zk-servers", address, "--election-path", path, *extra],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_app("status", "--zk-servers", address, "--election-path", path, *extra, timeout=60)
 
 
 def test_status_exits_1_when_nobody_leads_and_0_with_the_leader_named(
-    zk_server: ZooKeeperEndpoint, election_path: str, replicas: list[KazooCoordinator]
+    zk_server: ZooKeeperEndpoint, election_path: str, new_replica: NewReplica
 ) -> None:
-    a = replica(replicas, zk_server.address, election_path, "alpha")
-    replica(replicas, zk_server.address, election_path, "beta")
+    a = new_replica("alpha")
+    new_replica("beta")
     nobody = status(zk_server.address, election_path, "--json")
     assert nobody.returncode == 1
     view = json.loads(nobody.stdout)
@@ -66,14 +41,14 @@ def test_status_exits_1_when_nobody_leads_and_0_with_the_leader_named(
 
 
 def test_watch_prints_a_new_view_when_the_leader_changes(
-    zk_server: ZooKeeperEndpoint, election_path: str, replicas: list[KazooCoordinator]
+    zk_server: ZooKeeperEndpoint, election_path: str, new_replica: NewReplica
 ) -> None:
-    a = replica(replicas, zk_server.address, election_path, "alpha")
-    b = replica(replicas, zk_server.address, election_path, "beta")
+    a = new_replica("alpha")
+    b = new_replica("beta")
     assert a.create_leader({"identity": "alpha"}) is not None
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "status", "--zk-servers", zk_server.address,
-         "--election-path", election_path, "--watch", "--json"],
+        app_command("status", "--zk-servers", zk_server.address, "--election-path", election_path,
+                    "--watch", "--json"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     lines: queue.Queue[str] = queue.Queue()
@@ -84,7 +59,7 @@ def test_watch_prints_a_new_view_when_the_leader_changes(
         first = json.loads(lines.get(timeout=30))
         assert first["leader"]["identity"] == "alpha"
         a.close()  # the leader leaves; beta takes over
-        wait_for(lambda: b.create_leader({"identity": "beta"}) is not None, 10, message="beta to lead")
+        wait_for(lambda: b.create_leader({"identity": "beta"}) is not None, 10, "beta to lead")
         seen = []
         while not seen or seen[-1]["leader"] is None or seen[-1]["leader"]["identity"] != "beta":
             seen.append(json.loads(lines.get(timeout=30)))

@@ -11,8 +11,8 @@ import pytest
 
 from app.adapters.kazoo_coordinator import KazooCoordinator
 from app.ports.coordination import SwitchoverBusyError, SwitchoverRequest, TermRecord
-from tests.waiting import wait_for
 from tests.zookeeper_fixture import ZooKeeperEndpoint
+from tools.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -45,12 +45,12 @@ def test_one_request_at_a_time_and_every_replica_hears_of_it(make: Callable[[str
     a.request_switchover(_request(7))
     with pytest.raises(SwitchoverBusyError):
         a.request_switchover(_request(7, rid="x2"))
-    wait_for(lambda: b.switchover_request() == _request(7), 10, message="b to hear of the request")
+    wait_for(lambda: b.switchover_request() == _request(7), 10, "b to hear of the request")
     assert b.switchover_settled()
     b.clear_switchover("not-this-one")
     assert a.switchover_request() is not None
     b.clear_switchover("x1")
-    wait_for(lambda: a.switchover_request() is None, 10, message="a to hear it was cleared")
+    wait_for(lambda: a.switchover_request() is None, 10, "a to hear it was cleared")
 
 
 def test_a_request_written_before_the_leader_node_went_is_known_before_the_deletion(
@@ -76,7 +76,7 @@ def test_a_request_written_before_the_leader_node_went_is_known_before_the_delet
         settled, request = seen[-1]
         assert not settled or request is not None, f"round {round_}: the deletion came first"
         operator.clear_switchover(f"r{round_}")
-        wait_for(lambda: candidate.switchover_request() is None, 10, message="the clear to arrive")
+        wait_for(lambda: candidate.switchover_request() is None, 10, "the clear to arrive")
         node = leader.create_leader({"identity": "a"})
         assert node is not None
         assert candidate.leader(watch=True) is not None
@@ -89,7 +89,7 @@ def test_the_history_keeps_terms_and_ends_and_closes_a_silent_one_as_expired(
     a, b = make("a"), make("b")
     assert a.begin_term_record(TermRecord(10, "a", "t0")) is None  # the first term ever
     a.end_term_record(10, "graceful", "t1")
-    wait_for(lambda: b.history() and b.history()[-1].reason == "graceful", 10, message="the end to land")
+    wait_for(lambda: b.history() and b.history()[-1].reason == "graceful", 10, "the end to land")
     previous = b.begin_term_record(TermRecord(20, "b", "t2"))
     assert previous == TermRecord(10, "a", "t0", "t1", "graceful")
     # b vanishes without a word: its successor closes its term as expired

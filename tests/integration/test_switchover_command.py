@@ -9,57 +9,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from kazoo.client import KazooClient
 
 from app.adapters.kazoo_coordinator import KazooCoordinator
-from app.ports.coordination import ConnectionState
-from tests.waiting import wait_for
+from tests.app_cli import one_line, run_app
+from tests.integration.conftest import NewReplica
 from tests.zookeeper_fixture import ZooKeeperEndpoint
+from tools.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 AUTH = "election:s3cret"
-
-
-@pytest.fixture
-def replicas(zk_server: ZooKeeperEndpoint, election_path: str) -> Iterator[list[KazooCoordinator]]:
-    made: list[KazooCoordinator] = []
-    yield made
-    for coordinator in made:
-        coordinator.close()
-
-
-@pytest.fixture
-def zk(zk_server: ZooKeeperEndpoint) -> Iterator[KazooClient]:
-    """A plain client, to look at and write the nodes as an outsider."""
-    client = KazooClient(hosts=zk_server.address, timeout=4.0)
-    client.start(timeout=10)
-    yield client
-    client.stop()
-    client.close()
-
-
-def replica(
-    made: list[KazooCoordinator],
-    address: str,
-    path: str,
-    name: str,
-    *,
-    auth: str | None = None,
-    **info: object,
-) -> KazooCoordinator:
-    coordinator = KazooCoordinator(address, path, session_timeout=4.0, auth=auth)
-    made.append(coordinator)
-    coordinator.start()
-    wait_for(lambda: coordinator.state() is ConnectionState.CONNECTED, 10, message=f"{name} to connect")
-    coordinator.prepare(name, {"identity": name, **info})
-    return coordinator
 
 
 def lead(coordinator: KazooCoordinator, name: str) -> int:
@@ -69,38 +33,22 @@ def lead(coordinator: KazooCoordinator, name: str) -> int:
 
 
 def election(address: str, path: str, command: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", command, "--zk-servers", address, "--election-path", path, *extra],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_app(command, "--zk-servers", address, "--election-path", path, *extra, timeout=60)
 
 
-def one_line(result: subprocess.CompletedProcess[str], status: int, *says: str) -> str:
-    assert result.returncode == status, result
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    for text in says:
-        assert text in lines[0], lines[0]
-    return lines[0]
-
-
-def request_data(zk: KazooClient, path: str) -> dict[str, object]:
-    data, _stat = zk.get(f"{path}/switchover")
+def request_data(outsider: KazooClient, path: str) -> dict[str, object]:
+    data, _stat = outsider.get(f"{path}/switchover")
     value = json.loads(data)
     assert isinstance(value, dict)
     return value
 
 
 @pytest.fixture
-def three(zk_server: ZooKeeperEndpoint, election_path: str, replicas: list[KazooCoordinator]) -> int:
+def three(zk_server: ZooKeeperEndpoint, election_path: str, new_replica: NewReplica) -> int:
     """r1 leads, r2 may lead, r3 runs with --no-lead; returns r1's epoch."""
-    r1 = replica(replicas, zk_server.address, election_path, "r1", no_lead=False)
-    replica(replicas, zk_server.address, election_path, "r2", no_lead=False)
-    replica(replicas, zk_server.address, election_path, "r3", no_lead=True)
+    r1 = new_replica("r1", no_lead=False)
+    new_replica("r2", no_lead=False)
+    new_replica("r3", no_lead=True)
     return lead(r1, "r1")
 
 
@@ -113,27 +61,32 @@ def three(zk_server: ZooKeeperEndpoint, election_path: str, replicas: list[Kazoo
     ],
 )
 def test_a_target_that_cannot_take_over_exits_2_with_one_line_and_writes_nothing(
-    zk_server: ZooKeeperEndpoint, election_path: str, three: int, zk: KazooClient, target: str, says: str
+    zk_server: ZooKeeperEndpoint,
+    election_path: str,
+    three: int,
+    outsider: KazooClient,
+    target: str,
+    says: str,
 ) -> None:
-    _data, before = zk.get(f"{election_path}/switchover")
+    _data, before = outsider.get(f"{election_path}/switchover")
     result = election(zk_server.address, election_path, "switchover", f"--to={target}")
     one_line(result, 2, "election switchover: ", says)
     assert result.stdout == ""
-    _data, after = zk.get(f"{election_path}/switchover")
+    _data, after = outsider.get(f"{election_path}/switchover")
     assert after.version == before.version
 
 
 def test_nobody_leading_exits_1(
-    zk_server: ZooKeeperEndpoint, election_path: str, replicas: list[KazooCoordinator]
+    zk_server: ZooKeeperEndpoint, election_path: str, new_replica: NewReplica
 ) -> None:
-    replica(replicas, zk_server.address, election_path, "r1")
+    new_replica("r1")
     result = election(zk_server.address, election_path, "switchover", "--json")
     one_line(result, 1, "nobody leads")
     assert json.loads(result.stdout)["outcome"] == "no-leader"
 
 
 def test_a_pending_request_exits_1_busy_and_is_left_alone(
-    zk_server: ZooKeeperEndpoint, election_path: str, three: int, zk: KazooClient
+    zk_server: ZooKeeperEndpoint, election_path: str, three: int, outsider: KazooClient
 ) -> None:
     pending = {
         "id": "someone-else",
@@ -143,14 +96,14 @@ def test_a_pending_request_exits_1_busy_and_is_left_alone(
         "requested_at": "2026-01-01T00:00:00.000000Z",
         "expires_in": 30.0,
     }
-    zk.set(f"{election_path}/switchover", json.dumps(pending).encode())
+    outsider.set(f"{election_path}/switchover", json.dumps(pending).encode())
     result = election(zk_server.address, election_path, "switchover", "--to=r2", "--wait=20s")
     one_line(result, 1, "another switchover is pending")
-    assert request_data(zk, election_path) == pending
+    assert request_data(outsider, election_path) == pending
 
 
 def test_no_hand_over_within_the_wait_exits_1_and_withdraws_the_request(
-    zk_server: ZooKeeperEndpoint, election_path: str, three: int, zk: KazooClient
+    zk_server: ZooKeeperEndpoint, election_path: str, three: int, outsider: KazooClient
 ) -> None:
     seen: list[dict[str, object]] = []
 
@@ -158,21 +111,21 @@ def test_no_hand_over_within_the_wait_exits_1_and_withdraws_the_request(
         if data:
             seen.append(json.loads(data))
 
-    zk.DataWatch(f"{election_path}/switchover", watch)
+    outsider.DataWatch(f"{election_path}/switchover", watch)
     began = time.monotonic()
     result = election(zk_server.address, election_path, "switchover", "--to=r2", "--wait=1s")
     elapsed = time.monotonic() - began
     one_line(result, 1, "no hand-over within 1s", f"r1 (epoch {three}) still leads", "withdrawn")
     assert 1.0 <= elapsed < 1.0 + 5.0  # the wait, plus starting Python and connecting
-    wait_for(lambda: any(s.get("to") == "r2" for s in seen), 5, message="the request to have been seen")
+    wait_for(lambda: any(s.get("to") == "r2" for s in seen), 5, "the request to have been seen")
     [request] = [s for s in seen if s.get("to") == "r2"]
     assert request["from_epoch"] == three and request["from_identity"] == "r1"
     assert request["expires_in"] == 1.0
-    assert request_data(zk, election_path) == {}
+    assert request_data(outsider, election_path) == {}
 
 
 def hand_over_on_request(
-    zk: KazooClient, path: str, old: KazooCoordinator, new: KazooCoordinator, name: str
+    outsider: KazooClient, path: str, old: KazooCoordinator, new: KazooCoordinator, name: str
 ) -> threading.Event:
     """Play the leader's part: when a request appears, ``old`` resigns and ``new`` takes over and
     clears it. Returns an event set once done."""
@@ -189,20 +142,20 @@ def hand_over_on_request(
         assert node is not None
         old.resign(node)
         lead(new, name)
-        zk.set(f"{path}/switchover", b"{}")
+        outsider.set(f"{path}/switchover", b"{}")
         done.set()
 
-    zk.DataWatch(f"{path}/switchover", watch)
+    outsider.DataWatch(f"{path}/switchover", watch)
     return done
 
 
 def test_the_target_taking_over_exits_0_with_both_terms_and_the_time(
-    zk_server: ZooKeeperEndpoint, election_path: str, replicas: list[KazooCoordinator], zk: KazooClient
+    zk_server: ZooKeeperEndpoint, election_path: str, new_replica: NewReplica, outsider: KazooClient
 ) -> None:
-    r1 = replica(replicas, zk_server.address, election_path, "r1")
-    r2 = replica(replicas, zk_server.address, election_path, "r2")
+    r1 = new_replica("r1")
+    r2 = new_replica("r2")
     epoch = lead(r1, "r1")
-    done = hand_over_on_request(zk, election_path, r1, r2, "r2")
+    done = hand_over_on_request(outsider, election_path, r1, r2, "r2")
     result = election(zk_server.address, election_path, "switchover", "--to=r2", "--json")
     assert result.returncode == 0, result
     assert result.stderr == ""
@@ -216,14 +169,14 @@ def test_the_target_taking_over_exits_0_with_both_terms_and_the_time(
 
 
 def test_a_protected_path_without_zk_auth_exits_2_with_one_line_and_with_it_writes_the_request(
-    zk_server: ZooKeeperEndpoint, election_path: str, replicas: list[KazooCoordinator], zk: KazooClient
+    zk_server: ZooKeeperEndpoint, election_path: str, new_replica: NewReplica, outsider: KazooClient
 ) -> None:
-    r1 = replica(replicas, zk_server.address, election_path, "r1", auth=AUTH)
-    replica(replicas, zk_server.address, election_path, "r2", auth=AUTH)
+    r1 = new_replica("r1", auth=AUTH)
+    new_replica("r2", auth=AUTH)
     lead(r1, "r1")
     denied = election(zk_server.address, election_path, "switchover", "--to=r2")
     one_line(denied, 2, "the election path is protected", "--zk-auth (ELECTION_ZK_AUTH)")
-    assert request_data(zk, election_path) == {}
+    assert request_data(outsider, election_path) == {}
     # with the credentials it gets as far as waiting (nobody here plays the leader's part)
     allowed = election(
         zk_server.address, election_path, "switchover", "--to=r2", "--wait=500ms", "--zk-auth", AUTH
@@ -232,9 +185,9 @@ def test_a_protected_path_without_zk_auth_exits_2_with_one_line_and_with_it_writ
 
 
 def test_status_history_shows_the_terms_newest_first_and_json_carries_them(
-    zk_server: ZooKeeperEndpoint, election_path: str, replicas: list[KazooCoordinator], zk: KazooClient
+    zk_server: ZooKeeperEndpoint, election_path: str, new_replica: NewReplica, outsider: KazooClient
 ) -> None:
-    r1 = replica(replicas, zk_server.address, election_path, "r1")
+    r1 = new_replica("r1")
     epoch = lead(r1, "r1")
     terms = [
         {"epoch": 7, "identity": "r2", "began": "2026-01-01T10:00:00.000000Z",
@@ -242,7 +195,7 @@ def test_status_history_shows_the_terms_newest_first_and_json_carries_them(
         {"epoch": epoch, "identity": "r1", "began": "2026-01-01T10:01:30.100000Z",
          "ended": None, "reason": None},
     ]  # fmt: skip
-    zk.set(f"{election_path}/history", json.dumps({"terms": terms}).encode())
+    outsider.set(f"{election_path}/history", json.dumps({"terms": terms}).encode())
     text = election(zk_server.address, election_path, "status", "--history")
     assert text.returncode == 0, text
     rows = [line.split() for line in text.stdout.split("history:\n", 1)[1].splitlines()]

@@ -2,72 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 
 from app.adapters.kazoo_coordinator import KazooCoordinator
-from app.ports.coordination import ConnectionState, CoordinationError
-from tests.waiting import wait_for
+from app.ports.coordination import CoordinationError
+from tests.integration.conftest import connected
 from tests.zookeeper_fixture import ZooKeeperEndpoint
 
 pytestmark = pytest.mark.integration
-
-SESSION = 4.0
-
-
-@pytest.fixture
-def coordinators(zk_server: ZooKeeperEndpoint, election_path: str) -> Iterator[list[KazooCoordinator]]:
-    made: list[KazooCoordinator] = []
-    yield made
-    for coordinator in made:
-        coordinator.close()
-
-
-def started(
-    made: list[KazooCoordinator], address: str, path: str, auth: str | None = None
-) -> KazooCoordinator:
-    coordinator = KazooCoordinator(address, path, session_timeout=SESSION, auth=auth)
-    made.append(coordinator)
-    coordinator.start()
-    wait_for(lambda: coordinator.state() is ConnectionState.CONNECTED, 10, message="connect")
-    return coordinator
-
-
-@pytest.fixture
-def stranger(zk_server: ZooKeeperEndpoint) -> Iterator[KazooClient]:
-    client = KazooClient(hosts=zk_server.address, timeout=SESSION)
-    client.start(timeout=10)
-    yield client
-    client.stop()
-    client.close()
 
 
 def test_with_credentials_only_their_holders_may_delete_the_leader_node_but_anyone_may_read(
     zk_server: ZooKeeperEndpoint,
     election_path: str,
     coordinators: list[KazooCoordinator],
-    stranger: KazooClient,
+    outsider: KazooClient,
 ) -> None:
-    owner = started(coordinators, zk_server.address, election_path, auth="election:s3cret")
+    owner = connected(coordinators, zk_server.address, election_path, auth="election:s3cret")
     owner.prepare("a", {"identity": "a"})
     node = owner.create_leader({"identity": "a"})
     assert node is not None
-    data, _stat = stranger.get(f"{election_path}/leader")
+    data, _stat = outsider.get(f"{election_path}/leader")
     assert b'"a"' in data
     with pytest.raises(NoAuthError):
-        stranger.delete(f"{election_path}/leader")
+        outsider.delete(f"{election_path}/leader")
     with pytest.raises(NoAuthError):
-        stranger.set(f"{election_path}/leader", b"hijacked")
+        outsider.set(f"{election_path}/leader", b"hijacked")
     with pytest.raises(NoAuthError):
-        stranger.create(f"{election_path}/members/intruder", b"")
+        outsider.create(f"{election_path}/members/intruder", b"")
     # the election path's ancestors may be shared with other applications: they stay open
     parent = election_path.rsplit("/", 1)[0]
-    stranger.create(f"{parent}/neighbour-{election_path.rsplit('/', 1)[1]}", b"")
+    outsider.create(f"{parent}/neighbour-{election_path.rsplit('/', 1)[1]}", b"")
     # a replica holding the credentials sees and competes normally
-    peer = started(coordinators, zk_server.address, election_path, auth="election:s3cret")
+    peer = connected(coordinators, zk_server.address, election_path, auth="election:s3cret")
     seen = peer.leader(watch=False)
     assert seen is not None and seen.identity == "a"
     assert peer.create_leader({"identity": "b"}) is None
@@ -76,9 +45,9 @@ def test_with_credentials_only_their_holders_may_delete_the_leader_node_but_anyo
 def test_wrong_credentials_cannot_take_over_a_protected_path(
     zk_server: ZooKeeperEndpoint, election_path: str, coordinators: list[KazooCoordinator]
 ) -> None:
-    owner = started(coordinators, zk_server.address, election_path, auth="election:s3cret")
+    owner = connected(coordinators, zk_server.address, election_path, auth="election:s3cret")
     owner.prepare("a", {"identity": "a"})
-    intruder = started(coordinators, zk_server.address, election_path, auth="election:guess")
+    intruder = connected(coordinators, zk_server.address, election_path, auth="election:guess")
     with pytest.raises(CoordinationError, match="NoAuth"):
         intruder.prepare("x", {"identity": "x"})
 
@@ -86,8 +55,8 @@ def test_wrong_credentials_cannot_take_over_a_protected_path(
 def test_resign_deletes_only_our_own_node(
     zk_server: ZooKeeperEndpoint, election_path: str, coordinators: list[KazooCoordinator]
 ) -> None:
-    first = started(coordinators, zk_server.address, election_path)
-    second = started(coordinators, zk_server.address, election_path)
+    first = connected(coordinators, zk_server.address, election_path)
+    second = connected(coordinators, zk_server.address, election_path)
     ours = first.create_leader({"identity": "first"})
     assert ours is not None
     second.resign(ours)  # not second's node: left alone

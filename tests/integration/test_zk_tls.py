@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,9 +17,9 @@ import pytest
 from app.adapters.kazoo_coordinator import KazooCoordinator
 from app.config import TlsSettings
 from app.ports.coordination import ConnectionState, CoordinationError
-from tests.waiting import wait_for
 from tools import localzk
 from tools.localzk import LocalZooKeeper
+from tools.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -97,69 +97,64 @@ def tls_server(certificates: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     server.stop()
 
 
-def test_the_coordinator_talks_tls_and_verifies_the_server(
-    tls_server: TlsZooKeeper, certificates: Path
-) -> None:
-    coordinator = KazooCoordinator(
-        tls_server.secure_address,
-        "/tls-election",
-        session_timeout=4.0,
-        tls=TlsSettings(ca=certificates / "good-ca.pem"),
-    )
-    try:
-        coordinator.start()
-        wait_for(lambda: coordinator.state() is ConnectionState.CONNECTED, 15, message="TLS connection")
-        coordinator.prepare("tls", {"identity": "tls"})
-        coordinator.enter_queue()
-        assert coordinator.queue_position() == 0
-        node = coordinator.create_leader({"identity": "tls"})
-        assert node is not None
-        assert node.owner == coordinator.session_id()
-    finally:
+MakeClient = Callable[[str, Path | None], KazooCoordinator]
+
+
+@pytest.fixture
+def client() -> Iterator[MakeClient]:
+    """Makes coordinators (not started) for ``/tls-election`` on an address, trusting the CA in a
+    PEM file (``None``: plain text); all closed when the test is over."""
+    made: list[KazooCoordinator] = []
+
+    def make(address: str, ca: Path | None) -> KazooCoordinator:
+        tls = None if ca is None else TlsSettings(ca=ca)
+        made.append(KazooCoordinator(address, "/tls-election", session_timeout=4.0, tls=tls))
+        return made[-1]
+
+    yield make
+    for coordinator in made:
         coordinator.close()
+
+
+def test_the_coordinator_talks_tls_and_verifies_the_server(
+    tls_server: TlsZooKeeper, certificates: Path, client: MakeClient
+) -> None:
+    coordinator = client(tls_server.secure_address, certificates / "good-ca.pem")
+    coordinator.start()
+    wait_for(lambda: coordinator.state() is ConnectionState.CONNECTED, 15, "TLS connection")
+    coordinator.prepare("tls", {"identity": "tls"})
+    coordinator.enter_queue()
+    assert coordinator.queue_position() == 0
+    node = coordinator.create_leader({"identity": "tls"})
+    assert node is not None
+    assert node.owner == coordinator.session_id()
 
 
 def test_a_server_whose_certificate_does_not_verify_is_never_connected(
-    tls_server: TlsZooKeeper, certificates: Path
+    tls_server: TlsZooKeeper, certificates: Path, client: MakeClient
 ) -> None:
-    coordinator = KazooCoordinator(
-        tls_server.secure_address,
-        "/tls-election",
-        session_timeout=4.0,
-        tls=TlsSettings(ca=certificates / "other-ca.pem"),  # not the CA that signed the server
-    )
-    try:
-        # kazoo keeps retrying the handshake; none succeeds within a bound many times the time a
-        # good handshake takes (the next test shows the same server accepting a trusting client)
-        with pytest.raises(CoordinationError, match="unreachable"):
-            coordinator.connect(3.0)
-    finally:
-        coordinator.close()
+    coordinator = client(tls_server.secure_address, certificates / "other-ca.pem")  # not the server's CA
+    # kazoo keeps retrying the handshake; none succeeds within a bound many times the time a
+    # good handshake takes (the next test shows the same server accepting a trusting client)
+    with pytest.raises(CoordinationError, match="unreachable"):
+        coordinator.connect(3.0)
 
 
-def test_a_plaintext_client_gets_nothing_from_the_tls_port(tls_server: TlsZooKeeper) -> None:
-    plain = KazooCoordinator(tls_server.secure_address, "/tls-election", session_timeout=4.0)
-    try:
-        with pytest.raises(CoordinationError, match="unreachable"):
-            plain.connect(3.0)
-    finally:
-        plain.close()
+def test_a_plaintext_client_gets_nothing_from_the_tls_port(
+    tls_server: TlsZooKeeper, client: MakeClient
+) -> None:
+    with pytest.raises(CoordinationError, match="unreachable"):
+        client(tls_server.secure_address, None).connect(3.0)
 
 
 def test_a_certificate_for_another_host_is_refused_even_from_a_trusted_ca(
-    certificates: Path, tmp_path: Path
+    certificates: Path, tmp_path: Path, client: MakeClient
 ) -> None:
     server = TlsZooKeeper(tmp_path / "zk", certificates / "misnamed-server.p12")
     server.start()
-    coordinator = KazooCoordinator(
-        server.secure_address,
-        "/tls-election",
-        session_timeout=4.0,
-        tls=TlsSettings(ca=certificates / "misnamed-ca.pem"),  # trusted CA, but the name is not 127.0.0.1
-    )
     try:
+        # a trusted CA, but the certificate's name is not 127.0.0.1
         with pytest.raises(CoordinationError, match="unreachable"):
-            coordinator.connect(3.0)
+            client(server.secure_address, certificates / "misnamed-ca.pem").connect(3.0)
     finally:
-        coordinator.close()
         server.stop()

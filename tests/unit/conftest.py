@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -13,6 +14,8 @@ from prometheus_client import CollectorRegistry
 from app.config import Settings
 from app.wiring import Replica
 from tests.fakes import START, FakeClock, FakeCoordinator, FakeStorage, FakeWork, FakeZooKeeper
+
+T = TypeVar("T")
 
 BASE = Settings(
     leader_timeout=10.0,
@@ -43,8 +46,21 @@ class Harness:
     def at(self, elapsed: float, action: Callable[[], Any]) -> None:
         self.clock.call_at(START + elapsed, action)
 
-    def run(self) -> int:
+    def run(self, until: float | None = None) -> int:
+        """Run the replica's state machine to its end (asked to stop at elapsed ``until`` if given):
+        its exit status."""
+        if until is not None:
+            self.stop_at(until)
         return self.replica.machine.run()
+
+    def seen_at(self, look: Callable[[], T], *elapsed: float) -> list[T]:
+        """What ``look`` returns at each of these instants of the run, in their order: the list fills
+        as the run passes them (a look at the same instant as another action comes first if it was
+        asked for first)."""
+        seen: list[T] = []
+        for when in elapsed:
+            self.at(when, lambda: seen.append(look()))
+        return seen
 
     def metric(self, name: str, **labels: str) -> float | None:
         return self.registry.get_sample_value(name, labels)
@@ -84,6 +100,14 @@ def make_harness() -> Iterator[Callable[..., Harness]]:
         return Harness(clock, zk, coordinator, storage, registry, replica, work)
 
     yield make
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A local port that refuses connections: bound (so nobody else takes it) but not listening."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -171,10 +171,8 @@ def test_only_the_next_candidate_is_woken_when_the_leader_leaves(make_harness) -
     h = make_harness(server=server)  # joins the queue second: watches the leader's candidate node
     # twenty more replicas join behind us (we joined at 0 s): none of them is woken
     h.at(0.1, lambda: [waiting_candidate(server) for _ in range(20)])
-    counters: list[tuple[int, int]] = []
-    h.at(3.4, lambda: counters.append((server.notifications, server.writes)))
+    counters = h.seen_at(lambda: (server.notifications, server.writes), 3.4, 3.6)
     h.at(3.5, leader.close)
-    h.at(3.6, lambda: counters.append((server.notifications, server.writes)))
     h.stop_at(5.0)
     h.run()
     assert h.write_times == [3.5]
@@ -203,10 +201,8 @@ def test_a_failed_take_over_costs_one_create_then_looks(make_harness) -> None:  
     other_leader(server, "outsider")  # holds the node without queueing (an older version, a hand)
     head = waiting_candidate(server)
     h = make_harness(server=server)  # second in the queue, right behind a head that does not lead
-    writes: list[int] = []
-    h.at(3.4, lambda: writes.append(server.writes))
+    writes = h.seen_at(lambda: server.writes, 3.4, 3.6)
     h.at(3.5, head.close)
-    h.at(3.6, lambda: writes.append(server.writes))
     h.stop_at(5.0)
     h.run()
     assert h.storage.written == []

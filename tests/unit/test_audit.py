@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ import pytest
 from app.adapters.fs_storage import DirectoryStorage, file_name
 from app.audit import audit_directory
 from app.ports.storage import Record
+from tests.app_cli import run_app
 
 LATER = float("inf")  # a lease that never runs out
 
@@ -128,30 +127,15 @@ def test_the_command_exits_non_zero_on_any_violation(tmp_path: Path, broken: boo
     put(tmp_path, 5, 0, t(1))
     if broken:
         put(tmp_path, 3, 0, t(2))
-    text = subprocess.run(
-        [sys.executable, "-m", "app", "audit", "--file-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    as_json = subprocess.run(
-        [sys.executable, "-m", "app", "audit", "--file-dir", str(tmp_path), "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    text = run_app("audit", "--file-dir", str(tmp_path))
+    as_json = run_app("audit", "--file-dir", str(tmp_path), "--json")
     assert text.returncode == as_json.returncode == status
     assert ("FAILED" in text.stdout) is broken
     assert json.loads(as_json.stdout)["ok"] is not broken
 
 
 def test_a_missing_directory_is_a_one_line_usage_error(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "app", "audit", "--file-dir", str(tmp_path / "absent")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = run_app("audit", "--file-dir", str(tmp_path / "absent"))
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "--file-dir" in proc.stderr

@@ -11,7 +11,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,35 +25,15 @@ from app import __version__
 from app.cli import cli, main
 from app.config import HostPort, Settings
 from app.status import ClusterView
+from tests.app_cli import one_line
+from tests.app_cli import run_app as election
 
-REPO = Path(__file__).resolve().parents[2]
 EXIT_CONFIG = 2
 EXIT_UNREACHABLE = 3
 
 
-def election(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 20.0
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m app`` with no ELECTION_* variables but those in ``env``."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ELECTION_")}
-    clean.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        capture_output=True,
-        text=True,
-        env=clean,
-        cwd=REPO,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def assert_config_error(result: subprocess.CompletedProcess[str], names: str) -> None:
-    assert result.returncode == EXIT_CONFIG, result
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
-    assert names in lines[0], lines[0]
+    one_line(result, EXIT_CONFIG, names)
     assert result.stdout == ""
 
 
@@ -374,14 +353,6 @@ def test_a_bad_no_lead_ordinals_variable_exits_2_naming_it() -> None:
 # -- election status -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A local port that refuses connections: bound (so nobody else takes it) but not listening."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
-
-
 def test_status_against_unreachable_zookeeper_exits_3_with_one_line_within_its_timeout(
     closed_port: int,
 ) -> None:
@@ -389,11 +360,7 @@ def test_status_against_unreachable_zookeeper_exits_3_with_one_line_within_its_t
     began = time.monotonic()
     result = election("status", f"--zk-servers=127.0.0.1:{closed_port}", "--timeout=500ms")
     elapsed = time.monotonic() - began
-    assert result.returncode == EXIT_UNREACHABLE
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "unreachable" in lines[0]
-    assert f"127.0.0.1:{closed_port}" in lines[0]
+    one_line(result, EXIT_UNREACHABLE, "unreachable", f"127.0.0.1:{closed_port}")
     assert result.stdout == ""
     assert elapsed < timeout + 3.0  # the timeout, plus starting Python and closing the client
 
@@ -404,10 +371,7 @@ def test_switchover_against_unreachable_zookeeper_exits_3_with_one_line_within_i
     began = time.monotonic()
     result = election("switchover", "--to=r2", f"--zk-servers=127.0.0.1:{closed_port}", "--timeout=500ms")
     elapsed = time.monotonic() - began
-    assert result.returncode == EXIT_UNREACHABLE
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("election switchover: ") and "unreachable" in lines[0]
+    assert one_line(result, EXIT_UNREACHABLE, "unreachable").startswith("election switchover: ")
     assert result.stdout == ""
     assert elapsed < 0.5 + 3.0  # the timeout, plus starting Python and closing the client
 

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,8 @@ from app.adapters.command_work import CommandWork
 from app.adapters.prometheus_metrics import PrometheusMetrics
 from app.adapters.system_clock import SystemClock
 from app.leases import KILL_MARGIN
-from app.ports.work import Outcome
-from tests.waiting import wait_for
+from app.ports.work import Ended, Outcome
+from tools.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups as on Linux")
 
@@ -52,6 +53,22 @@ class Runner:
         assert child is not None
         return child.pid
 
+    def start_leased(self, valid_for: float) -> tuple[int, float]:
+        """Start under a 60 s lease whose one confirmation is valid ``valid_for`` s only: the pid, and
+        the instant that confirmation runs out (what the dead-man must beat)."""
+        self.work.period(60.0)
+        self.work.begin(1)
+        deadline = CLOCK.monotonic() + valid_for
+        self.work.step(1, valid_until=deadline)
+        return self.work.describe()["pid"], deadline
+
+    def exited(self) -> Ended:
+        """How the child ended, once it woke the leader by ending (within 10 s)."""
+        assert self.woken.wait(10)
+        ended = self.work.ended()
+        assert ended is not None
+        return ended
+
 
 def _alive(pgid: int) -> bool:
     try:
@@ -66,39 +83,43 @@ def _sh(script: str) -> list[str]:
 
 
 @pytest.fixture
-def runners() -> list[Runner]:
+def runner() -> Iterator[Callable[..., Runner]]:
+    """Makes runners (the arguments of :class:`Runner`), each stopped when the test is over."""
     made: list[Runner] = []
-    yield made
+
+    def make(command: list[str], stop_timeout: float = 1.0) -> Runner:
+        made.append(Runner(command, stop_timeout))
+        return made[-1]
+
+    yield make
     for r in made:
         r.work.stop("test over")
 
 
 def test_the_child_leads_its_own_group_and_gets_the_terms_environment(
-    tmp_path: Path, runners: list[Runner]
+    tmp_path: Path, runner: Callable[..., Runner]
 ) -> None:
     out = tmp_path / "env"
-    r = Runner(
+    r = runner(
         _sh(
             'echo "$ELECTION_EPOCH $ELECTION_IDENTITY $ELECTION_ELECTION_PATH $ELECTION_LEASE_SECONDS"'
             f" > {out}; sleep 60"
         )
     )
-    runners.append(r)
     pid = r.start(epoch=4711)
     assert os.getpgid(pid) == pid
-    wait_for(
-        lambda: out.exists() and out.read_text().strip() != "", 10, message="the child wrote its environment"
-    )
+    wait_for(lambda: out.exists() and out.read_text().strip() != "", 10, "the child wrote its environment")
     assert out.read_text().split() == ["4711", "me", "/e", "6.000"]
     assert r.metric("election_work_running") == 1
     assert r.work.running()
 
 
-def test_stop_kills_the_whole_group_including_a_shells_background_child(runners: list[Runner]) -> None:
-    r = Runner(_sh("sleep 1000 & sleep 1000 & wait"))
-    runners.append(r)
+def test_stop_kills_the_whole_group_including_a_shells_background_child(
+    runner: Callable[..., Runner],
+) -> None:
+    r = runner(_sh("sleep 1000 & sleep 1000 & wait"))
     pid = r.start()
-    wait_for(lambda: len(_members(pid)) >= 3, 10, message="the shell started its background children")
+    wait_for(lambda: len(_members(pid)) >= 3, 10, "the shell started its background children")
     r.work.stop("test")
     assert not _alive(pid)
     assert r.metric("election_work_running") == 0
@@ -106,12 +127,11 @@ def test_stop_kills_the_whole_group_including_a_shells_background_child(runners:
     assert r.work.ended() is None  # stopped by us: not an exit of its own
 
 
-def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(runners: list[Runner]) -> None:
-    r = Runner(_sh("trap '' TERM; while :; do sleep 0.05; done"), stop_timeout=0.3)
-    runners.append(r)
+def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(runner: Callable[..., Runner]) -> None:
+    r = runner(_sh("trap '' TERM; while :; do sleep 0.05; done"), stop_timeout=0.3)
     pid = r.start()
     # guardian, the shell and its sleep: the shell has set its trap once it runs a sleep
-    wait_for(lambda: len(_members(pid)) >= 3, 10, message="the shell runs its loop")
+    wait_for(lambda: len(_members(pid)) >= 3, 10, "the shell runs its loop")
     asked = CLOCK.monotonic()
     r.work.stop("test")
     took = CLOCK.monotonic() - asked
@@ -120,9 +140,10 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(runners: list[Ru
     assert took >= 0.3  # it had its grace, no less
 
 
-def test_the_sigkill_lands_before_the_lease_ends_even_with_a_long_grace(runners: list[Runner]) -> None:
-    r = Runner(_sh("trap '' TERM; while :; do sleep 0.05; done"), stop_timeout=30.0)
-    runners.append(r)
+def test_the_sigkill_lands_before_the_lease_ends_even_with_a_long_grace(
+    runner: Callable[..., Runner],
+) -> None:
+    r = runner(_sh("trap '' TERM; while :; do sleep 0.05; done"), stop_timeout=30.0)
     r.work.period(60.0)  # a grace of 30 s fits a 60 s lease...
     r.work.begin(1)
     deadline = CLOCK.monotonic() + 1.0  # ...but this confirmation is valid for one second only
@@ -134,15 +155,10 @@ def test_the_sigkill_lands_before_the_lease_ends_even_with_a_long_grace(runners:
     assert not _alive(pid)
 
 
-def test_the_dead_man_stops_a_child_whose_lease_is_not_renewed(runners: list[Runner]) -> None:
-    r = Runner(_sh("sleep 1000"), stop_timeout=0.2)
-    runners.append(r)
-    r.work.period(60.0)
-    r.work.begin(1)
-    deadline = CLOCK.monotonic() + 1.0
-    r.work.step(1, valid_until=deadline)
-    pid = r.work.describe()["pid"]
-    assert wait_for(lambda: r.work.ended() is not None, 10, message="the dead-man stopped the child")
+def test_the_dead_man_stops_a_child_whose_lease_is_not_renewed(runner: Callable[..., Runner]) -> None:
+    r = runner(_sh("sleep 1000"), stop_timeout=0.2)
+    pid, deadline = r.start_leased(valid_for=1.0)
+    assert wait_for(lambda: r.work.ended() is not None, 10, "the dead-man stopped the child")
     ended = r.work.ended()
     assert ended is not None and ended.stopped
     assert ended.code == "SIGTERM"
@@ -152,9 +168,8 @@ def test_the_dead_man_stops_a_child_whose_lease_is_not_renewed(runners: list[Run
     assert not _alive(pid)
 
 
-def test_renewals_keep_the_child_running_past_its_first_lease(runners: list[Runner]) -> None:
-    r = Runner(_sh("sleep 1000"), stop_timeout=0.1)
-    runners.append(r)
+def test_renewals_keep_the_child_running_past_its_first_lease(runner: Callable[..., Runner]) -> None:
+    r = runner(_sh("sleep 1000"), stop_timeout=0.1)
     r.work.period(1.0)
     r.work.begin(1)
     r.work.step(1, valid_until=CLOCK.monotonic() + 1.0)
@@ -166,13 +181,10 @@ def test_renewals_keep_the_child_running_past_its_first_lease(runners: list[Runn
     assert r.work.ended() is None
 
 
-def test_an_exit_of_its_own_is_reported_counted_and_wakes_the_leader(runners: list[Runner]) -> None:
-    r = Runner(_sh("exit 3"))
-    runners.append(r)
+def test_an_exit_of_its_own_is_reported_counted_and_wakes_the_leader(runner: Callable[..., Runner]) -> None:
+    r = runner(_sh("exit 3"))
     r.start()
-    assert r.woken.wait(10)
-    ended = r.work.ended()
-    assert ended is not None
+    ended = r.exited()
     assert (ended.code, ended.stopped, ended.succeeded) == ("3", False, False)
     assert r.metric("election_work_exits_total", code="3") == 1
     assert r.metric("election_work_running") == 0
@@ -192,42 +204,36 @@ def test_a_command_that_cannot_start_is_a_failed_step_without_the_guardian(
 
 
 def test_a_command_gone_since_the_start_exits_127_under_the_guardian(
-    tmp_path: Path, runners: list[Runner]
+    tmp_path: Path, runner: Callable[..., Runner]
 ) -> None:
-    r = Runner([str(tmp_path / "missing")])
-    runners.append(r)
+    r = runner([str(tmp_path / "missing")])
     r.start()
-    assert r.woken.wait(10)
-    ended = r.work.ended()
-    assert ended is not None and ended.code == "127"
+    assert r.exited().code == "127"
 
 
-def test_the_guardian_kills_the_whole_group_when_election_dies(runners: list[Runner]) -> None:
+def test_the_guardian_kills_the_whole_group_when_election_dies(runner: Callable[..., Runner]) -> None:
     # Its parent-death signal, sent by hand: the guardian must take the shell's background child
     # (which ignores SIGTERM) with it, not only itself.
-    r = Runner(_sh("(trap '' TERM; exec sleep 1000) & sleep 1000"))
-    runners.append(r)
+    r = runner(_sh("(trap '' TERM; exec sleep 1000) & sleep 1000"))
     pid = r.start()
-    wait_for(lambda: len(_members(pid)) >= 4, 10, message="guardian, env/sh and both sleeps run")
+    wait_for(lambda: len(_members(pid)) >= 4, 10, "guardian, env/sh and both sleeps run")
     os.kill(pid, signal.SIGUSR1)
-    wait_for(lambda: _members(pid) == [], 10, message="nothing of the group is left")
+    wait_for(lambda: _members(pid) == [], 10, "nothing of the group is left")
 
 
-def test_the_commands_own_exit_status_and_signal_come_through_the_guardian(runners: list[Runner]) -> None:
-    r = Runner(_sh("kill -TERM $$"))
-    runners.append(r)
+def test_the_commands_own_exit_status_and_signal_come_through_the_guardian(
+    runner: Callable[..., Runner],
+) -> None:
+    r = runner(_sh("kill -TERM $$"))
     r.start()
-    assert r.woken.wait(10)
-    ended = r.work.ended()
-    assert ended is not None and ended.code == "SIGTERM"
+    assert r.exited().code == "SIGTERM"
 
 
-def test_the_command_does_not_inherit_ignored_sigint(tmp_path: Path, runners: list[Runner]) -> None:
+def test_the_command_does_not_inherit_ignored_sigint(tmp_path: Path, runner: Callable[..., Runner]) -> None:
     out = tmp_path / "sigign"
-    r = Runner(_sh(f"grep SigIgn /proc/$$/status > {out}; sleep 60"))
-    runners.append(r)
+    r = runner(_sh(f"grep SigIgn /proc/$$/status > {out}; sleep 60"))
     r.start()
-    wait_for(lambda: out.exists() and out.read_text() != "", 10, message="the command wrote its mask")
+    wait_for(lambda: out.exists() and out.read_text() != "", 10, "the command wrote its mask")
     ignored = int(out.read_text().split()[1], 16)
     assert ignored & (1 << (signal.SIGINT - 1)) == 0
     assert ignored & (1 << (signal.SIGQUIT - 1)) == 0
@@ -239,46 +245,47 @@ def test_the_grace_is_clamped_to_what_fits_the_lease() -> None:
     assert round(r.work.grace(2.0), 6) == round((2.0 * 2.0 / 3.0) - KILL_MARGIN, 6)
 
 
-def _members(pgid: int) -> list[int]:
-    """Pids of group ``pgid`` (from /proc)."""
-    found = []
+def _group(pgid: int) -> dict[int, str]:
+    """The processes of group ``pgid`` (from /proc): pid -> state letter (``Z`` for a zombie)."""
+    found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(int(entry))
+            continue  # gone since the listing
+        if int(fields[2]) == pgid:
+            found[int(entry)] = fields[0]
     return found
 
 
-def test_signal_names_for_deaths_by_signal(runners: list[Runner]) -> None:
-    r = Runner(_sh("kill -SEGV $$"))
-    runners.append(r)
+def _members(pgid: int) -> list[int]:
+    """Pids of group ``pgid`` that still run (zombies left out)."""
+    return [pid for pid, state in _group(pgid).items() if state != "Z"]
+
+
+def _zombies(pgid: int) -> int:
+    return list(_group(pgid).values()).count("Z")
+
+
+def test_signal_names_for_deaths_by_signal(runner: Callable[..., Runner]) -> None:
+    r = runner(_sh("kill -SEGV $$"))
     r.start()
-    assert r.woken.wait(10)
-    ended = r.work.ended()
-    assert ended is not None and ended.code == "SIGSEGV"
+    assert r.exited().code == "SIGSEGV"
 
 
-def test_the_dead_man_kills_what_outlives_the_groups_leader(runners: list[Runner]) -> None:
+def test_the_dead_man_kills_what_outlives_the_groups_leader(runner: Callable[..., Runner]) -> None:
     # The shell dies of the dead-man's SIGTERM, its background child ignores it: that one too must be
     # dead by the lease's end although nobody calls stop() (the state machine is stuck).
-    r = Runner(_sh("(trap '' TERM; while :; do sleep 0.05; done) & sleep 1000"), stop_timeout=0.2)
-    runners.append(r)
-    r.work.period(60.0)
-    r.work.begin(1)
-    deadline = CLOCK.monotonic() + 1.5
-    r.work.step(1, valid_until=deadline)
-    pid = r.work.describe()["pid"]
-    wait_for(lambda: len(_members(pid)) >= 3, 10, message="the shell started its background child")
-    wait_for(lambda: not _alive(pid), 5, message="the whole group dead")
+    r = runner(_sh("(trap '' TERM; while :; do sleep 0.05; done) & sleep 1000"), stop_timeout=0.2)
+    pid, deadline = r.start_leased(valid_for=1.5)
+    wait_for(lambda: len(_members(pid)) >= 3, 10, "the shell started its background child")
+    wait_for(lambda: not _alive(pid), 5, "the whole group dead")
     assert CLOCK.monotonic() <= deadline
 
 
-def test_a_blocked_log_sink_does_not_hold_back_the_dead_man(runners: list[Runner]) -> None:
+def test_a_blocked_log_sink_does_not_hold_back_the_dead_man(runner: Callable[..., Runner]) -> None:
     # A full stderr pipe blocks a handler's write (holding its lock): the dead-man must signal anyway.
     gate = threading.Event()
 
@@ -286,18 +293,13 @@ def test_a_blocked_log_sink_does_not_hold_back_the_dead_man(runners: list[Runner
         def emit(self, record: logging.LogRecord) -> None:
             gate.wait(30)
 
-    r = Runner(_sh("sleep 1000"), stop_timeout=0.2)
-    runners.append(r)
-    r.work.period(60.0)
-    r.work.begin(1)
-    deadline = CLOCK.monotonic() + 1.5
-    r.work.step(1, valid_until=deadline)
-    pid = r.work.describe()["pid"]
+    r = runner(_sh("sleep 1000"), stop_timeout=0.2)
+    pid, deadline = r.start_leased(valid_for=1.5)
     logger = logging.getLogger("election.work")
     handler = Blocked()
     logger.addHandler(handler)  # from now on every line of the command runner blocks
     try:
-        wait_for(lambda: not _alive(pid), 5, message="the dead-man stopped the group")
+        wait_for(lambda: not _alive(pid), 5, "the dead-man stopped the group")
         assert CLOCK.monotonic() <= deadline
     finally:
         gate.set()
@@ -316,11 +318,10 @@ time.sleep(1000)              # the direct child
 """
 
 
-def test_stop_returns_though_the_group_keeps_a_zombie_that_is_not_ours(runners: list[Runner]) -> None:
-    r = Runner([sys.executable, "-c", DETACHED_WITH_A_ZOMBIE], stop_timeout=0.3)
-    runners.append(r)
+def test_stop_returns_though_the_group_keeps_a_zombie_that_is_not_ours(runner: Callable[..., Runner]) -> None:
+    r = runner([sys.executable, "-c", DETACHED_WITH_A_ZOMBIE], stop_timeout=0.3)
     pid = r.start()
-    wait_for(lambda: _zombies(pid) >= 1, 10, message="the group holds a zombie that is not ours")
+    wait_for(lambda: _zombies(pid) >= 1, 10, "the group holds a zombie that is not ours")
     done = threading.Event()
     threading.Thread(target=lambda: (r.work.stop("test"), done.set()), daemon=True).start()
     assert done.wait(10), "stop() still waits for a group that has only a zombie left"
@@ -328,38 +329,25 @@ def test_stop_returns_though_the_group_keeps_a_zombie_that_is_not_ours(runners: 
 
 
 def test_a_dead_man_that_cannot_watch_kills_the_group_and_reports_it(
-    runners: list[Runner], monkeypatch: pytest.MonkeyPatch
+    runner: Callable[..., Runner], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def no_fds(_pid: int) -> int:
         raise OSError(24, "Too many open files")
 
     monkeypatch.setattr(os, "pidfd_open", no_fds)
-    r = Runner(_sh("sleep 1000"))
-    runners.append(r)
+    r = runner(_sh("sleep 1000"))
     pid = r.start()
-    assert r.woken.wait(10)
-    ended = r.work.ended()
-    assert ended is not None and ended.stopped and ended.code == "SIGKILL"
-    wait_for(lambda: _members(pid) == [], 10, message="the group is dead")
+    ended = r.exited()
+    assert ended.stopped and ended.code == "SIGKILL"
+    wait_for(lambda: _members(pid) == [], 10, "the group is dead")
 
 
-def _zombies(pgid: int) -> int:
-    count = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            count += int(fields[2]) == pgid and fields[0] == "Z"
-    return count
-
-
-def test_a_step_after_the_child_exited_starts_no_other_in_the_same_term(runners: list[Runner]) -> None:
+def test_a_step_after_the_child_exited_starts_no_other_in_the_same_term(
+    runner: Callable[..., Runner],
+) -> None:
     # The exit may land between the Leader's look at ended() and its step: that step must leave the
     # end for the Leader to handle (resign, back off) rather than start the command again.
-    r = Runner(_sh("exit 3"))
-    runners.append(r)
+    r = runner(_sh("exit 3"))
     first = r.start(epoch=5)
     assert r.woken.wait(10)
     assert r.work.step(5, valid_until=CLOCK.monotonic() + 6.0).outcome is Outcome.DONE

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.waiting import wait_for
+from tools.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "examples" / "exec" / "fenced-writer.sh"
@@ -66,7 +66,7 @@ def test_a_writer_still_running_stops_writing_when_a_newer_epoch_writes(tmp_path
         [str(SCRIPT)], env=_env(tmp_path, 10), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     try:
-        wait_for(lambda: len(journal(tmp_path)) >= 2, 30.0, message="the old writer's first writes")
+        wait_for(lambda: len(journal(tmp_path)) >= 2, 30.0, "the old writer's first writes")
         assert writer(tmp_path, epoch=20, count=1).returncode == 0
         assert old.wait(timeout=30) == EXIT_FENCED
         assert old.stderr is not None and "epoch 10 is fenced out" in old.stderr.read()

@@ -8,59 +8,26 @@ refused explicitly, so that these tests fail on an app that does not know ``--ex
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests.app_cli import REPO, app_command, app_env, one_line, run_app
 
-REPO = Path(__file__).resolve().parents[2]
 EXIT_CONFIG = 2
 ACCEPT_WAIT = 5.0  # seconds: the checks come before anything waits for ZooKeeper
 
 
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield int(sock.getsockname()[1])
-
-
-def command(port: int, tmp_path: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "app",
-        "run",
-        f"--zk-servers=127.0.0.1:{port}",
-        f"--file-dir={tmp_path / 'files'}",
-        "--http-address=127.0.0.1:0",
-        *args,
-    ]
-
-
-def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ELECTION_")}
-    clean.update(env or {})
-    return clean
+def run_args(port: int, tmp_path: Path, *args: str) -> list[str]:
+    """``run`` and its arguments, towards ZooKeeper on ``port`` (where nothing answers)."""
+    files = f"--file-dir={tmp_path / 'files'}"
+    return ["run", f"--zk-servers=127.0.0.1:{port}", files, "--http-address=127.0.0.1:0", *args]
 
 
 def run(
     port: int, tmp_path: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a replica that must be refused at once (it would otherwise wait for ZooKeeper forever)."""
-    return subprocess.run(
-        command(port, tmp_path, *args),
-        capture_output=True,
-        text=True,
-        env=clean_env(env),
-        cwd=REPO,
-        timeout=30,
-        check=False,
-    )
+    return run_app(*run_args(port, tmp_path, *args), env=env, timeout=30)
 
 
 def accepted(port: int, tmp_path: Path, *args: str) -> tuple[bool, str]:
@@ -68,12 +35,12 @@ def accepted(port: int, tmp_path: Path, *args: str) -> tuple[bool, str]:
     ZooKeeper that does not answer) after ACCEPT_WAIT seconds, or it exited with a status other than
     2. Returns that and its stderr so far."""
     proc = subprocess.Popen(
-        command(port, tmp_path, *args),
+        app_command(*run_args(port, tmp_path, *args)),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env=clean_env(),
+        env=app_env(),
         cwd=REPO,
     )
     try:
@@ -86,14 +53,11 @@ def accepted(port: int, tmp_path: Path, *args: str) -> tuple[bool, str]:
 
 
 def assert_one_line_exit_2(result: subprocess.CompletedProcess[str], *names: str) -> str:
-    assert result.returncode == EXIT_CONFIG, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
-    assert "no such option" not in lines[0].lower(), lines[0]
+    line = one_line(result, EXIT_CONFIG)
+    assert "no such option" not in line.lower(), line
     for name in names:
-        assert name in lines[0], f"{name!r} not in {lines[0]!r}"
-    return lines[0]
+        assert name in line, f"{name!r} not in {line!r}"
+    return line
 
 
 def test_an_empty_exec_exits_2_with_one_line(closed_port: int, tmp_path: Path) -> None:

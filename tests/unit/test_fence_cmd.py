@@ -8,10 +8,11 @@ the lock held across a child are properties of processes.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,9 @@ import pytest
 from app.adapters.fs_fence import FENCE_NAME, FenceState, FileFence
 from app.adapters.fs_storage import DirectoryStorage, file_name
 from app.ports.storage import FencedError, Record, StorageError
-from tests.waiting import wait_for
+from tests.app_cli import REPO, app_command, app_env, run_app
+from tools.waiting import wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 EXIT_FENCED = 3
 EXIT_CONFIG = 2
 
@@ -30,21 +31,24 @@ def fence(
     *args: str, env: dict[str, str] | None = None, timeout: float = 20.0
 ) -> subprocess.CompletedProcess[str]:
     """``python -m app fence ARGS`` with no ELECTION_* variables but those in ``env``."""
-    return subprocess.run(
-        [sys.executable, "-m", "app", "fence", *args],
-        capture_output=True,
-        text=True,
-        env=_env(env),
+    return run_app("fence", *args, env=env, timeout=timeout)
+
+
+@contextmanager
+def fence_running(directory: Path, script: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``election fence --dir DIRECTORY --epoch 5 -- sh -c SCRIPT`` running; killed if still there
+    when the block is left."""
+    proc = subprocess.Popen(
+        app_command("fence", "--dir", str(directory), "--epoch", "5", "--", "sh", "-c", script),
         cwd=REPO,
-        timeout=timeout,
-        check=False,
+        env=app_env(),
     )
-
-
-def _env(extra: dict[str, str] | None) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ELECTION_")}
-    clean.update(extra or {})
-    return clean
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def recorded(directory: Path) -> dict[str, int]:
@@ -191,26 +195,8 @@ def test_a_command_killed_by_a_signal_gives_128_plus_the_signal(tmp_path: Path) 
 def test_sigterm_to_fence_alone_does_not_release_the_lock_before_its_command_exits(tmp_path: Path) -> None:
     started, go = tmp_path / "started", tmp_path / "go"
     script = f"touch {started}; while [ ! -e {go} ]; do sleep 0.01; done; exit 5"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "fence",
-            "--dir",
-            str(tmp_path),
-            "--epoch",
-            "5",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ],
-        cwd=REPO,
-        env=_env(None),
-    )
-    try:
-        wait_for(started.exists, 10.0, message="the command to start")
+    with fence_running(tmp_path, script) as proc:
+        wait_for(started.exists, 10.0, "the command to start")
         proc.send_signal(signal.SIGTERM)
         proc.send_signal(signal.SIGINT)
         # The command is still running: the signals must not have ended fence nor released the lock.
@@ -220,10 +206,6 @@ def test_sigterm_to_fence_alone_does_not_release_the_lock_before_its_command_exi
         go.touch()
         assert proc.wait(timeout=10.0) == 5
         assert not lock_is_held(tmp_path)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def _gone(pid: int) -> bool:
@@ -239,31 +221,9 @@ def _gone(pid: int) -> bool:
 def test_the_command_dies_with_a_killed_fence(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     script = f"echo $$ > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; exec sleep 60"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "fence",
-            "--dir",
-            str(tmp_path),
-            "--epoch",
-            "5",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ],
-        cwd=REPO,
-        env=_env(None),
-    )
-    try:
-        wait_for(pid_file.exists, 10.0, message="the command to start")
+    with fence_running(tmp_path, script) as proc:
+        wait_for(pid_file.exists, 10.0, "the command to start")
         child = int(pid_file.read_text())
         proc.kill()
         proc.wait()
-        wait_for(lambda: _gone(child), 5.0, message="the command to die with its parent")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        wait_for(lambda: _gone(child), 5.0, "the command to die with its parent")

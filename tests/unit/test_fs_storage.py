@@ -406,14 +406,20 @@ class Jumps:
         return self.now
 
 
-def test_a_write_whose_fsync_outlasts_the_lease_publishes_nothing(
-    directory: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def leading_with_one_file(directory: Path) -> tuple[DirectoryStorage, Jumps]:
+    """A store on a :class:`Jumps` clock, in a term that has written ``file_name(7, 0)`` in time."""
     clock = Jumps()
     store = DirectoryStorage(directory, monotonic=clock)
     store.prepare()
     store.begin_term()
     store.write(record(sequence=0), valid_until=clock.now + 6.0)
+    return store, clock
+
+
+def test_a_write_whose_fsync_outlasts_the_lease_publishes_nothing(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, clock = leading_with_one_file(directory)
     real_fsync = os.fsync
 
     def slow_fsync(fd: int) -> None:
@@ -534,11 +540,7 @@ def test_a_fence_record_slower_than_the_rest_of_the_lease_publishes_nothing(
 ) -> None:
     # The record is fsynced under the lock between the lease check and the link: a slow disk
     # there (an NFS server's stall) must not publish a file past the lease.
-    clock = Jumps()
-    store = DirectoryStorage(directory, monotonic=clock)
-    store.prepare()
-    store.begin_term()
-    store.write(record(sequence=0), valid_until=clock.now + 6.0)
+    store, clock = leading_with_one_file(directory)
     real_store = store.fence.store
 
     def slow_store(state: Any) -> None:

@@ -7,10 +7,10 @@ import re
 import select
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter
 from app.http import WORKERS, Endpoints, HttpServer, backlog
 from app.wiring import LIVENESS_STALL_SECONDS, raise_open_files_limit
 from tests.unit.conftest import Harness, keep_publishing, other_leader
+from tools.waiting import wait_for
 
 RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 
@@ -86,18 +87,6 @@ def _open_files() -> None:
     raise_open_files_limit()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, message: str) -> Any:
-    """The first truthy value of ``predicate``, polled; AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(0.01)
-
-
 def closed_by_server(sock: socket.socket) -> bool:
     """True once the server closed ``sock`` (EOF or reset); never blocks."""
     readable, _w, _x = select.select([sock], [], [], 0)
@@ -116,19 +105,17 @@ def connect(port: int) -> socket.socket:
 @pytest.fixture
 def fresh() -> Iterator[Callable[..., HttpServer]]:
     """Started HttpServers with the given keyword arguments, stopped at the end of the test."""
-    made: list[HttpServer] = []
+    with ExitStack() as started:
 
-    def make(**kwargs: Any) -> HttpServer:
-        http = HttpServer(
-            "127.0.0.1", 0, Endpoints(CollectorRegistry(), dict, Probe(), Probe(), Probe()), **kwargs
-        )
-        made.append(http)
-        http.start()
-        return http
+        def make(**kwargs: Any) -> HttpServer:
+            http = HttpServer(
+                "127.0.0.1", 0, Endpoints(CollectorRegistry(), dict, Probe(), Probe(), Probe()), **kwargs
+            )
+            http.start()
+            started.callback(http.stop)
+            return http
 
-    yield make
-    for http in made:
-        http.stop()
+        yield make
 
 
 @pytest.fixture(scope="module")
@@ -356,8 +343,7 @@ def test_status_before_start_shows_init_and_a_closed_connection(harness: Harness
 
 def test_status_of_an_attempter_names_the_other_leader(harness: Harness) -> None:
     other_leader(harness.server, "other")
-    seen: list[dict[str, Any]] = []
-    harness.at(3.0, lambda: seen.append(harness.replica.status()))
+    seen = harness.seen_at(harness.replica.status, 3.0)
     harness.stop_at(4.0)
     harness.run()
     status = seen[0]
@@ -371,8 +357,7 @@ def test_status_of_an_attempter_names_the_other_leader(harness: Harness) -> None
 def test_status_of_a_leader_shows_itself_and_when_it_began(harness: Harness) -> None:
     other_leader(harness.server, "other")
     harness.at(5.0, harness.server.delete_leader_by_hand)
-    seen: list[dict[str, Any]] = []
-    harness.at(7.5, lambda: seen.append(harness.replica.status()))
+    seen = harness.seen_at(harness.replica.status, 7.5)
     harness.stop_at(8.0)
     harness.run()
     status = seen[0]
@@ -400,8 +385,7 @@ def test_status_shows_no_leader_while_the_connection_is_suspended(harness: Harne
 
 
 def test_status_is_json_serialisable(harness: Harness) -> None:
-    seen: list[str] = []
-    harness.at(3.0, lambda: seen.append(json.dumps(harness.replica.status())))
+    seen = harness.seen_at(lambda: json.dumps(harness.replica.status()), 3.0)
     harness.stop_at(4.0)
     harness.run()
     assert json.loads(seen[0])["state"] == "Leader"
@@ -414,8 +398,7 @@ def test_not_ready_before_connecting(harness: Harness) -> None:
 
 
 def test_ready_while_connected(harness: Harness) -> None:
-    seen: list[tuple[bool, str]] = []
-    harness.at(3.0, lambda: seen.append(harness.replica.ready()))
+    seen = harness.seen_at(harness.replica.ready, 3.0)
     harness.stop_at(4.0)
     harness.run()
     assert seen[0][0] is True
@@ -471,8 +454,7 @@ def test_leading_only_once_the_terms_work_runs_and_until_it_ends(harness: Harnes
 def test_not_leading_while_another_replica_leads(harness: Harness) -> None:
     other_leader(harness.server, "other")
     keep_publishing(harness)
-    seen: list[tuple[bool, str]] = []
-    harness.at(3.0, lambda: seen.append(harness.replica.leading()))
+    seen = harness.seen_at(harness.replica.leading, 3.0)
     harness.stop_at(4.0)
     harness.run()
     assert seen == [(False, "not leading: Attempter")]
@@ -499,8 +481,7 @@ def test_live_at_start(harness: Harness) -> None:
 def test_live_while_the_machine_waits_for_a_long_time(harness: Harness) -> None:
     other_leader(harness.server, "other")
     keep_publishing(harness)
-    seen: list[tuple[bool, str]] = []
-    harness.at(10 * LIVENESS_STALL_SECONDS, lambda: seen.append(harness.replica.live()))
+    seen = harness.seen_at(harness.replica.live, 10 * LIVENESS_STALL_SECONDS)
     harness.stop_at(10 * LIVENESS_STALL_SECONDS + 1)
     harness.run()
     assert seen[0][0] is True
@@ -534,10 +515,8 @@ def test_replica_endpoints_serve_its_status_over_http(served: Served, harness: H
 def test_status_and_metrics_show_the_session_timeout_the_server_granted(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness(zk_session_timeout=10.0)
     h.coordinator.granted = 4.0
-    seen: list[dict[str, Any]] = []
-    h.at(1.0, lambda: seen.append(h.replica.status()))
+    seen = h.seen_at(h.replica.status, 1.0, 2.5)
     h.at(2.0, h.coordinator.suspend)
-    h.at(2.5, lambda: seen.append(h.replica.status()))
     h.stop_at(3.0)
     h.run()
     assert seen[0]["zookeeper"]["session_timeout_seconds"] == 4.0

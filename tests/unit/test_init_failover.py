@@ -15,9 +15,15 @@ def transitions(h: Harness, frm: str, to: str) -> float:
     return h.metric("election_state_transitions_total", **{"from": frm, "to": to}) or 0.0
 
 
+def outage(h: Harness, start: float, end: float, *, expire: bool = False) -> None:
+    """The connection is suspended at ``start`` and back at ``end``: in the same session, or after it
+    expired (``expire``)."""
+    h.at(start, h.coordinator.suspend)
+    h.at(end, h.coordinator.expire_and_reconnect if expire else h.coordinator.reconnect)
+
+
 def test_init_prepares_zookeeper_and_storage_then_attempts(harness: Harness) -> None:
-    harness.stop_at(0.5)
-    harness.run()
+    harness.run(until=0.5)
     assert harness.coordinator.calls[:2] == ["start", "prepare"]
     assert harness.storage.prepared == 1
     assert transitions(harness, "Init", "Attempter") == 1
@@ -32,8 +38,7 @@ def test_unreachable_zookeeper_goes_to_failover_after_exactly_the_connect_timeou
             orig(state, previous, since),
         )
     )
-    h.stop_at(6.0)
-    h.run()
+    h.run(until=6.0)
     assert entered == [5.0]
 
 
@@ -46,8 +51,7 @@ def test_zookeeper_coming_back_heals_through_init(make_harness) -> None:  # type
         h.coordinator.connect_when_up()
 
     h.at(12.0, server_up)
-    h.stop_at(12.5)
-    h.run()
+    h.run(until=12.5)
     assert transitions(h, "Init", "Failover") == 1
     assert transitions(h, "Failover", "Init") == 1
     assert h.write_times == [12.0]  # led the moment the connection came back
@@ -66,8 +70,7 @@ def test_unusable_file_dir_goes_to_failover_and_retries_with_backoff(make_harnes
 
     h.storage.prepare = prepare  # type: ignore[method-assign]
     h.at(3.0, lambda: setattr(h.storage, "fail_prepare", None))
-    h.stop_at(5.0)
-    h.run()
+    h.run(until=5.0)
     # backoff 0.25, 0.5, 1, 2 (capped at 4) between Init attempts
     assert inits == pytest.approx([0.0, 0.25, 0.75, 1.75, 3.75])
     assert h.write_times == [3.75]
@@ -88,10 +91,8 @@ def test_failover_timeout_counts_from_the_first_failure(make_harness) -> None:  
 
 def test_failover_never_leads_directly(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness()
-    h.at(15.0, h.coordinator.suspend)
-    h.at(16.0, h.coordinator.reconnect)
-    h.stop_at(16.5)
-    h.run()
+    outage(h, 15.0, 16.0)
+    h.run(until=16.5)
     assert transitions(h, "Leader", "Failover") == 1
     assert transitions(h, "Failover", "Init") == 1
     assert transitions(h, "Failover", "Leader") == 0
@@ -100,10 +101,8 @@ def test_failover_never_leads_directly(make_harness) -> None:  # type: ignore[no
 
 def test_reconnect_within_the_session_keeps_the_node_and_epoch(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness()
-    h.at(15.0, h.coordinator.suspend)
-    h.at(16.0, h.coordinator.reconnect)
-    h.stop_at(21.0)
-    h.run()
+    outage(h, 15.0, 16.0)
+    h.run(until=21.0)
     assert h.write_times == [0.0, 10.0, 16.0]  # paused while unsure (15-16), then resumed
     assert len({r.epoch for _t, r in h.storage.written}) == 1
     assert [r.sequence for _t, r in h.storage.written] == [0, 1, 2]
@@ -111,10 +110,8 @@ def test_reconnect_within_the_session_keeps_the_node_and_epoch(make_harness) -> 
 
 def test_session_expiry_means_a_new_term_with_a_new_epoch(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness()
-    h.at(15.0, h.coordinator.suspend)
-    h.at(30.0, h.coordinator.expire_and_reconnect)
-    h.stop_at(31.0)
-    h.run()
+    outage(h, 15.0, 30.0, expire=True)
+    h.run(until=31.0)
     assert h.write_times == [0.0, 10.0, 30.0]
     first, second = h.storage.written[1][1], h.storage.written[2][1]
     assert second.epoch > first.epoch
@@ -124,12 +121,9 @@ def test_session_expiry_means_a_new_term_with_a_new_epoch(make_harness) -> None:
 def test_failing_streak_resets_once_attempter_is_reached(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness(failover_timeout=10.0)
     # Two separate outages of 6 s each: each alone is within the 10 s bound.
-    h.at(5.0, h.coordinator.suspend)
-    h.at(11.0, h.coordinator.reconnect)
-    h.at(20.0, h.coordinator.suspend)
-    h.at(26.0, h.coordinator.reconnect)
-    h.stop_at(27.0)
-    assert h.run() == 0
+    outage(h, 5.0, 11.0)
+    outage(h, 20.0, 26.0)
+    assert h.run(until=27.0) == 0
 
 
 @pytest.mark.parametrize(
@@ -141,23 +135,20 @@ def test_backoff_doubles_and_is_capped(streak: int, expected: float) -> None:
 
 def test_stop_from_failover(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness(server=FakeZooKeeper(up=False), zk_connect_timeout=1.0)
-    h.stop_at(3.0)
-    assert h.run() == 0
+    assert h.run(until=3.0) == 0
     assert transitions(h, "Failover", "Stopping") == 1
 
 
 def test_stop_from_init_while_connecting(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness(server=FakeZooKeeper(up=False), zk_connect_timeout=10.0)
-    h.stop_at(2.0)
-    assert h.run() == 0
+    assert h.run(until=2.0) == 0
     assert h.clock.elapsed == 2.0
     assert transitions(h, "Init", "Stopping") == 1
     assert h.coordinator.state() is ConnectionState.CLOSED
 
 
 def test_stopping_is_terminal_and_closes_the_session(harness: Harness) -> None:
-    harness.stop_at(1.0)
-    harness.run()
+    harness.run(until=1.0)
     assert harness.replica.machine.state is StateName.STOPPING
     assert harness.coordinator.calls[-1] == "close"
     assert harness.metric("election_state", state="Stopping") == 1

@@ -19,9 +19,7 @@ def test_first_file_at_once_then_one_per_leader_timeout(harness: Harness) -> Non
 
 
 def test_advancing_ten_seconds_writes_exactly_one_more_file(harness: Harness) -> None:
-    counts: list[int] = []
-    for elapsed in (5.0, 15.0, 25.0):
-        harness.at(elapsed, lambda: counts.append(len(harness.storage.written)))
+    counts = harness.seen_at(lambda: len(harness.storage.written), 5.0, 15.0, 25.0)
     harness.stop_at(26.0)
     harness.run()
     assert counts == [1, 2, 3]

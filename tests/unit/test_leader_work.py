@@ -4,6 +4,7 @@ and before the node is released, and a command that exits at once does not spin 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from app.leases import exec_confirm_period, exec_grace_bound, lease_of
@@ -35,6 +36,19 @@ def _trace(h: Harness) -> list[tuple[str, float, Any]]:
     return events
 
 
+def _commanded(
+    make_harness: Callable[..., Harness], **work: Any
+) -> tuple[Harness, list[tuple[str, float, Any]]]:
+    """A harness whose replica runs a command-like work (``work`` sets the fake's attributes, such as
+    ``exit_after``), and the trace of that work's events (:func:`_trace`)."""
+    h = make_harness(command=True)
+    assert h.work is not None
+    for name, value in work.items():
+        assert hasattr(h.work, name), name  # a typo would set nothing the fake reads
+        setattr(h.work, name, value)
+    return h, _trace(h)
+
+
 def _kinds(events: list[tuple[str, float, Any]], *kinds: str) -> list[tuple[str, float, Any]]:
     return [e for e in events if e[0] in kinds]
 
@@ -42,10 +56,8 @@ def _kinds(events: list[tuple[str, float, Any]], *kinds: str) -> list[tuple[str,
 def test_the_command_starts_once_under_the_create_and_is_renewed_every_sixth_of_the_lease(
     make_harness,  # type: ignore[no-untyped-def]
 ) -> None:
-    h = make_harness(command=True)
-    events = _trace(h)
-    h.stop_at(3.5)
-    assert h.run() == 0
+    h, events = _commanded(make_harness)
+    assert h.run(until=3.5) == 0
     assert [e[:2] for e in _kinds(events, "start")] == [("start", 0.0)]
     renewals = _kinds(events, "renew")
     assert [t for _w, t, _d in renewals] == [1.0, 2.0, 3.0]
@@ -60,34 +72,26 @@ def test_the_command_starts_once_under_the_create_and_is_renewed_every_sixth_of_
 
 
 def test_a_suspended_connection_stops_the_command_at_once(make_harness) -> None:  # type: ignore[no-untyped-def]
-    h = make_harness(command=True)
-    events = _trace(h)
+    h, events = _commanded(make_harness)
     h.at(2.5, h.coordinator.suspend)
-    h.stop_at(3.0)
-    h.run()
+    h.run(until=3.0)
     stops = _kinds(events, "stop")
     assert stops[0][1] == 2.5
     assert "suspended" in stops[0][2]
 
 
 def test_the_node_deleted_by_hand_stops_the_command_at_once(make_harness) -> None:  # type: ignore[no-untyped-def]
-    h = make_harness(command=True)
-    events = _trace(h)
+    h, events = _commanded(make_harness)
     h.at(2.25, h.server.delete_leader_by_hand)
-    h.stop_at(2.3)
-    h.run()
+    h.run(until=2.3)
     assert _kinds(events, "stop")[0][:2] == ("stop", 2.25)
 
 
 def test_a_command_that_exits_at_once_waits_a_doubling_backoff_before_it_leads_again(
     make_harness,  # type: ignore[no-untyped-def]
 ) -> None:
-    h = make_harness(command=True)
-    assert h.work is not None
-    h.work.exit_after = 0.5
-    events = _trace(h)
-    h.stop_at(40.0)
-    assert h.run() == 0  # a crashing command is not the replica's failure: no exit 1
+    h, events = _commanded(make_harness, exit_after=0.5)
+    assert h.run(until=40.0) == 0  # a crashing command is not the replica's failure: no exit 1
     starts = [t for _w, t, _d in _kinds(events, "start")]
     # exits at start + 0.5, then sits out 1, 2, 4, 8, 16 s outside the queue
     assert starts == [0.0, 1.5, 4.0, 8.5, 17.0, 33.5]
@@ -97,25 +101,16 @@ def test_a_command_that_exits_at_once_waits_a_doubling_backoff_before_it_leads_a
 
 
 def test_a_command_that_finished_with_status_0_is_handled_the_same(make_harness) -> None:  # type: ignore[no-untyped-def]
-    h = make_harness(command=True)
-    assert h.work is not None
-    h.work.exit_after, h.work.exit_code = 0.5, "0"
-    events = _trace(h)
-    reasons: list[str] = []
-    h.at(0.75, lambda: reasons.append(h.replica.ctx.entered_because))
-    h.stop_at(5.0)
-    h.run()
+    h, events = _commanded(make_harness, exit_after=0.5, exit_code="0")
+    reasons = h.seen_at(lambda: h.replica.ctx.entered_because, 0.75)
+    h.run(until=5.0)
     assert [t for _w, t, _d in _kinds(events, "start")] == [0.0, 1.5, 4.0]
     assert reasons[0].startswith("the work finished after 0.5s; resigned leadership")
 
 
 def test_a_long_run_resets_the_backoff(make_harness) -> None:  # type: ignore[no-untyped-def]
-    h = make_harness(command=True)
-    assert h.work is not None
-    h.work.exit_after = 61.0
-    events = _trace(h)
-    h.stop_at(200.0)
-    h.run()
+    h, events = _commanded(make_harness, exit_after=61.0)
+    h.run(until=200.0)
     assert [t for _w, t, _d in _kinds(events, "start")] == [0.0, 62.0, 124.0, 186.0]
 
 
@@ -129,20 +124,16 @@ def test_a_standby_behind_a_command_leader_never_gives_up_for_lack_of_files(
 ) -> None:
     h = make_harness(command=True, failover_timeout=30.0)
     other_leader(h.server)
-    ready: list[bool] = []
-    h.at(299.0, lambda: ready.append(h.replica.ready()[0]))
-    h.stop_at(300.0)
-    assert h.run() == 0
+    ready = h.seen_at(lambda: h.replica.ready()[0], 299.0)
+    assert h.run(until=300.0) == 0
     assert ready == [True]
     assert h.replica.machine.state is StateName.STOPPING
 
 
 def test_status_shows_the_work(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness(command=True)
-    seen: list[dict[str, Any]] = []
-    h.at(1.5, lambda: seen.append(h.replica.status()["work"]))
-    h.stop_at(2.0)
-    h.run()
+    seen = h.seen_at(lambda: h.replica.status()["work"], 1.5)
+    h.run(until=2.0)
     assert seen == [{"kind": "exec", "running": True}]
 
 
@@ -156,10 +147,7 @@ def test_the_file_writer_reports_its_work_running_from_the_first_file_to_the_ter
     make_harness,  # type: ignore[no-untyped-def]
 ) -> None:
     h = make_harness()
-    seen: list[float | None] = []
-    h.at(5.0, lambda: seen.append(h.metric("election_work_running")))
+    seen = h.seen_at(lambda: h.metric("election_work_running"), 5.0, 5.5)
     h.at(5.0, h.coordinator.suspend)
-    h.at(5.5, lambda: seen.append(h.metric("election_work_running")))
-    h.stop_at(6.0)
-    h.run()
+    h.run(until=6.0)
     assert seen == [1.0, 0.0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import shutil
 import subprocess
+from collections.abc import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -50,6 +51,13 @@ def state_values(registry: CollectorRegistry) -> dict[str, float | None]:
     return {s: value(registry, "election_state", state=s) for s in STATES}
 
 
+def walk(metrics: PrometheusMetrics, *states: str, start: float = 0.0) -> None:
+    """Enter ``states`` in turn, one a second from ``start``, each from the one before it (the first
+    from none)."""
+    for i, state in enumerate(states):
+        metrics.state_entered(state, states[i - 1] if i else None, start + i)
+
+
 # -- election_state --------------------------------------------------------------------------
 
 
@@ -66,9 +74,7 @@ def test_entering_a_state_sets_it_to_one(metrics: PrometheusMetrics, registry: C
 def test_a_transition_moves_the_one_to_the_new_state(
     metrics: PrometheusMetrics, registry: CollectorRegistry
 ) -> None:
-    metrics.state_entered("Init", None, 500.0)
-    metrics.state_entered("Attempter", "Init", 501.0)
-    metrics.state_entered("Leader", "Attempter", 502.0)
+    walk(metrics, "Init", "Attempter", "Leader", start=500.0)
     assert state_values(registry) == {**dict.fromkeys(STATES, 0.0), "Leader": 1.0}
 
 
@@ -78,11 +84,7 @@ def test_a_transition_moves_the_one_to_the_new_state(
 def test_transitions_are_counted_by_from_and_to(
     metrics: PrometheusMetrics, registry: CollectorRegistry
 ) -> None:
-    metrics.state_entered("Init", None, 0.0)
-    metrics.state_entered("Attempter", "Init", 1.0)
-    metrics.state_entered("Failover", "Attempter", 2.0)
-    metrics.state_entered("Init", "Failover", 3.0)
-    metrics.state_entered("Attempter", "Init", 4.0)
+    walk(metrics, "Init", "Attempter", "Failover", "Init", "Attempter")
     total = "election_state_transitions_total"
     assert value(registry, total, **{"from": "Init", "to": "Attempter"}) == 2.0
     assert value(registry, total, **{"from": "Attempter", "to": "Failover"}) == 1.0
@@ -102,30 +104,37 @@ def test_the_first_state_is_not_counted_as_a_transition(
 # -- time in state ---------------------------------------------------------------------------
 
 
+@pytest.fixture
+def duration_after(registry: CollectorRegistry, clock: Monotonic) -> Callable[[float], float | None]:
+    """Moves the clock on by so many seconds, then reads ``election_state_duration_seconds``."""
+
+    def later(seconds: float) -> float | None:
+        clock.now += seconds
+        return value(registry, "election_state_duration_seconds")
+
+    return later
+
+
 @pytest.mark.usefixtures("metrics")
-def test_duration_is_zero_before_any_state(registry: CollectorRegistry, clock: Monotonic) -> None:
-    clock.now += 100.0
-    assert value(registry, "election_state_duration_seconds") == 0.0
+def test_duration_is_zero_before_any_state(duration_after: Callable[[float], float | None]) -> None:
+    assert duration_after(100.0) == 0.0
 
 
 def test_duration_follows_the_injected_clock(
-    metrics: PrometheusMetrics, registry: CollectorRegistry, clock: Monotonic
+    metrics: PrometheusMetrics, clock: Monotonic, duration_after: Callable[[float], float | None]
 ) -> None:
     metrics.state_entered("Attempter", "Init", clock.now)
-    clock.now += 12.5
-    assert value(registry, "election_state_duration_seconds") == 12.5
-    clock.now += 7.5
-    assert value(registry, "election_state_duration_seconds") == 20.0
+    assert duration_after(12.5) == 12.5
+    assert duration_after(7.5) == 20.0
 
 
 def test_duration_restarts_on_a_transition(
-    metrics: PrometheusMetrics, registry: CollectorRegistry, clock: Monotonic
+    metrics: PrometheusMetrics, clock: Monotonic, duration_after: Callable[[float], float | None]
 ) -> None:
     metrics.state_entered("Attempter", "Init", clock.now)
     clock.now += 30.0
     metrics.state_entered("Leader", "Attempter", clock.now)
-    clock.now += 2.0
-    assert value(registry, "election_state_duration_seconds") == 2.0
+    assert duration_after(2.0) == 2.0
 
 
 # -- leadership ------------------------------------------------------------------------------
@@ -247,10 +256,8 @@ def test_exposition_passes_promtool_check_metrics(
             "promtool not found: install it with `apt-get install -y --no-install-recommends prometheus` "
             "(Debian/Ubuntu) or put the promtool binary from a Prometheus release on PATH"
         )
-    metrics.state_entered("Init", None, clock.now)
     metrics.connection_state("connected")
-    metrics.state_entered("Attempter", "Init", clock.now + 1)
-    metrics.state_entered("Leader", "Attempter", clock.now + 2)
+    walk(metrics, "Init", "Attempter", "Leader", start=clock.now)
     metrics.leadership_acquired(42)
     metrics.file_written()
     metrics.files_deleted(1)

@@ -37,8 +37,7 @@ def test_a_standby_behind_a_leader_that_publishes_nothing_exits_with_status_1(ha
 def test_a_standby_behind_a_leader_that_publishes_stays_ready_and_waits(harness: Harness) -> None:
     other_leader(harness.server, "busy")
     keep_publishing(harness, every=10.0)
-    seen: list[tuple[bool, str]] = []
-    harness.at(490.0, lambda: seen.append(harness.replica.ready()))
+    seen = harness.seen_at(harness.replica.ready, 490.0)
     harness.stop_at(500.0)
     assert harness.run() == 0
     assert seen == [(True, "connected to ZooKeeper")]
@@ -100,10 +99,8 @@ def test_terms_per_run_of_failures_are_bounded_by_the_backoffs_that_fit() -> Non
 
 def test_a_standby_that_sees_the_counter_move_again_heals(harness: Harness) -> None:
     other_leader(harness.server, "flaky")
-    seen: list[tuple[bool, str]] = []
-    harness.at(45.0, lambda: seen.append(harness.replica.ready()))
+    seen = harness.seen_at(harness.replica.ready, 45.0, 65.0)
     harness.at(52.0, lambda: setattr(harness.storage, "published_by_others", 1))
-    harness.at(65.0, lambda: seen.append(harness.replica.ready()))
     harness.clock.call_at(START + 60.0, lambda: keep_publishing(harness))
     harness.stop_at(200.0)
     assert harness.run() == 0
@@ -114,9 +111,8 @@ def test_a_standby_that_sees_the_counter_move_again_heals(harness: Harness) -> N
 def test_a_leader_whose_writes_fail_is_not_ready_and_says_why(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness(max_write_failures=5)
     h.storage.fail_writes = 2
-    seen: list[tuple[bool, str]] = []
-    h.at(15.0, lambda: seen.append(h.replica.ready()))  # after two failed writes (0 and 10 s)
-    h.at(25.0, lambda: seen.append(h.replica.ready()))  # after the write at 20 s succeeded
+    # after two failed writes (0 and 10 s), and after the write at 20 s succeeded
+    seen = h.seen_at(h.replica.ready, 15.0, 25.0)
     h.stop_at(26.0)
     h.run()
     assert seen[0][0] is False

@@ -22,6 +22,7 @@ _HANDLER_UNDER_HELD_LOCK = textwrap.dedent(
     from app.config import Settings
     from app.wiring import Replica
     from tests.fakes import FakeClock, FakeCoordinator, FakeStorage, FakeZooKeeper
+    from tools.waiting import poll_until
 
     clock = FakeClock()
     replica = Replica(
@@ -34,9 +35,7 @@ _HANDLER_UNDER_HELD_LOCK = textwrap.dedent(
         for _ in range(10_000):  # bytecodes: the Python-level handler runs here, on this thread
             pass
     print("handler returned", flush=True)
-    deadline = time.monotonic() + 10
-    while replica.ctx.stop_reason is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    poll_until(lambda: replica.ctx.stop_reason is not None, time.monotonic() + 10)
     print(replica.ctx.stop_reason, flush=True)
     signal.raise_signal(signal.SIGINT)  # a second signal: exit at once, 128 + SIGINT
     time.sleep(10)

@@ -128,12 +128,9 @@ def test_the_history_records_each_term_and_the_new_leader_counts_the_previous_en
 
 def test_tenure_counts_the_current_term_on_the_leader_only(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness()
-    seen: list[float | None] = []
-    h.at(12.5, lambda: seen.append(h.metric("election_leader_tenure_seconds")))
+    seen = h.seen_at(lambda: h.metric("election_leader_tenure_seconds"), 12.5, 12.6)
     h.at(12.5, h.coordinator.suspend)
-    h.at(12.6, lambda: seen.append(h.metric("election_leader_tenure_seconds")))
-    h.stop_at(13.0)
-    h.run()
+    h.run(until=13.0)
     assert seen == [12.5, 0.0]
 
 
