@@ -35,6 +35,7 @@ not before the successor's first (or it was still running when the round ended).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -47,9 +48,10 @@ from typing import Any
 
 from bench.common import ms, num, parse_rfc3339, proc_stat, summary, table
 from bench.etcd import LocalEtcd, etcd_available
-from bench.fleet import APP, BASELINES, Contender, Flavour, Group, app_log_events
+from bench.fleet import APP, BASELINES, KAZOO, Contender, Flavour, Group, app_log_events
 from bench.proxy import Relay
 from bench.scenarios import RunContext
+from bench.scenarios._skeleton import fraction, launched, make_result, no_plots, rotate, spread
 
 NAME = "exec"
 TITLE = "9. Exec (a child under leadership: SIGTERM -> successor's child; cut -> child dead)"
@@ -64,6 +66,7 @@ HEAL_WATCH = 5.0  # after the deadline of a cut, how long a healed holder is giv
 KILL_AFTER = 5.0  # the grace before the SIGKILL of a holder that ignored SIGTERM (a pod's would be 30 s)
 POLL = 0.005
 KINDS = ("graceful", "cut")
+SPREAD = ("p50", "p95", "max")  # the quantiles of the report's columns
 SIZE = 2
 
 
@@ -112,14 +115,9 @@ def _etcdctl(group: Group, identity: str) -> list[str]:
     ]
 
 
-OURS = Flavour("app", "election --exec (ours)", _ours, lambda path: f"{path}/members")
-KAZOO_EXEC = Flavour(
-    "kazoo",
-    "kazoo Election + subprocess",
-    _kazoo,
-    lambda path: path,
-    registered=lambda children: sum(1 for c in children if "__lock__" in c),
-)
+# The app and kazoo register as they do without a child: only the command line differs.
+OURS = dataclasses.replace(APP, label="election --exec (ours)", build=_ours)
+KAZOO_EXEC = dataclasses.replace(KAZOO, label="kazoo Election + subprocess", build=_kazoo)
 ETCD_LOCK = Flavour("etcd", "etcdctl lock", _etcdctl, lambda path: path)
 FLAVOURS = (OURS, KAZOO_EXEC, ETCD_LOCK)
 
@@ -396,54 +394,56 @@ def settle(watch: Watch) -> None:
     watch.group.spawn(holder.identity)
 
 
+def _group(
+    ctx: RunContext, flavour: Flavour, server: str, relays: dict[str, Relay], etcd: LocalEtcd
+) -> Group:
+    """The flavour's SIZE contenders on ``server``, each through its own relay."""
+    common: dict[str, Any] = {
+        "session_timeout": SESSION_TIMEOUT,
+        "extra": {"exec-stop-timeout": f"{STOP_TIMEOUT:g}s"},
+        "zk_for": {name: relay.address for name, relay in relays.items()},
+    }
+    workdir = ctx.workdir / NAME / flavour.name
+    path = f"/bench/{NAME}/{flavour.name}"
+    if flavour is ETCD_LOCK:
+        return EtcdGroup(flavour, SIZE, server, path, workdir, ctx.app_src, **common, etcd=etcd)
+    return Group(flavour, SIZE, server, path, workdir, ctx.app_src, **common)
+
+
 def run(ctx: RunContext) -> dict[str, Any]:
     reason = etcd_available()
     if reason is not None:
         raise RuntimeError(reason)
     rounds = ctx.pick_rounds(full=20, quick=1)
-    deadline = QUICK_DEADLINE if ctx.quick else DEADLINE
+    deadline = ctx.sized(DEADLINE, QUICK_DEADLINE)
     started = time.time()
     rows: list[dict[str, Any]] = []
     etcd = LocalEtcd(ctx.workdir / NAME / "etcd")
     with ctx.zookeeper(NAME, tick_ms=TICK_MS) as zk:
         etcd.start()
-        groups: list[Group] = []
-        relays: dict[str, dict[str, Relay]] = {}
+        servers = {f.name: etcd.address if f is ETCD_LOCK else zk.address for f in FLAVOURS}
+        relays = {
+            f.name: {f"{f.name}-{i:03d}": Relay(servers[f.name]) for i in range(1, SIZE + 1)}
+            for f in FLAVOURS
+        }
+        fleet: list[Group] = []
         try:
-            for flavour in FLAVOURS:
-                server = etcd.address if flavour is ETCD_LOCK else zk.address
-                mine = {f"{flavour.name}-{i:03d}": Relay(server) for i in range(1, SIZE + 1)}
-                relays[flavour.name] = mine
-                common: dict[str, Any] = {
-                    "session_timeout": SESSION_TIMEOUT,
-                    "extra": {"exec-stop-timeout": f"{STOP_TIMEOUT:g}s"},
-                    "zk_for": {name: relay.address for name, relay in mine.items()},
-                }
-                workdir = ctx.workdir / NAME / flavour.name
-                path = f"/bench/{NAME}/{flavour.name}"
-                group: Group
-                if flavour is ETCD_LOCK:
-                    group = EtcdGroup(flavour, SIZE, server, path, workdir, ctx.app_src, **common, etcd=etcd)
-                else:
-                    group = Group(flavour, SIZE, server, path, workdir, ctx.app_src, **common)
-                groups.append(group)
-                group.start(first_alone=False)
-            for r in range(rounds):
-                for group in groups[r % len(groups) :] + groups[: r % len(groups)]:
-                    watch = begin(group, relays[group.flavour.name], "graceful")
-                    time.sleep(ctx.rng.uniform(0.2, 0.6))
-                    strike(watch)
-                    rows.extend(dict(row, round=r) for row in follow([watch], deadline))
-                watches = [begin(g, relays[g.flavour.name], "cut") for g in groups]
-                time.sleep(ctx.rng.uniform(0.5, 1.0))
-                for watch in watches:
-                    strike(watch)
-                rows.extend(dict(row, round=r) for row in follow(watches, deadline))
-                print(f"  round {r + 1}/{rounds} done", flush=True)
+            fleet.extend(_group(ctx, f, servers[f.name], relays[f.name], etcd) for f in FLAVOURS)
+            with launched(*fleet, start=lambda g: g.start(first_alone=False)) as groups:
+                for r in range(rounds):
+                    for group in rotate(groups, r):
+                        watch = begin(group, relays[group.flavour.name], "graceful")
+                        time.sleep(ctx.rng.uniform(0.2, 0.6))
+                        strike(watch)
+                        rows.extend(dict(row, round=r) for row in follow([watch], deadline))
+                    watches = [begin(g, relays[g.flavour.name], "cut") for g in groups]
+                    time.sleep(ctx.rng.uniform(0.5, 1.0))
+                    for watch in watches:
+                        strike(watch)
+                    rows.extend(dict(row, round=r) for row in follow(watches, deadline))
+                    print(f"  round {r + 1}/{rounds} done", flush=True)
         finally:
-            for group in groups:
-                group.stop()
-            for group in groups:
+            for group in fleet:
                 _kill_children(group)
             for mine in relays.values():
                 for relay in mine.values():
@@ -456,8 +456,10 @@ def run(ctx: RunContext) -> dict[str, Any]:
         }
         for kind in KINDS
     }
-    return {
-        "config": {
+    return make_result(
+        ctx,
+        started,
+        config={
             "rounds": rounds,
             "contenders_per_wrapper": SIZE,
             "zk_tick_ms": TICK_MS,
@@ -471,25 +473,20 @@ def run(ctx: RunContext) -> dict[str, Any]:
             "heartbeat_period_s": 0.010,
             "labels": {f.name: f.label for f in FLAVOURS},
         },
-        "summary": {
+        summary={
             **stats,
             "overlap_free": {
                 kind: {f.name: stats[kind][f.name]["overlap_rounds"] == 0 for f in FLAVOURS} for kind in KINDS
             },
         },
-        "load": ctx.note_window(started),
-        "rounds": rows,
-    }
+        rounds=rows,
+    )
 
 
 def _kill_children(group: Group) -> None:
     """Whatever heartbeat child is still running (an orphan of etcdctl, say) is killed."""
     for path in heartbeat_files(heartbeat_dir(group)):
         kill_child(path)
-
-
-def _spread(st: dict[str, float], fmt: Any) -> list[str]:
-    return [fmt(st["p50"]), fmt(st["p95"]), fmt(st["max"])]
 
 
 def report(result: dict[str, Any]) -> str:
@@ -503,10 +500,10 @@ def report(result: dict[str, Any]) -> str:
             [
                 label,
                 st["rounds"],
-                *_spread(st["successor_started_s"], ms),
-                *_spread(st["child_dead_s"], ms),
-                f"{st['holder_killed']}/{st['rounds']}",
-                f"{st['overlap_rounds']}/{st['rounds']}",
+                *spread(st["successor_started_s"], SPREAD),
+                *spread(st["child_dead_s"], SPREAD),
+                fraction(st["holder_killed"], st["rounds"]),
+                fraction(st["overlap_rounds"], st["rounds"]),
                 ms(st["gap_s"]["min"]),
             ]
         )
@@ -536,12 +533,12 @@ def report(result: dict[str, Any]) -> str:
             [
                 label,
                 st["rounds"],
-                *_spread(st["child_dead_s"], secs),
-                f"{still}/{st['rounds']}",
-                f"{st['survived_heal']}/{st['rounds']}",
+                *spread(st["child_dead_s"], SPREAD, secs),
+                fraction(still, st["rounds"]),
+                fraction(st["survived_heal"], st["rounds"]),
                 secs(st["child_last_beat_s"]["max"]) + (" (deadline)" if still else ""),
-                *_spread(st["successor_started_s"], secs),
-                f"{st['overlap_rounds']}/{st['rounds']}",
+                *spread(st["successor_started_s"], SPREAD, secs),
+                fraction(st["overlap_rounds"], st["rounds"]),
                 secs(st["overlap_s"]["max"]),
             ]
         )
@@ -573,6 +570,4 @@ def report(result: dict[str, Any]) -> str:
     return text
 
 
-def plot(result: dict[str, Any], directory: Path) -> list[Path]:
-    del result, directory
-    return []
+plot = no_plots

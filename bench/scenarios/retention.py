@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.common import ms, num, summary, table
 from bench.scenarios import RunContext
+from bench.scenarios._skeleton import make_result
 
 NAME = "retention"
 TITLE = "7. Retention at scale: cost per tick (write + retain) with a full directory"
@@ -107,7 +108,7 @@ def _measure(ctx: RunContext, capacity: int, ticks: int, kind: str) -> dict[str,
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-    sizes = [10, 1_000, 10_000] if ctx.quick else [10, 10_000, 100_000]
+    sizes = ctx.sized([10, 10_000, 100_000], [10, 1_000, 10_000])
     ticks = ctx.pick_rounds(full=500, quick=20)
     started = time.time()
     rows = []
@@ -116,17 +117,18 @@ def run(ctx: RunContext) -> dict[str, Any]:
             rows.append({"kind": kind, **_measure(ctx, capacity, ticks, kind)})
     app = {r["capacity"]: r for r in rows if r["kind"] == "app"}
     small, big = app[sizes[0]], app[sizes[-1]]
-    return {
-        "config": {"capacities": sizes, "ticks": ticks, "filesystem": _fs_type(ctx.workdir)},
-        "summary": {
+    return make_result(
+        ctx,
+        started,
+        config={"capacities": sizes, "ticks": ticks, "filesystem": _fs_type(ctx.workdir)},
+        summary={
             "rows": rows,
             "app_retain_p50_ratio_largest_to_10": big["retain_s"]["p50"] / small["retain_s"]["p50"],
             "app_tick_p50_ratio_largest_to_10": big["tick_s"]["p50"] / small["tick_s"]["p50"],
             "target_independent_of_size": big["retain_s"]["p50"] < 10 * small["retain_s"]["p50"] + 50e-6,
         },
-        "load": ctx.note_window(started),
-        "rounds": [],
-    }
+        rounds=[],
+    )
 
 
 def _fs_type(path: Path) -> str:
