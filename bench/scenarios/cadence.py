@@ -49,7 +49,7 @@ from typing import Any
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError
 
-from bench.common import cpu_seconds, ms, num, summary, table, wait_for
+from bench.common import cpu_seconds, ms, num, summary, table
 from bench.fleet import (
     BASELINES,
     TRACED_APP,
@@ -63,6 +63,7 @@ from bench.fleet import (
 from bench.scenarios import RunContext
 from bench.scenarios._skeleton import alternate, make_result
 from tools.localzk import four_letter_word
+from tools.waiting import wait_for
 
 NAME = "cadence"
 TITLE = "6. Cadence: the leader's write period error and drift"

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import signal
 import sys
@@ -46,12 +45,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import ms, num, parse_rfc3339, proc_stat, summary, table
+from bench.common import ms, num, parse_rfc3339, summary, table
 from bench.etcd import LocalEtcd, etcd_available
 from bench.fleet import APP, BASELINES, KAZOO, Contender, Flavour, Group, app_log_events
 from bench.proxy import Relay
 from bench.scenarios import RunContext
+from bench.scenarios._heartbeats import (
+    heartbeat_dir,
+    heartbeat_files,
+    holder_of,
+    kill_child,
+    read_beats,
+    running,
+)
 from bench.scenarios._skeleton import fraction, launched, make_result, no_plots, rotate, spread
+from tools.waiting import WaitTimeoutError, poll_until, wait_for
 
 NAME = "exec"
 TITLE = "9. Exec (a child under leadership: SIGTERM -> successor's child; cut -> child dead)"
@@ -68,12 +76,6 @@ POLL = 0.005
 KINDS = ("graceful", "cut")
 SPREAD = ("p50", "p95", "max")  # the quantiles of the report's columns
 SIZE = 2
-
-
-def heartbeat_dir(group: Group) -> Path:
-    path = group.workdir / "heartbeats"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def child_command(group: Group) -> list[str]:
@@ -131,64 +133,6 @@ class EtcdGroup(Group):
     def registered(self) -> int:
         assert self.etcd is not None
         return self.etcd.count_prefix(self.path + "/")
-
-
-# --------------------------------------------------------------------------
-# heartbeats
-# --------------------------------------------------------------------------
-
-
-def read_beats(path: Path) -> list[float]:
-    """The beats of one child (wall times), a partly written last line left out."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    lines = text.split("\n")[:-1]  # the piece after the last newline may be half written
-    return [float(line) for line in lines if line and not line.startswith("#")]
-
-
-def heartbeat_files(directory: Path) -> list[Path]:
-    return list(directory.glob("hb-*.log"))
-
-
-_HEADERS: dict[Path, dict[str, Any]] = {}
-
-
-def child_header(path: Path) -> dict[str, Any] | None:
-    """The child's JSON header (pid, ppid, start time...), None until it has written it."""
-    if path not in _HEADERS:
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            for line in path.read_text().split("\n")[:-1]:
-                if line.startswith("#"):
-                    _HEADERS[path] = json.loads(line[1:])
-                    break
-    return _HEADERS.get(path)
-
-
-def child_pid(path: Path) -> int:
-    return int(path.name.split("-")[1])
-
-
-def running(path: Path) -> bool:
-    """True while the child of this heartbeat file runs: its pid is alive, not a zombie (which has
-    finished and only waits for its parent) and started when the child did (pids are reused)."""
-    fields = proc_stat(child_pid(path))
-    if fields is None or fields[0] == "Z":
-        return False
-    header = child_header(path)
-    return header is None or str(header.get("starttime")) == fields[19]
-
-
-def parent_of(path: Path) -> int | None:
-    fields = proc_stat(child_pid(path)) if running(path) else None
-    return int(fields[1]) if fields is not None else None
-
-
-def kill_child(path: Path) -> None:
-    if running(path):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child_pid(path), signal.SIGKILL)
 
 
 def round_figures(
@@ -309,21 +253,27 @@ class Watch:
 def wait_holder(group: Group, timeout: float = 90.0) -> tuple[Contender, Path]:
     """Wait until every contender is queued and exactly one child runs, under a live contender."""
     directory = heartbeat_dir(group)
-    deadline = time.monotonic() + timeout
-    while True:
+    seen: dict[str, Any] = {}
+
+    def single_holder() -> tuple[Contender, Path] | None:
         by_pid = {c.pid: c for c in group.contenders.values() if c.alive}
         children = [path for path in heartbeat_files(directory) if running(path)]
-        holders = [by_pid.get(parent_of(path) or -1) for path in children]
-        if len(children) == 1 and holders[0] is not None and len(by_pid) == group.size:
-            with contextlib.suppress(Exception):
-                if group.registered() >= group.size and len(read_beats(children[0])) > 1:
-                    return holders[0], children[0]
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"{group.flavour.name}: no single child under a live holder after {timeout:.0f} s "
-                f"(children {children}, contenders {sorted(by_pid)}); see {group.log_dir}"
-            )
-        time.sleep(0.05)
+        seen.update(children=children, contenders=sorted(by_pid))
+        holder = by_pid.get(holder_of(children[0], by_pid) or -1) if len(children) == 1 else None
+        if holder is None or len(by_pid) != group.size:
+            return None
+        with contextlib.suppress(Exception):
+            if group.registered() >= group.size and len(read_beats(children[0])) > 1:
+                return holder, children[0]
+        return None
+
+    try:
+        return wait_for(single_holder, timeout, "a single child under a live holder", interval=0.05)
+    except WaitTimeoutError as exc:
+        raise TimeoutError(
+            f"{group.flavour.name}: no single child under a live holder after {timeout:.0f} s "
+            f"(children {seen.get('children')}, contenders {seen.get('contenders')}); see {group.log_dir}"
+        ) from exc
 
 
 def begin(group: Group, relays: dict[str, Relay], kind: str) -> Watch:
@@ -360,9 +310,7 @@ def follow(watches: list[Watch], deadline: float) -> list[dict[str, Any]]:
     survivors = [w for w in watches if w.kind == "cut" and running(w.child)]
     for watch in survivors:
         watch.relay[watch.holder.identity].heal()
-    healed_at = time.time()
-    while any(running(w.child) for w in survivors) and time.time() < healed_at + HEAL_WATCH:
-        time.sleep(POLL)
+    poll_until(lambda: not any(running(w.child) for w in survivors), time.monotonic() + HEAL_WATCH, POLL)
     for watch in survivors:
         rows[id(watch)]["survived_heal"] = running(watch.child)
     for watch in watches:

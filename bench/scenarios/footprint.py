@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import cpu_seconds, ms, num, parse_rfc3339, pss_bytes, rss_bytes, summary, table, wait_for
+from bench.common import cpu_seconds, ms, num, parse_rfc3339, pss_bytes, rss_bytes, summary, table
 from bench.fleet import APP, KAZOO, Contender, Group, app_log_events, child_env, newest_leader_file
 from bench.scenarios import RunContext
 from bench.scenarios._skeleton import fleets, launched, make_result, no_plots, spread, verdict
+from tools.waiting import wait_for
 
 NAME = "footprint"
 TITLE = "5. Footprint: idle replica and leader (memory, CPU), start to first attempt, import time"

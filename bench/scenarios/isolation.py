@@ -38,7 +38,7 @@ from typing import Any
 
 from kazoo.protocol.states import EventType, WatchedEvent
 
-from bench.common import ms, parse_rfc3339, proc_stat, summary, table, wait_for
+from bench.common import ms, parse_rfc3339, proc_stat, summary, table
 from bench.fleet import APP, Group, app_log_events, files_of_epoch
 from bench.proxy import Relay
 from bench.scenarios import RunContext
@@ -53,6 +53,7 @@ from bench.scenarios._skeleton import (
     values,
     verdict,
 )
+from tools.waiting import wait_for
 
 NAME = "isolation"
 TITLE = "3. Isolation margin (leader frozen or cut off: its last write vs the server's session expiry)"

@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ms, num, pss_bytes, rss_bytes, summary, table, wait_for
+from bench.common import ms, num, pss_bytes, rss_bytes, summary, table
 from bench.fleet import APP, KAZOO, Group
 from bench.scenarios import RunContext
 from bench.scenarios._handover import by_type_median, handover_round, net_requests, steady_fleet
 from bench.scenarios._skeleton import launched, make_result, measure
+from tools.waiting import wait_for
 
 NAME = "scale"
 TITLE = "4. Scale: hand-over and ZooKeeper work per hand-over at N replicas, app vs kazoo Election"
@@ -79,7 +80,12 @@ def run(ctx: RunContext) -> dict[str, Any]:
                         )
 
                     rows.extend(measure([group], rounds, step))
-                wait_for(lambda: zk.snapshot().sessions <= baseline_sessions, 60.0, "sessions to close", 0.2)
+                wait_for(
+                    lambda: zk.snapshot().sessions <= baseline_sessions,
+                    60.0,
+                    "sessions to close",
+                    interval=0.2,
+                )
                 mine = [r for r in rows if r["flavour"] == flavour.name and r["n"] == n]
                 groups_out.append(
                     {

@@ -22,7 +22,6 @@ took the next epoch, and (switchover) that the old leader is still running.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import re
@@ -30,17 +29,11 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
-
-from bench.common import ms, num, summary, table, wait_for
+from bench.common import ms, num, summary, table
 from bench.fleet import APP, Group, child_env
 from bench.scenarios import RunContext
 from bench.scenarios._handover import (
@@ -52,8 +45,10 @@ from bench.scenarios._handover import (
     steady_fleet,
     watch_deletion,
 )
+from bench.scenarios._queue import EXPIRES_IN, idle, request_payload, wait_settled
 from bench.scenarios._skeleton import launched, make_result, measure, paired, values
 from bench.zk import BenchZooKeeper
+from tools.waiting import wait_for
 
 NAME = "switchover"
 TITLE = "11. Planned switchover (request -> the target's first file) beside the graceful hand-over"
@@ -63,8 +58,6 @@ LABELS = {
     "protocol": "switchover, request by kazoo",
     "cli": "switchover, `election switchover --to`",
 }
-# Seconds, as the command writes it: min(--wait, app.switchover.DEFER_MAX), i.e. 10 s by default.
-EXPIRES_IN = 10.0
 REPORTED_RE = re.compile(r"\bin (\d+(?:\.\d+)?) ?ms\b")
 
 
@@ -179,83 +172,6 @@ def summarise(
 
 
 # --------------------------------------------------------------------------
-# the queue and the request node, as the benchmark's observer sees them
-# --------------------------------------------------------------------------
-
-
-def _sequence(name: str) -> int:
-    return int(name[-10:])
-
-
-@dataclass(frozen=True)
-class Queue:
-    leader: str
-    epoch: int  # the leader node's czxid
-    order: list[str]  # identities of the queued candidates, head first, the leader included
-
-    @property
-    def next(self) -> str:
-        """The candidate a graceful hand-over would make leader: the first in the queue but the leader."""
-        return next(i for i in self.order if i != self.leader)
-
-
-def read_queue(client: KazooClient, path: str) -> Queue | None:
-    """The leader and the queue of candidates (``candidates/c-<session>-N`` by sequence, each mapped
-    to its identity through the member node its session owns); None while there is no leader."""
-    try:
-        data, stat = client.get(f"{path}/leader")
-    except NoNodeError:
-        return None
-    identity_of: dict[int, str] = {}
-    for child in client.get_children(f"{path}/members"):
-        with contextlib.suppress(NoNodeError):
-            member, mstat = client.get(f"{path}/members/{child}")
-            identity_of[mstat.ephemeralOwner] = str(json.loads(member or b"{}").get("identity", ""))
-    order = []
-    for child in sorted(client.get_children(f"{path}/candidates"), key=_sequence):
-        session = int(child.split("-")[1], 16)
-        if session in identity_of:
-            order.append(identity_of[session])
-    leader = str(json.loads(data or b"{}").get("identity", ""))
-    return Queue(leader=leader, epoch=int(stat.czxid), order=order)
-
-
-def idle(client: KazooClient, path: str) -> bool:
-    data, _stat = client.get(f"{path}/switchover")
-    return bool(json.loads(data or b"{}") == {})
-
-
-def wait_settled(group: Group, timeout: float = 60.0) -> Queue:
-    """All N registered and queued behind a live leader, and no switchover pending."""
-    group.wait_ready(timeout)
-    client = group.connect_observer()
-
-    def settled() -> Queue | None:
-        queue = read_queue(client, group.path)
-        if queue is None or len(queue.order) < group.size or not idle(client, group.path):
-            return None
-        holder = group.contenders.get(queue.leader)
-        return queue if holder is not None and holder.alive else None
-
-    queue: Queue = wait_for(settled, timeout, f"{group.size} replicas queued and no switchover pending", 0.02)
-    return queue
-
-
-def request_payload(queue: Queue, to: str) -> bytes:
-    """A request as ``election switchover`` writes it (the adapter's ``SwitchoverRequest`` fields)."""
-    return json.dumps(
-        {
-            "id": uuid.uuid4().hex,
-            "from_epoch": queue.epoch,
-            "from_identity": queue.leader,
-            "to": to,
-            "requested_at": datetime.now(UTC).isoformat(),
-            "expires_in": EXPIRES_IN,
-        }
-    ).encode()
-
-
-# --------------------------------------------------------------------------
 # rounds
 # --------------------------------------------------------------------------
 
@@ -322,7 +238,7 @@ def switchover_round(
             proc.kill()
             waiter.join(5)
     # The next round starts from an idle node: the new leader clears the request after its first step.
-    wait_for(lambda: idle(client, group.path), 10.0, "the switchover request cleared", 0.005)
+    wait_for(lambda: idle(client, group.path), 10.0, "the switchover request cleared", interval=0.005)
     cleared_seen = time.time()
     work = server_work(zk, before, request_offset, steady=steady)
     # When the server committed the request, from its own log rather than from a watch of ours: while
