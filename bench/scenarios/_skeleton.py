@@ -35,6 +35,10 @@ from bench.scenarios import RunContext
 T = TypeVar("T")
 Order = Callable[[Sequence[T], int], list[T]]
 
+#: The timing flags :mod:`bench.fleet` gives every app replica unless a scenario says otherwise, as
+#: the JSON's ``config.app_flags`` records them.
+APP_FLAGS = {"attempter-timeout": "10s", "leader-timeout": "1s", "zk-session-timeout": "4s"}
+
 
 # --------------------------------------------------------------------------
 # flavours and fleets

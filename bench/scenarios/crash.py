@@ -44,6 +44,15 @@ def run(ctx: RunContext) -> dict[str, Any]:
     session_timeout = ctx.sized(SESSION_TIMEOUT, 1.0)
     size = 3
     started = time.time()
+    bound = session_timeout + TICK_MS / 1000
+    config = {
+        "replicas_per_group": size,
+        "rounds": rounds,
+        "zk_tick_ms": TICK_MS,
+        "session_timeout_s": session_timeout,
+        "bound_s": bound,
+        "phase_s": [0.0, 1.0],
+    }
 
     with ctx.zookeeper(NAME, tick_ms=TICK_MS) as zk:
 
@@ -64,7 +73,6 @@ def run(ctx: RunContext) -> dict[str, Any]:
         fleet = fleets(ctx, zk.address, NAME, FLAVOURS, size, session_timeout=session_timeout)
         with launched(*fleet) as groups:
             rows = measure(groups, rounds, step, order=ALTERNATE)
-    bound = session_timeout + TICK_MS / 1000
     out: dict[str, Any] = {}
     for f in FLAVOURS:
         mine = [r for r in rows if r["flavour"] == f.name]
@@ -75,28 +83,15 @@ def run(ctx: RunContext) -> dict[str, Any]:
             "within_bound": sum(1 for r in mine if r["handover_s"] <= bound),
             "rounds": len(mine),
         }
-    return make_result(
-        ctx,
-        started,
-        config={
-            "replicas_per_group": size,
-            "rounds": rounds,
-            "zk_tick_ms": TICK_MS,
-            "session_timeout_s": session_timeout,
-            "bound_s": bound,
-            "phase_s": [0.0, 1.0],
-        },
-        summary={
-            **out,
-            "target_every_round_within_bound": out["app"]["within_bound"] == out["app"]["rounds"],
-        },
-        rounds=rows,
-    )
+    summarised = {
+        **out,
+        "target_every_round_within_bound": out["app"]["within_bound"] == out["app"]["rounds"],
+    }
+    return make_result(ctx, started, config=config, summary=summarised, rounds=rows)
 
 
 def report(result: dict[str, Any]) -> str:
-    cfg = result["config"]
-    s = result["summary"]
+    cfg, s = result["config"], result["summary"]
     rows = []
     for f in FLAVOURS:
         st = s[f.name]

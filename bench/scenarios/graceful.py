@@ -20,6 +20,7 @@ from bench.fleet import APP, KAZOO, POLLER
 from bench.scenarios import RunContext
 from bench.scenarios._handover import handover_round, kazoo_round_trips
 from bench.scenarios._skeleton import (
+    APP_FLAGS,
     fleets,
     launched,
     make_result,
@@ -42,40 +43,36 @@ def run(ctx: RunContext) -> dict[str, Any]:
     rounds = ctx.pick_rounds(full=30, quick=2)
     size = 3
     started = time.time()
+    config = {
+        "replicas_per_group": size,
+        "rounds": rounds,
+        "app_flags": APP_FLAGS,
+        "poller_period_s": 1.0,
+        "zk_tick_ms": 200,
+    }
     with ctx.zookeeper(NAME) as zk, launched(*fleets(ctx, zk.address, NAME, FLAVOURS, size)) as groups:
         rtt = kazoo_round_trips(zk.address, f"/bench/{NAME}/rtt", ctx.sized(300, 50))
         rows = measure(groups, rounds, lambda group, _r: handover_round(group, rng=ctx.rng, observe=True))
     names = [f.name for f in FLAVOURS]
     stats = per(rows, "handover_s", names)
     mine = {name: [r for r in rows if r["flavour"] == name] for name in names}
-    return make_result(
-        ctx,
-        started,
-        config={
-            "replicas_per_group": size,
-            "rounds": rounds,
-            "app_flags": {"attempter-timeout": "10s", "leader-timeout": "1s", "zk-session-timeout": "4s"},
-            "poller_period_s": 1.0,
-            "zk_tick_ms": 200,
+    summarised = {
+        "handover_s": stats,
+        "file_seen_s": per(rows, "seen_after_s", names),
+        "ratio_app_to_kazoo_p50": stats["app"]["p50"] / stats["kazoo"]["p50"],
+        "ratio_app_to_poller_p50": stats["app"]["p50"] / stats["poller"]["p50"],
+        "paired_ratio_app_to_kazoo": paired(mine["app"], mine["kazoo"], "handover_s"),
+        "target_p50_within_2x_kazoo": stats["app"]["p50"] <= 2 * stats["kazoo"]["p50"],
+        "target_far_below_poller": stats["app"]["p50"] * 10 <= stats["poller"]["p50"],
+        "exit_codes": sorted({row["exit_code"] for row in rows}),
+        "kazoo_round_trip_s": rtt,
+        "leave_takeover_s": {
+            name: {key: summary(values(mine[name], key)) for key in ("node_deleted_s", "takeover_s")}
+            for name in names
         },
-        summary={
-            "handover_s": stats,
-            "file_seen_s": per(rows, "seen_after_s", names),
-            "ratio_app_to_kazoo_p50": stats["app"]["p50"] / stats["kazoo"]["p50"],
-            "ratio_app_to_poller_p50": stats["app"]["p50"] / stats["poller"]["p50"],
-            "paired_ratio_app_to_kazoo": paired(mine["app"], mine["kazoo"], "handover_s"),
-            "target_p50_within_2x_kazoo": stats["app"]["p50"] <= 2 * stats["kazoo"]["p50"],
-            "target_far_below_poller": stats["app"]["p50"] * 10 <= stats["poller"]["p50"],
-            "exit_codes": sorted({row["exit_code"] for row in rows}),
-            "kazoo_round_trip_s": rtt,
-            "leave_takeover_s": {
-                name: {key: summary(values(mine[name], key)) for key in ("node_deleted_s", "takeover_s")}
-                for name in names
-            },
-            "app_breakdown_s": {key: summary(values(mine["app"], key)) for key in BREAKDOWN},
-        },
-        rounds=rows,
-    )
+        "app_breakdown_s": {key: summary(values(mine["app"], key)) for key in BREAKDOWN},
+    }
+    return make_result(ctx, started, config=config, summary=summarised, rounds=rows)
 
 
 def report(result: dict[str, Any]) -> str:

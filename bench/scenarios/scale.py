@@ -22,7 +22,7 @@ from bench.common import ms, num, pss_bytes, rss_bytes, summary, table
 from bench.fleet import APP, KAZOO, Group
 from bench.scenarios import RunContext
 from bench.scenarios._handover import by_type_median, handover_round, net_requests, steady_fleet
-from bench.scenarios._skeleton import launched, make_result, measure
+from bench.scenarios._skeleton import APP_FLAGS, launched, make_result, measure
 from tools.waiting import wait_for
 
 NAME = "scale"
@@ -53,6 +53,13 @@ def run(ctx: RunContext) -> dict[str, Any]:
     rounds = ctx.pick_rounds(full=10, quick=1)
     window = ctx.sized(20.0, 1.0)
     started = time.time()
+    config = {
+        "sizes": sizes,
+        "rounds": rounds,
+        "steady_window_s": window,
+        "zk_tick_ms": 200,
+        "app_flags": APP_FLAGS,
+    }
     rows: list[dict[str, Any]] = []
     groups_out: list[dict[str, Any]] = []
     with ctx.zookeeper(NAME, request_log=True) as zk:
@@ -121,19 +128,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
             "app_notifications_p50": app["notifications"]["p50"],
             "app_steady_transactions_per_s": app["steady"]["transactions_per_s"],
         }
-    return make_result(
-        ctx,
-        started,
-        config={
-            "sizes": sizes,
-            "rounds": rounds,
-            "steady_window_s": window,
-            "zk_tick_ms": 200,
-            "app_flags": {"attempter-timeout": "10s", "leader-timeout": "1s", "zk-session-timeout": "4s"},
-        },
-        summary={"groups": groups_out, "by_n": verdict, "zk_cpu_per_four_letter_word_s": word_cpu},
-        rounds=rows,
-    )
+    summarised = {"groups": groups_out, "by_n": verdict, "zk_cpu_per_four_letter_word_s": word_cpu}
+    return make_result(ctx, started, config=config, summary=summarised, rounds=rows)
 
 
 def report(result: dict[str, Any]) -> str:

@@ -46,7 +46,7 @@ from bench.scenarios._handover import (
     watch_deletion,
 )
 from bench.scenarios._queue import EXPIRES_IN, idle, request_payload, wait_settled
-from bench.scenarios._skeleton import launched, make_result, measure, paired, values
+from bench.scenarios._skeleton import APP_FLAGS, launched, make_result, measure, paired, values
 from bench.zk import BenchZooKeeper
 from tools.waiting import wait_for
 
@@ -309,6 +309,15 @@ def run(ctx: RunContext) -> dict[str, Any]:
     if no_cli:
         print(f"  no `election switchover` in the app under test ({no_cli}): the cli rounds are skipped")
     started = time.time()
+    config = {
+        "sizes": sizes,
+        "rounds": rounds,
+        "methods": methods,
+        "cli_unavailable": no_cli,
+        "app_flags": APP_FLAGS,
+        "expires_in_s": EXPIRES_IN,
+        "zk_tick_ms": 200,
+    }
     rows: list[dict[str, Any]] = []
     steadies: dict[str, dict[str, float]] = {}
     with ctx.zookeeper(NAME, request_log=True) as zk:
@@ -337,22 +346,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
                 + ", ".join(f"{m} {ms(by_n['handover_s'][m]['p50'])}" for m in methods),
                 flush=True,
             )
-    return make_result(
-        ctx,
-        started,
-        config={
-            "sizes": sizes,
-            "rounds": rounds,
-            "methods": methods,
-            "cli_unavailable": no_cli,
-            "app_flags": {"attempter-timeout": "10s", "leader-timeout": "1s", "zk-session-timeout": "4s"},
-            "expires_in_s": EXPIRES_IN,
-            "zk_tick_ms": 200,
-        },
-        summary={"by_n": summarise(rows, steadies)},
-        steady=steadies,
-        rounds=rows,
-    )
+    summarised = {"by_n": summarise(rows, steadies)}
+    return make_result(ctx, started, config=config, summary=summarised, rounds=rows, steady=steadies)
 
 
 def _verdict(met: bool | None, ratio: float | None) -> str:
