@@ -17,7 +17,8 @@ report, writes the JSON and draws the plots. What every ``run`` repeats lives he
 * **samples and the result**: :func:`per` summarises one figure per flavour; :func:`paired` is the
   round-by-round ratio of two flavours over the rounds both measured; :func:`make_result` makes the
   JSON every scenario writes (``config``, ``summary``, ``load``, ``rounds``);
-* **report**: :func:`spread` (a distribution's cells for a table row), :func:`verdict`
+* **report**: :func:`spread` (a distribution's cells for a table row) under :func:`spread_header`,
+  :func:`verdict`
   (``met``/``MISSED``), :func:`fraction` (``k/n``); **plots**: :func:`series_ms`, :func:`no_plots`.
 """
 
@@ -196,6 +197,11 @@ def spread(
 ) -> list[str]:
     """The cells of a distribution in a table row: ``fmt`` of each of ``quantiles``, in order."""
     return [fmt(stats[q]) for q in quantiles]
+
+
+def spread_header(quantiles: Sequence[str] = ("min", "p50", "p95", "max"), unit: str = "ms") -> list[str]:
+    """The column titles over :func:`spread`'s cells (``"p50 ms"``...), in the same order."""
+    return [f"{q} {unit}" for q in quantiles]
 
 
 def verdict(met: bool) -> str:

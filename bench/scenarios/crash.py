@@ -28,6 +28,7 @@ from bench.scenarios._skeleton import (
     measure,
     series_ms,
     spread,
+    spread_header,
     values,
     verdict,
 )
@@ -112,10 +113,7 @@ def report(result: dict[str, Any]) -> str:
         [
             "contender",
             "rounds",
-            "min ms",
-            "p50 ms",
-            "p95 ms",
-            "max ms",
+            *spread_header(),
             "expiry p50 ms",
             "reaction p50 ms",
             "reaction max ms",

@@ -27,7 +27,7 @@ from typing import Any
 from bench.common import cpu_seconds, ms, num, parse_rfc3339, pss_bytes, rss_bytes, summary, table
 from bench.fleet import APP, KAZOO, Contender, Group, app_log_events, child_env, newest_leader_file
 from bench.scenarios import RunContext
-from bench.scenarios._skeleton import fleets, launched, make_result, no_plots, spread, verdict
+from bench.scenarios._skeleton import fleets, launched, make_result, no_plots, spread, spread_header, verdict
 from tools.waiting import wait_for
 
 NAME = "footprint"
@@ -234,7 +234,7 @@ def report(result: dict[str, Any]) -> str:
     imp, imp_run, proc = s["importtime"], s["importtime_run_path"], s["process"]
     text += "\n" + table(
         "start-up and import",
-        ["measure", "p50 ms", "min ms", "max ms"],
+        ["measure", *spread_header(ORDER)],
         [
             ["spawn -> Init->Attempter (first attempt)", *spread(st, ORDER)],
             ["spawn -> first log line", *spread(fl, ORDER)],

@@ -29,6 +29,7 @@ from bench.scenarios._skeleton import (
     per,
     series_ms,
     spread,
+    spread_header,
     values,
     verdict,
 )
@@ -100,10 +101,7 @@ def report(result: dict[str, Any]) -> str:
         [
             "contender",
             "rounds",
-            "min ms",
-            "p50 ms",
-            "p95 ms",
-            "max ms",
+            *spread_header(),
             "p50 / kazoo",
             "node gone p50 ms",
             "take-over p50 ms",

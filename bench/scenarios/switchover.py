@@ -46,7 +46,16 @@ from bench.scenarios._handover import (
     watch_deletion,
 )
 from bench.scenarios._queue import EXPIRES_IN, idle, request_payload, wait_settled
-from bench.scenarios._skeleton import APP_FLAGS, launched, make_result, measure, paired, values
+from bench.scenarios._skeleton import (
+    APP_FLAGS,
+    launched,
+    make_result,
+    measure,
+    paired,
+    spread,
+    spread_header,
+    values,
+)
 from bench.zk import BenchZooKeeper
 from tools.waiting import wait_for
 
@@ -368,10 +377,7 @@ def report(result: dict[str, Any]) -> str:
                 [
                     f"{LABELS[m]}, N={n}",
                     st["n"],
-                    ms(st["min"]),
-                    ms(st["p50"]),
-                    ms(st["p95"]),
-                    ms(st["max"]),
+                    *spread(st),
                     num(st["p50"] / s["handover_s"]["graceful"]["p50"], 2)
                     if s["handover_s"]["graceful"]["n"]
                     else "-",
@@ -390,10 +396,7 @@ def report(result: dict[str, Any]) -> str:
         [
             "method",
             "rounds",
-            "min ms",
-            "p50 ms",
-            "p95 ms",
-            "max ms",
+            *spread_header(),
             "p50 / graceful",
             "node gone p50 ms",
             "take-over p50 ms",

@@ -19,6 +19,7 @@ from bench.scenarios._skeleton import (
     per,
     schedule,
     spread,
+    spread_header,
     verdict,
 )
 
@@ -136,4 +137,6 @@ def test_report_cells() -> None:
     st = {"min": 0.001, "p50": 0.002, "p95": 0.003, "max": 0.004}
     assert spread(st) == ["1.0", "2.0", "3.0", "4.0"]
     assert spread(st, ("p50", "max"), lambda v: f"{v:.3f}") == ["0.002", "0.004"]
+    assert spread_header() == ["min ms", "p50 ms", "p95 ms", "max ms"]
+    assert spread_header(("p50", "max"), "s") == ["p50 s", "max s"]
     assert (verdict(True), verdict(False), fraction(3, 4)) == ("met", "MISSED", "3/4")
