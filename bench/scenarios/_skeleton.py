@@ -41,6 +41,12 @@ Order = Callable[[Sequence[T], int], list[T]]
 APP_FLAGS = {"attempter-timeout": "10s", "leader-timeout": "1s", "zk-session-timeout": "4s"}
 
 
+def fleet_config(rounds: int, **more: Any) -> dict[str, Any]:
+    """The ``config`` of a scenario whose replicas run with the fleet's defaults (:data:`APP_FLAGS`)
+    on a server of :meth:`RunContext.zookeeper`'s default tick (200 ms): its ``rounds`` and ``more``."""
+    return {"rounds": rounds, "app_flags": APP_FLAGS, "zk_tick_ms": 200, **more}
+
+
 # --------------------------------------------------------------------------
 # flavours and fleets
 # --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from bench.fleet import APP, KAZOO, POLLER
 from bench.scenarios import RunContext
 from bench.scenarios._handover import handover_round, kazoo_round_trips
 from bench.scenarios._skeleton import (
-    APP_FLAGS,
+    fleet_config,
     fleets,
     launched,
     make_result,
@@ -44,13 +44,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     rounds = ctx.pick_rounds(full=30, quick=2)
     size = 3
     started = time.time()
-    config = {
-        "replicas_per_group": size,
-        "rounds": rounds,
-        "app_flags": APP_FLAGS,
-        "poller_period_s": 1.0,
-        "zk_tick_ms": 200,
-    }
+    config = fleet_config(rounds, replicas_per_group=size, poller_period_s=1.0)
     with ctx.zookeeper(NAME) as zk, launched(*fleets(ctx, zk.address, NAME, FLAVOURS, size)) as groups:
         rtt = kazoo_round_trips(zk.address, f"/bench/{NAME}/rtt", ctx.sized(300, 50))
         rows = measure(groups, rounds, lambda group, _r: handover_round(group, rng=ctx.rng, observe=True))

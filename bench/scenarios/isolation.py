@@ -50,6 +50,7 @@ from bench.scenarios._skeleton import (
     make_result,
     measure,
     series_ms,
+    spread,
     values,
     verdict,
 )
@@ -303,29 +304,25 @@ def run(ctx: RunContext) -> dict[str, Any]:
     )
 
 
+def _row(mode: str, st: dict[str, Any]) -> list[Any]:
+    """One fault's line of the table: the margin's spread, the last write's, the expiry, the successor."""
+    return [
+        mode,
+        st["rounds"],
+        *spread(st["margin_s"], ("min", "p50", "max")),
+        ms(st["margin_ctime_s"]["min"]),
+        *spread(st["last_write_after_fault_s"], ("p50", "max")),
+        ms(st["expired_after_fault_s"]["p50"]),
+        ms(st["new_leader_after_fault_s"]["p50"]),
+        fraction(st["took_over_while_isolated"], st["rounds"]),
+        fraction(st["positive"], st["rounds"]),
+    ]
+
+
 def report(result: dict[str, Any]) -> str:
     cfg = result["config"]
     s = result["summary"]
-    rows = []
-    for mode in MODES:
-        st = s[mode]
-        m, lw, ex = st["margin_s"], st["last_write_after_fault_s"], st["expired_after_fault_s"]
-        rows.append(
-            [
-                mode,
-                st["rounds"],
-                ms(m["min"]),
-                ms(m["p50"]),
-                ms(m["max"]),
-                ms(st["margin_ctime_s"]["min"]),
-                ms(lw["p50"]),
-                ms(lw["max"]),
-                ms(ex["p50"]),
-                ms(st["new_leader_after_fault_s"]["p50"]),
-                fraction(st["took_over_while_isolated"], st["rounds"]),
-                fraction(st["positive"], st["rounds"]),
-            ]
-        )
+    rows = [_row(mode, s[mode]) for mode in MODES]
     text = table(
         f"{TITLE}; session timeout {cfg['session_timeout_s']:g} s, leader-timeout "
         f"{cfg['leader_timeout_s'] * 1000:.0f} ms",

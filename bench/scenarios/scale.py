@@ -22,7 +22,7 @@ from bench.common import ms, num, pss_bytes, rss_bytes, summary, table
 from bench.fleet import APP, KAZOO, Group
 from bench.scenarios import RunContext
 from bench.scenarios._handover import by_type_median, handover_round, net_requests, steady_fleet
-from bench.scenarios._skeleton import APP_FLAGS, launched, make_result, measure
+from bench.scenarios._skeleton import fleet_config, launched, make_result, measure
 from tools.waiting import wait_for
 
 NAME = "scale"
@@ -53,13 +53,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     rounds = ctx.pick_rounds(full=10, quick=1)
     window = ctx.sized(20.0, 1.0)
     started = time.time()
-    config = {
-        "sizes": sizes,
-        "rounds": rounds,
-        "steady_window_s": window,
-        "zk_tick_ms": 200,
-        "app_flags": APP_FLAGS,
-    }
+    config = fleet_config(rounds, sizes=sizes, steady_window_s=window)
     rows: list[dict[str, Any]] = []
     groups_out: list[dict[str, Any]] = []
     with ctx.zookeeper(NAME, request_log=True) as zk:

@@ -47,7 +47,7 @@ from bench.scenarios._handover import (
 )
 from bench.scenarios._queue import EXPIRES_IN, idle, request_payload, wait_settled
 from bench.scenarios._skeleton import (
-    APP_FLAGS,
+    fleet_config,
     launched,
     make_result,
     measure,
@@ -318,15 +318,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
     if no_cli:
         print(f"  no `election switchover` in the app under test ({no_cli}): the cli rounds are skipped")
     started = time.time()
-    config = {
-        "sizes": sizes,
-        "rounds": rounds,
-        "methods": methods,
-        "cli_unavailable": no_cli,
-        "app_flags": APP_FLAGS,
-        "expires_in_s": EXPIRES_IN,
-        "zk_tick_ms": 200,
-    }
+    config = fleet_config(
+        rounds, sizes=sizes, methods=methods, cli_unavailable=no_cli, expires_in_s=EXPIRES_IN
+    )
     rows: list[dict[str, Any]] = []
     steadies: dict[str, dict[str, float]] = {}
     with ctx.zookeeper(NAME, request_log=True) as zk:

@@ -11,6 +11,7 @@ from bench.scenarios._skeleton import (
     ALTERNATE,
     IN_TURN,
     ROTATE,
+    fleet_config,
     fraction,
     launched,
     make_result,
@@ -117,6 +118,15 @@ def test_make_result_has_the_keys_every_scenario_json_has() -> None:
         "steady": {},
         "load": {"since": 5.0},
         "rounds": [{"round": 0}],
+    }
+
+
+def test_fleet_config_records_the_fleet_defaults_beside_the_scenario_s_own_settings() -> None:
+    assert fleet_config(3, sizes=[3, 10]) == {
+        "rounds": 3,
+        "app_flags": {"attempter-timeout": "10s", "leader-timeout": "1s", "zk-session-timeout": "4s"},
+        "zk_tick_ms": 200,
+        "sizes": [3, 10],
     }
 
 
