@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ms, summary, table
+from bench.common import ms, table
 from bench.fleet import APP, KAZOO, Group
 from bench.scenarios import RunContext
 from bench.scenarios._handover import handover_round
@@ -26,10 +26,10 @@ from bench.scenarios._skeleton import (
     launched,
     make_result,
     measure,
+    per,
     series_ms,
     spread,
     spread_header,
-    values,
     verdict,
 )
 
@@ -74,13 +74,15 @@ def run(ctx: RunContext) -> dict[str, Any]:
         fleet = fleets(ctx, zk.address, NAME, FLAVOURS, size, session_timeout=session_timeout)
         with launched(*fleet) as groups:
             rows = measure(groups, rounds, step, order=ALTERNATE)
+    names = [f.name for f in FLAVOURS]
+    # JSON key -> the rows' figure it summarises, per flavour.
+    figures = {"failover_s": "handover_s", "expired_after_s": "expired_after_s", "reaction_s": "reaction_s"}
+    stats = {key: per(rows, figure, names) for key, figure in figures.items()}
     out: dict[str, Any] = {}
-    for f in FLAVOURS:
-        mine = [r for r in rows if r["flavour"] == f.name]
-        out[f.name] = {
-            "failover_s": summary(values(mine, "handover_s")),
-            "expired_after_s": summary(values(mine, "expired_after_s")),
-            "reaction_s": summary(values(mine, "reaction_s")),
+    for name in names:
+        mine = [r for r in rows if r["flavour"] == name]
+        out[name] = {
+            **{key: stats[key][name] for key in figures},
             "within_bound": sum(1 for r in mine if r["handover_s"] <= bound),
             "rounds": len(mine),
         }
