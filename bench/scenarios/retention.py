@@ -187,45 +187,19 @@ def plot(result: dict[str, Any], directory: Path) -> list[Path]:
 
     rows = result["summary"]["rows"]
     caps = sorted({r["capacity"] for r in rows})
+    labels = {"app": "election index", "rescan": "rescan"}
+
+    def series(kind: str, key: str, quantile: str, scale: float) -> tuple[list[int], list[float]]:
+        return caps, [r[key][quantile] * scale for r in rows if r["kind"] == kind]
+
+    retain = {f"{labels[k]} {q}": series(k, "retain_s", q, 1e6) for k in labels for q in ("p50", "p95")}
+    tick = {labels[k]: series(k, "tick_s", "p50", 1000) for k in labels}
     return [
         plots.by_n(
             directory / "retention.png",
             [
-                (
-                    "retain() per tick, us",
-                    "retention alone (p50 solid, p95 dashed)",
-                    {
-                        "election index p50": (
-                            caps,
-                            [r["retain_s"]["p50"] * 1e6 for r in rows if r["kind"] == "app"],
-                        ),
-                        "election index p95": (
-                            caps,
-                            [r["retain_s"]["p95"] * 1e6 for r in rows if r["kind"] == "app"],
-                        ),
-                        "rescan p50": (
-                            caps,
-                            [r["retain_s"]["p50"] * 1e6 for r in rows if r["kind"] == "rescan"],
-                        ),
-                        "rescan p95": (
-                            caps,
-                            [r["retain_s"]["p95"] * 1e6 for r in rows if r["kind"] == "rescan"],
-                        ),
-                    },
-                    True,
-                ),
-                (
-                    "whole tick (write + retain), ms",
-                    "whole tick (p50)",
-                    {
-                        "election index": (
-                            caps,
-                            [r["tick_s"]["p50"] * 1000 for r in rows if r["kind"] == "app"],
-                        ),
-                        "rescan": (caps, [r["tick_s"]["p50"] * 1000 for r in rows if r["kind"] == "rescan"]),
-                    },
-                    True,
-                ),
+                ("retain() per tick, us", "retention alone (p50 solid, p95 dashed)", retain, True),
+                ("whole tick (write + retain), ms", "whole tick (p50)", tick, True),
             ],
             title="Retention: cost per tick against files kept (capacity)",
             xlabel="files kept (storage-capacity)",
