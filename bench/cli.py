@@ -91,6 +91,48 @@ def report_only(scenarios: dict[str, Any], wanted: list[str], out: Path, plots_d
     return 1 if missing else 0
 
 
+def run_one(
+    name: str,
+    module: Any,
+    ctx: RunContext,
+    machine: dict[str, Any],
+    *,
+    quick: bool,
+    out: Path,
+    plots_dir: Path | None,
+) -> dict[str, Any]:
+    """Run one scenario, print its heading, its report and the load it ran under, draw its plots
+    (into ``plots_dir``, if given) and write ``out/<name>.json``. A scenario that raises is reported
+    (traceback on stderr) and returned as ``{"error": ..., "seconds": ...}``, with no JSON written,
+    so that the others still run; a failed plot is one line on stderr."""
+    print(f"\n== {module.TITLE}", flush=True)
+    started = time.time()
+    try:
+        result: dict[str, Any] = module.run(ctx)
+    except Exception as exc:
+        traceback.print_exc()
+        return {"error": f"{type(exc).__name__}: {exc}", "seconds": time.time() - started}
+    result["seconds"] = round(time.time() - started, 1)
+    result["load"] = result.get("load") or ctx.note_window(started)
+    result["machine"] = machine
+    result["quick"] = quick
+    print(module.report(result))
+    load = result["load"]
+    print(
+        f"({result['seconds']:.0f} s; load1 mean {load.get('load1_mean')}, CPUs busy "
+        f"{load.get('busy_cores_mean')} of which others {load.get('others_cores_mean')} "
+        f"(max {load.get('others_cores_max')}))",
+        flush=True,
+    )
+    if plots_dir is not None:
+        try:
+            result["plots"] = [str(p) for p in module.plot(result, plots_dir)]
+        except Exception as exc:
+            print(f"bench: plot of {name} failed: {exc}", file=sys.stderr)
+    write_json(out / f"{name}.json", clean_nan(result))
+    return result
+
+
 def export_app(repo: Path, ref: str, target: Path) -> Path:
     """``git archive REF app`` into ``target``; the commit is written to ``target/.commit``."""
     commit = subprocess.run(
@@ -180,34 +222,17 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
     failures = 0
     try:
         for name in wanted:
-            module = scenarios[name]
-            print(f"\n== {module.TITLE}", flush=True)
-            started = time.time()
-            try:
-                result = module.run(ctx)
-            except Exception as exc:
-                failures += 1
-                traceback.print_exc()
-                results[name] = {"error": f"{type(exc).__name__}: {exc}", "seconds": time.time() - started}
-                continue
-            result["seconds"] = round(time.time() - started, 1)
-            result["load"] = result.get("load") or ctx.note_window(started)
-            result["machine"] = machine
-            result["quick"] = args.quick
-            print(module.report(result))
-            load = result["load"]
-            print(
-                f"({result['seconds']:.0f} s; load1 mean {load.get('load1_mean')}, CPUs busy "
-                f"{load.get('busy_cores_mean')} of which others {load.get('others_cores_mean')} "
-                f"(max {load.get('others_cores_max')}))",
-                flush=True,
+            result = run_one(
+                name,
+                scenarios[name],
+                ctx,
+                machine,
+                quick=args.quick,
+                out=args.out,
+                plots_dir=plots_dir if make_plots else None,
             )
-            if make_plots:
-                try:
-                    result["plots"] = [str(p) for p in module.plot(result, plots_dir)]
-                except Exception as exc:
-                    print(f"bench: plot of {name} failed: {exc}", file=sys.stderr)
-            write_json(args.out / f"{name}.json", clean_nan(result))
+            if "error" in result:
+                failures += 1
             results[name] = result
     finally:
         monitor.stop()

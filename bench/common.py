@@ -135,26 +135,25 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def rss_bytes(pid: int) -> int | None:
-    """Resident set size (VmRSS) of a process."""
+def _proc_kib(path: str, key: str) -> int | None:
+    """The ``key:`` line of a /proc status-style file, in bytes (it is given in kB)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
                 return int(line.split()[1]) * 1024
     except OSError:
         return None
     return None
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident set size (VmRSS) of a process."""
+    return _proc_kib(f"/proc/{pid}/status", "VmRSS:")
 
 
 def pss_bytes(pid: int) -> int | None:
     """Proportional set size (shared pages split among their users), from smaps_rollup."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    return _proc_kib(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def _all_pids() -> list[int]:

@@ -32,6 +32,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tools.waiting import poll_until
+
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -99,9 +101,7 @@ def _burst(port: int, count: int) -> list[float]:
 
 def _settle(baseline: int) -> None:
     """Wait (2 s at most) for the threads of the previous server to end."""
-    deadline = time.monotonic() + 2
-    while threading.active_count() > baseline and time.monotonic() < deadline:
-        time.sleep(0.01)
+    poll_until(lambda: threading.active_count() <= baseline, time.monotonic() + 2)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 Every scenario module has ``NAME``, ``TITLE``, ``run(ctx) -> dict`` (JSON-ready: ``config``,
 ``summary``, ``rounds``), ``report(result) -> str`` (the printed table) and
-``plot(result, directory) -> list[Path]``.
+``plot(result, directory) -> list[Path]``; ``bench/scenarios/_skeleton.py`` is what their ``run``,
+``report`` and ``plot`` are built from (fleets, the order of the rounds, the result, table cells).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError
@@ -22,6 +23,8 @@ from kazoo.exceptions import NodeExistsError
 from bench.common import LoadMonitor
 from bench.zk import BenchZooKeeper
 from tools.localzk import LocalEnsemble
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -42,15 +45,20 @@ class RunContext:
         self.rng = random.Random(self.seed)
 
     def pick_rounds(self, full: int, quick: int) -> int:
+        """The rounds of a scenario: ``--rounds`` if given, else ``quick`` with ``--quick``, else ``full``."""
         if self.rounds is not None:
             return self.rounds
+        return self.sized(full, quick)
+
+    def sized(self, full: T, quick: T) -> T:
+        """``quick`` in a ``--quick`` run, else ``full`` (sizes, windows, timeouts; not rounds)."""
         return quick if self.quick else full
 
     @contextlib.contextmanager
     def zookeeper(self, name: str, tick_ms: int = 200, request_log: bool = False) -> Iterator[BenchZooKeeper]:
         zk = BenchZooKeeper(self.workdir / name / "zookeeper", tick_ms=tick_ms, request_log=request_log)
         zk.start()
-        warm_up(zk.address, 0.5 if self.quick else 3.0)
+        warm_up(zk.address, self.sized(3.0, 0.5))
         self._servers.append(zk)
         try:
             yield zk
@@ -64,7 +72,7 @@ class RunContext:
         ens.start()
         try:
             for member in ens:
-                warm_up(member.address, (0.5 if self.quick else 3.0) / size)
+                warm_up(member.address, self.sized(3.0, 0.5) / size)
             yield ens
         finally:
             ens.stop()

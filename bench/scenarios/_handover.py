@@ -1,10 +1,13 @@
-"""One hand-over round, as the graceful, crash and scale scenarios run it."""
+"""One hand-over round, as the graceful, crash, scale and switchover scenarios run it, and
+ZooKeeper's work around it (steady state, the server's counters, requests by type)."""
 
 from __future__ import annotations
 
 import random
 import signal
+import statistics
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kazoo.client import KazooClient
@@ -13,6 +16,7 @@ from kazoo.protocol.states import EventType, WatchedEvent
 
 from bench.common import parse_rfc3339, summary
 from bench.fleet import APP, KAZOO, Group, app_log_events
+from bench.scenarios import RunContext
 from bench.zk import BenchZooKeeper, ZkSnapshot
 
 
@@ -123,6 +127,42 @@ def steady_state(zk: BenchZooKeeper, seconds: float, word_cpu: float = 0.0) -> d
     }
 
 
+def steady_fleet(
+    ctx: RunContext,
+    zk: BenchZooKeeper,
+    group: Group,
+    window: float,
+    *,
+    ready: Callable[[Group], object] = Group.wait_ready,
+    word_cpu: float = 0.0,
+) -> tuple[float, dict[str, float]]:
+    """Start a large ``group`` (batches of 10, the first alone so it leads) and wait until it is whole
+    and led (``ready``), then give the last batch time for its first looks and measure the server's
+    steady state over ``window`` s. Returns the seconds from the call until ready, and the steady
+    rates (which :func:`server_work` and :func:`net_requests` take out of a round's window)."""
+    started = time.time()
+    group.start(batch=10, timeout=300.0)
+    ready(group)
+    start_s = time.time() - started
+    time.sleep(ctx.sized(2.0, 0.3))  # the last batch finishes its first looks
+    return start_s, steady_state(zk, window, word_cpu)
+
+
+def net_requests(row: dict[str, Any], steady: dict[str, float] | None) -> float | None:
+    """A round's requests (pings apart) less the steady rate of idle replicas' looks over its window
+    (at large N their periodic looks land in every window); None without the server's request log."""
+    if row.get("zk_requests") is None:
+        return None
+    rate = (steady or {}).get("non_ping_requests_per_s", 0.0)
+    return float(row["zk_requests"] - rate * row.get("zk_seconds", 0.0))
+
+
+def by_type_median(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Per request type, the median count over ``rows`` (a round without the type counts 0)."""
+    kinds = sorted({k for r in rows for k in r.get("zk_requests_by_type", {})})
+    return {k: statistics.median(r.get("zk_requests_by_type", {}).get(k, 0) for r in rows) for k in kinds}
+
+
 def server_work(
     zk: BenchZooKeeper,
     before: ZkSnapshot,
@@ -158,10 +198,10 @@ def server_work(
 def handover_round(
     group: Group,
     *,
-    sig: signal.Signals,
     rng: random.Random,
-    phase: tuple[float, float],
-    timeout: float,
+    sig: signal.Signals = signal.SIGTERM,
+    phase: tuple[float, float] = (0.2, 0.6),
+    timeout: float = 30.0,
     zk: BenchZooKeeper | None = None,
     steady: dict[str, float] | None = None,
     quiet: float = 0.6,
@@ -169,7 +209,8 @@ def handover_round(
     word_cpu: float = 0.0,
     observe: bool = False,
 ) -> dict[str, Any]:
-    """Signal the leader; time until the next leader's first file; optionally ZooKeeper's work.
+    """Signal the leader (by default scenario 1's: SIGTERM after a random 0.2-0.6 s); time until the
+    next leader's first file (within ``timeout``); optionally ZooKeeper's work.
 
     ``phase``: a random pause (uniform, seconds) before the signal, so rounds do not lock to
     ZooKeeper's tick or to the replicas' timers. With ``observe``, the observer session watches the

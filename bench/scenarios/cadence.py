@@ -49,7 +49,7 @@ from typing import Any
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError
 
-from bench.common import cpu_seconds, ms, num, summary, table, wait_for
+from bench.common import cpu_seconds, ms, num, summary, table
 from bench.fleet import (
     BASELINES,
     TRACED_APP,
@@ -61,7 +61,9 @@ from bench.fleet import (
     trace_path,
 )
 from bench.scenarios import RunContext
+from bench.scenarios._skeleton import alternate, make_result
 from tools.localzk import four_letter_word
+from tools.waiting import wait_for
 
 NAME = "cadence"
 TITLE = "6. Cadence: the leader's write period error and drift"
@@ -280,7 +282,7 @@ def leaders(
     for k, period in enumerate(PERIODS):
         n = ticks if period < 0.05 or not ctx.quick else max(10, ticks // 10)
         entry: dict[str, Any] = {"period_s": period, "ticks": n}
-        for variant in variants if k % 2 == 0 else variants[::-1]:
+        for variant in alternate(variants, k):
             entry[variant] = _app_run(ctx, zk_address, period, n, variant, scenario)
         if naive:
             entry["naive_sleep"] = _naive_run(ctx, period, n)
@@ -304,12 +306,13 @@ def run(ctx: RunContext) -> dict[str, Any]:
         probe = {"standalone": confirm_probe(zk.address, probe_samples, f"/bench/{NAME}/probe/leader")}
         out = leaders(ctx, zk.address, ticks, naive=True)
     targets = check_targets(out)
-    return {
-        "config": config(ctx, ticks, probe_samples),
-        "summary": {**out, "confirm_probe": probe, "targets": targets},
-        "load": ctx.note_window(started),
-        "rounds": [],
-    }
+    return make_result(
+        ctx,
+        started,
+        config=config(ctx, ticks, probe_samples),
+        summary={**out, "confirm_probe": probe, "targets": targets},
+        rounds=[],
+    )
 
 
 VARIANTS = ("app", "app_compare", "naive_sleep")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.scenarios import RunContext, cadence
+from bench.scenarios._skeleton import make_result
 
 NAME = "cadence-ensemble"
 TITLE = "6b. Cadence on an ensemble follower: the confirmation's extra hop"
@@ -44,18 +45,19 @@ def run(ctx: RunContext) -> dict[str, Any]:
         out = cadence.leaders(ctx, follower.address, ticks, naive=False, scenario=NAME)
         modes_after = {m.address: m.mode() for m in ens}
     targets = cadence.check_targets(out)
-    return {
-        "config": {
+    return make_result(
+        ctx,
+        started,
+        config={
             **cadence.config(ctx, ticks, probe_samples),
             "ensemble_size": ENSEMBLE_SIZE,
             "replica_zk_servers": follower.address,
             "modes": modes,
             "modes_after": modes_after,
         },
-        "summary": {**out, "confirm_probe": probe, "targets": targets},
-        "load": ctx.note_window(started),
-        "rounds": [],
-    }
+        summary={**out, "confirm_probe": probe, "targets": targets},
+        rounds=[],
+    )
 
 
 def report(result: dict[str, Any]) -> str:

@@ -15,10 +15,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ms, summary, table
+from bench.common import ms, table
 from bench.fleet import APP, KAZOO, Group
 from bench.scenarios import RunContext
 from bench.scenarios._handover import handover_round
+from bench.scenarios._skeleton import (
+    ALTERNATE,
+    fleets,
+    fraction,
+    launched,
+    make_result,
+    measure,
+    per,
+    series_ms,
+    spread,
+    spread_header,
+    verdict,
+)
 
 NAME = "crash"
 TITLE = "2. Crash fail-over (SIGKILL -> first file of the new leader) against the session timeout"
@@ -29,78 +42,59 @@ SESSION_TIMEOUT = 2.0
 
 def run(ctx: RunContext) -> dict[str, Any]:
     rounds = ctx.pick_rounds(full=20, quick=1)
-    session_timeout = 1.0 if ctx.quick else SESSION_TIMEOUT
+    session_timeout = ctx.sized(SESSION_TIMEOUT, 1.0)
     size = 3
     started = time.time()
-    rows: list[dict[str, Any]] = []
-    with ctx.zookeeper(NAME, tick_ms=TICK_MS) as zk:
-        groups = [
-            Group(
-                f,
-                size,
-                zk.address,
-                f"/bench/{NAME}/{f.name}",
-                ctx.workdir / NAME / f.name,
-                ctx.app_src,
-                session_timeout=session_timeout,
-            )
-            for f in FLAVOURS
-        ]
-        try:
-            for group in groups:
-                group.start()
-            for r in range(rounds):
-                for group in groups if r % 2 == 0 else groups[::-1]:
-                    row = handover_round(
-                        group,
-                        sig=signal.SIGKILL,
-                        rng=ctx.rng,
-                        phase=(0.0, 1.0),
-                        timeout=session_timeout * 5,
-                        zk=zk,
-                        quiet=0.3,
-                    )
-                    row["round"] = r
-                    if row.get("expired_after_s") is not None:
-                        row["reaction_s"] = row["handover_s"] - row["expired_after_s"]
-                    rows.append(row)
-        finally:
-            for group in groups:
-                group.stop()
     bound = session_timeout + TICK_MS / 1000
+    config = {
+        "replicas_per_group": size,
+        "rounds": rounds,
+        "zk_tick_ms": TICK_MS,
+        "session_timeout_s": session_timeout,
+        "bound_s": bound,
+        "phase_s": [0.0, 1.0],
+    }
+
+    with ctx.zookeeper(NAME, tick_ms=TICK_MS) as zk:
+
+        def step(group: Group, _r: int) -> dict[str, Any]:
+            row = handover_round(
+                group,
+                sig=signal.SIGKILL,
+                rng=ctx.rng,
+                phase=(0.0, 1.0),
+                timeout=session_timeout * 5,
+                zk=zk,
+                quiet=0.3,
+            )
+            if row.get("expired_after_s") is not None:
+                row["reaction_s"] = row["handover_s"] - row["expired_after_s"]
+            return row
+
+        fleet = fleets(ctx, zk.address, NAME, FLAVOURS, size, session_timeout=session_timeout)
+        with launched(*fleet) as groups:
+            rows = measure(groups, rounds, step, order=ALTERNATE)
+    names = [f.name for f in FLAVOURS]
+    # JSON key -> the rows' figure it summarises, per flavour.
+    figures = {"failover_s": "handover_s", "expired_after_s": "expired_after_s", "reaction_s": "reaction_s"}
+    stats = {key: per(rows, figure, names) for key, figure in figures.items()}
     out: dict[str, Any] = {}
-    for f in FLAVOURS:
-        mine = [r for r in rows if r["flavour"] == f.name]
-        out[f.name] = {
-            "failover_s": summary(r["handover_s"] for r in mine),
-            "expired_after_s": summary(
-                r["expired_after_s"] for r in mine if r.get("expired_after_s") is not None
-            ),
-            "reaction_s": summary(r["reaction_s"] for r in mine if r.get("reaction_s") is not None),
+    for name in names:
+        mine = [r for r in rows if r["flavour"] == name]
+        out[name] = {
+            **{key: stats[key][name] for key in figures},
             "within_bound": sum(1 for r in mine if r["handover_s"] <= bound),
             "rounds": len(mine),
         }
-    return {
-        "config": {
-            "replicas_per_group": size,
-            "rounds": rounds,
-            "zk_tick_ms": TICK_MS,
-            "session_timeout_s": session_timeout,
-            "bound_s": bound,
-            "phase_s": [0.0, 1.0],
-        },
-        "summary": {
-            **out,
-            "target_every_round_within_bound": out["app"]["within_bound"] == out["app"]["rounds"],
-        },
-        "load": ctx.note_window(started),
-        "rounds": rows,
+    summarised = {
+        **out,
+        "target_every_round_within_bound": out["app"]["within_bound"] == out["app"]["rounds"],
     }
+    return make_result(ctx, started, config=config, summary=summarised, rounds=rows)
 
 
 def report(result: dict[str, Any]) -> str:
-    cfg = result["config"]
-    s = result["summary"]
+    cfg, s = result["config"], result["summary"]
     rows = []
     for f in FLAVOURS:
         st = s[f.name]
@@ -109,14 +103,10 @@ def report(result: dict[str, Any]) -> str:
             [
                 f.label,
                 st["rounds"],
-                ms(fo["min"]),
-                ms(fo["p50"]),
-                ms(fo["p95"]),
-                ms(fo["max"]),
+                *spread(fo),
                 ms(ex["p50"]),
-                ms(re_["p50"]),
-                ms(re_["max"]),
-                f"{st['within_bound']}/{st['rounds']}",
+                *spread(re_, ("p50", "max")),
+                fraction(st["within_bound"], st["rounds"]),
             ]
         )
     text = table(
@@ -125,10 +115,7 @@ def report(result: dict[str, Any]) -> str:
         [
             "contender",
             "rounds",
-            "min ms",
-            "p50 ms",
-            "p95 ms",
-            "max ms",
+            *spread_header(),
             "expiry p50 ms",
             "reaction p50 ms",
             "reaction max ms",
@@ -136,8 +123,8 @@ def report(result: dict[str, Any]) -> str:
         ],
         rows,
     )
-    text += "\ntarget: every round within session timeout + one tick: " + (
-        "met" if s["target_every_round_within_bound"] else "MISSED"
+    text += "\ntarget: every round within session timeout + one tick: " + verdict(
+        s["target_every_round_within_bound"]
     )
     return text
 
@@ -146,14 +133,10 @@ def plot(result: dict[str, Any], directory: Path) -> list[Path]:
     from bench import plots  # noqa: PLC0415 - matplotlib is optional
 
     cfg = result["config"]
-    series = {
-        f.label: [r["handover_s"] * 1000 for r in result["rounds"] if r["flavour"] == f.name]
-        for f in FLAVOURS
-    }
     return [
         plots.distribution(
             directory / "crash-failover.png",
-            series,
+            series_ms(result["rounds"], "handover_s", {f.name: f.label for f in FLAVOURS}),
             title=f"Crash fail-over (SIGKILL -> new leader's first file), session timeout "
             f"{cfg['session_timeout_s']:g} s, tick {cfg['zk_tick_ms']} ms, random phase",
             xlabel="fail-over, ms",

@@ -35,7 +35,7 @@ not before the successor's first (or it was still running when the round ended).
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import os
 import signal
 import sys
@@ -45,11 +45,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import ms, num, parse_rfc3339, proc_stat, summary, table
+from bench.common import ms, num, parse_rfc3339, summary, table
 from bench.etcd import LocalEtcd, etcd_available
-from bench.fleet import APP, BASELINES, Contender, Flavour, Group, app_log_events
+from bench.fleet import APP, BASELINES, KAZOO, Contender, Flavour, Group, app_log_events
 from bench.proxy import Relay
 from bench.scenarios import RunContext
+from bench.scenarios._heartbeats import (
+    heartbeat_dir,
+    heartbeat_files,
+    holder_of,
+    kill_child,
+    read_beats,
+    running,
+)
+from bench.scenarios._skeleton import fraction, launched, make_result, no_plots, rotate, spread
+from tools.waiting import WaitTimeoutError, poll_until, wait_for
 
 NAME = "exec"
 TITLE = "9. Exec (a child under leadership: SIGTERM -> successor's child; cut -> child dead)"
@@ -64,13 +74,8 @@ HEAL_WATCH = 5.0  # after the deadline of a cut, how long a healed holder is giv
 KILL_AFTER = 5.0  # the grace before the SIGKILL of a holder that ignored SIGTERM (a pod's would be 30 s)
 POLL = 0.005
 KINDS = ("graceful", "cut")
+SPREAD = ("p50", "p95", "max")  # the quantiles of the report's columns
 SIZE = 2
-
-
-def heartbeat_dir(group: Group) -> Path:
-    path = group.workdir / "heartbeats"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def child_command(group: Group) -> list[str]:
@@ -112,14 +117,9 @@ def _etcdctl(group: Group, identity: str) -> list[str]:
     ]
 
 
-OURS = Flavour("app", "election --exec (ours)", _ours, lambda path: f"{path}/members")
-KAZOO_EXEC = Flavour(
-    "kazoo",
-    "kazoo Election + subprocess",
-    _kazoo,
-    lambda path: path,
-    registered=lambda children: sum(1 for c in children if "__lock__" in c),
-)
+# The app and kazoo register as they do without a child: only the command line differs.
+OURS = dataclasses.replace(APP, label="election --exec (ours)", build=_ours)
+KAZOO_EXEC = dataclasses.replace(KAZOO, label="kazoo Election + subprocess", build=_kazoo)
 ETCD_LOCK = Flavour("etcd", "etcdctl lock", _etcdctl, lambda path: path)
 FLAVOURS = (OURS, KAZOO_EXEC, ETCD_LOCK)
 
@@ -133,64 +133,6 @@ class EtcdGroup(Group):
     def registered(self) -> int:
         assert self.etcd is not None
         return self.etcd.count_prefix(self.path + "/")
-
-
-# --------------------------------------------------------------------------
-# heartbeats
-# --------------------------------------------------------------------------
-
-
-def read_beats(path: Path) -> list[float]:
-    """The beats of one child (wall times), a partly written last line left out."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    lines = text.split("\n")[:-1]  # the piece after the last newline may be half written
-    return [float(line) for line in lines if line and not line.startswith("#")]
-
-
-def heartbeat_files(directory: Path) -> list[Path]:
-    return list(directory.glob("hb-*.log"))
-
-
-_HEADERS: dict[Path, dict[str, Any]] = {}
-
-
-def child_header(path: Path) -> dict[str, Any] | None:
-    """The child's JSON header (pid, ppid, start time...), None until it has written it."""
-    if path not in _HEADERS:
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            for line in path.read_text().split("\n")[:-1]:
-                if line.startswith("#"):
-                    _HEADERS[path] = json.loads(line[1:])
-                    break
-    return _HEADERS.get(path)
-
-
-def child_pid(path: Path) -> int:
-    return int(path.name.split("-")[1])
-
-
-def running(path: Path) -> bool:
-    """True while the child of this heartbeat file runs: its pid is alive, not a zombie (which has
-    finished and only waits for its parent) and started when the child did (pids are reused)."""
-    fields = proc_stat(child_pid(path))
-    if fields is None or fields[0] == "Z":
-        return False
-    header = child_header(path)
-    return header is None or str(header.get("starttime")) == fields[19]
-
-
-def parent_of(path: Path) -> int | None:
-    fields = proc_stat(child_pid(path)) if running(path) else None
-    return int(fields[1]) if fields is not None else None
-
-
-def kill_child(path: Path) -> None:
-    if running(path):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child_pid(path), signal.SIGKILL)
 
 
 def round_figures(
@@ -311,21 +253,27 @@ class Watch:
 def wait_holder(group: Group, timeout: float = 90.0) -> tuple[Contender, Path]:
     """Wait until every contender is queued and exactly one child runs, under a live contender."""
     directory = heartbeat_dir(group)
-    deadline = time.monotonic() + timeout
-    while True:
+    seen: dict[str, Any] = {}
+
+    def single_holder() -> tuple[Contender, Path] | None:
         by_pid = {c.pid: c for c in group.contenders.values() if c.alive}
         children = [path for path in heartbeat_files(directory) if running(path)]
-        holders = [by_pid.get(parent_of(path) or -1) for path in children]
-        if len(children) == 1 and holders[0] is not None and len(by_pid) == group.size:
-            with contextlib.suppress(Exception):
-                if group.registered() >= group.size and len(read_beats(children[0])) > 1:
-                    return holders[0], children[0]
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"{group.flavour.name}: no single child under a live holder after {timeout:.0f} s "
-                f"(children {children}, contenders {sorted(by_pid)}); see {group.log_dir}"
-            )
-        time.sleep(0.05)
+        seen.update(children=children, contenders=sorted(by_pid))
+        holder = by_pid.get(holder_of(children[0], by_pid) or -1) if len(children) == 1 else None
+        if holder is None or len(by_pid) != group.size:
+            return None
+        with contextlib.suppress(Exception):
+            if group.registered() >= group.size and len(read_beats(children[0])) > 1:
+                return holder, children[0]
+        return None
+
+    try:
+        return wait_for(single_holder, timeout, "a single child under a live holder", interval=0.05)
+    except WaitTimeoutError as exc:
+        raise TimeoutError(
+            f"{group.flavour.name}: no single child under a live holder after {timeout:.0f} s "
+            f"(children {seen.get('children')}, contenders {seen.get('contenders')}); see {group.log_dir}"
+        ) from exc
 
 
 def begin(group: Group, relays: dict[str, Relay], kind: str) -> Watch:
@@ -362,9 +310,7 @@ def follow(watches: list[Watch], deadline: float) -> list[dict[str, Any]]:
     survivors = [w for w in watches if w.kind == "cut" and running(w.child)]
     for watch in survivors:
         watch.relay[watch.holder.identity].heal()
-    healed_at = time.time()
-    while any(running(w.child) for w in survivors) and time.time() < healed_at + HEAL_WATCH:
-        time.sleep(POLL)
+    poll_until(lambda: not any(running(w.child) for w in survivors), time.monotonic() + HEAL_WATCH, POLL)
     for watch in survivors:
         rows[id(watch)]["survived_heal"] = running(watch.child)
     for watch in watches:
@@ -396,54 +342,56 @@ def settle(watch: Watch) -> None:
     watch.group.spawn(holder.identity)
 
 
+def _group(
+    ctx: RunContext, flavour: Flavour, server: str, relays: dict[str, Relay], etcd: LocalEtcd
+) -> Group:
+    """The flavour's SIZE contenders on ``server``, each through its own relay."""
+    common: dict[str, Any] = {
+        "session_timeout": SESSION_TIMEOUT,
+        "extra": {"exec-stop-timeout": f"{STOP_TIMEOUT:g}s"},
+        "zk_for": {name: relay.address for name, relay in relays.items()},
+    }
+    workdir = ctx.workdir / NAME / flavour.name
+    path = f"/bench/{NAME}/{flavour.name}"
+    if flavour is ETCD_LOCK:
+        return EtcdGroup(flavour, SIZE, server, path, workdir, ctx.app_src, **common, etcd=etcd)
+    return Group(flavour, SIZE, server, path, workdir, ctx.app_src, **common)
+
+
 def run(ctx: RunContext) -> dict[str, Any]:
     reason = etcd_available()
     if reason is not None:
         raise RuntimeError(reason)
     rounds = ctx.pick_rounds(full=20, quick=1)
-    deadline = QUICK_DEADLINE if ctx.quick else DEADLINE
+    deadline = ctx.sized(DEADLINE, QUICK_DEADLINE)
     started = time.time()
     rows: list[dict[str, Any]] = []
     etcd = LocalEtcd(ctx.workdir / NAME / "etcd")
     with ctx.zookeeper(NAME, tick_ms=TICK_MS) as zk:
         etcd.start()
-        groups: list[Group] = []
-        relays: dict[str, dict[str, Relay]] = {}
+        servers = {f.name: etcd.address if f is ETCD_LOCK else zk.address for f in FLAVOURS}
+        relays = {
+            f.name: {f"{f.name}-{i:03d}": Relay(servers[f.name]) for i in range(1, SIZE + 1)}
+            for f in FLAVOURS
+        }
+        fleet: list[Group] = []
         try:
-            for flavour in FLAVOURS:
-                server = etcd.address if flavour is ETCD_LOCK else zk.address
-                mine = {f"{flavour.name}-{i:03d}": Relay(server) for i in range(1, SIZE + 1)}
-                relays[flavour.name] = mine
-                common: dict[str, Any] = {
-                    "session_timeout": SESSION_TIMEOUT,
-                    "extra": {"exec-stop-timeout": f"{STOP_TIMEOUT:g}s"},
-                    "zk_for": {name: relay.address for name, relay in mine.items()},
-                }
-                workdir = ctx.workdir / NAME / flavour.name
-                path = f"/bench/{NAME}/{flavour.name}"
-                group: Group
-                if flavour is ETCD_LOCK:
-                    group = EtcdGroup(flavour, SIZE, server, path, workdir, ctx.app_src, **common, etcd=etcd)
-                else:
-                    group = Group(flavour, SIZE, server, path, workdir, ctx.app_src, **common)
-                groups.append(group)
-                group.start(first_alone=False)
-            for r in range(rounds):
-                for group in groups[r % len(groups) :] + groups[: r % len(groups)]:
-                    watch = begin(group, relays[group.flavour.name], "graceful")
-                    time.sleep(ctx.rng.uniform(0.2, 0.6))
-                    strike(watch)
-                    rows.extend(dict(row, round=r) for row in follow([watch], deadline))
-                watches = [begin(g, relays[g.flavour.name], "cut") for g in groups]
-                time.sleep(ctx.rng.uniform(0.5, 1.0))
-                for watch in watches:
-                    strike(watch)
-                rows.extend(dict(row, round=r) for row in follow(watches, deadline))
-                print(f"  round {r + 1}/{rounds} done", flush=True)
+            fleet.extend(_group(ctx, f, servers[f.name], relays[f.name], etcd) for f in FLAVOURS)
+            with launched(*fleet, start=lambda g: g.start(first_alone=False)) as groups:
+                for r in range(rounds):
+                    for group in rotate(groups, r):
+                        watch = begin(group, relays[group.flavour.name], "graceful")
+                        time.sleep(ctx.rng.uniform(0.2, 0.6))
+                        strike(watch)
+                        rows.extend(dict(row, round=r) for row in follow([watch], deadline))
+                    watches = [begin(g, relays[g.flavour.name], "cut") for g in groups]
+                    time.sleep(ctx.rng.uniform(0.5, 1.0))
+                    for watch in watches:
+                        strike(watch)
+                    rows.extend(dict(row, round=r) for row in follow(watches, deadline))
+                    print(f"  round {r + 1}/{rounds} done", flush=True)
         finally:
-            for group in groups:
-                group.stop()
-            for group in groups:
+            for group in fleet:
                 _kill_children(group)
             for mine in relays.values():
                 for relay in mine.values():
@@ -456,8 +404,10 @@ def run(ctx: RunContext) -> dict[str, Any]:
         }
         for kind in KINDS
     }
-    return {
-        "config": {
+    return make_result(
+        ctx,
+        started,
+        config={
             "rounds": rounds,
             "contenders_per_wrapper": SIZE,
             "zk_tick_ms": TICK_MS,
@@ -471,25 +421,20 @@ def run(ctx: RunContext) -> dict[str, Any]:
             "heartbeat_period_s": 0.010,
             "labels": {f.name: f.label for f in FLAVOURS},
         },
-        "summary": {
+        summary={
             **stats,
             "overlap_free": {
                 kind: {f.name: stats[kind][f.name]["overlap_rounds"] == 0 for f in FLAVOURS} for kind in KINDS
             },
         },
-        "load": ctx.note_window(started),
-        "rounds": rows,
-    }
+        rounds=rows,
+    )
 
 
 def _kill_children(group: Group) -> None:
     """Whatever heartbeat child is still running (an orphan of etcdctl, say) is killed."""
     for path in heartbeat_files(heartbeat_dir(group)):
         kill_child(path)
-
-
-def _spread(st: dict[str, float], fmt: Any) -> list[str]:
-    return [fmt(st["p50"]), fmt(st["p95"]), fmt(st["max"])]
 
 
 def report(result: dict[str, Any]) -> str:
@@ -503,10 +448,10 @@ def report(result: dict[str, Any]) -> str:
             [
                 label,
                 st["rounds"],
-                *_spread(st["successor_started_s"], ms),
-                *_spread(st["child_dead_s"], ms),
-                f"{st['holder_killed']}/{st['rounds']}",
-                f"{st['overlap_rounds']}/{st['rounds']}",
+                *spread(st["successor_started_s"], SPREAD),
+                *spread(st["child_dead_s"], SPREAD),
+                fraction(st["holder_killed"], st["rounds"]),
+                fraction(st["overlap_rounds"], st["rounds"]),
                 ms(st["gap_s"]["min"]),
             ]
         )
@@ -536,12 +481,12 @@ def report(result: dict[str, Any]) -> str:
             [
                 label,
                 st["rounds"],
-                *_spread(st["child_dead_s"], secs),
-                f"{still}/{st['rounds']}",
-                f"{st['survived_heal']}/{st['rounds']}",
+                *spread(st["child_dead_s"], SPREAD, secs),
+                fraction(still, st["rounds"]),
+                fraction(st["survived_heal"], st["rounds"]),
                 secs(st["child_last_beat_s"]["max"]) + (" (deadline)" if still else ""),
-                *_spread(st["successor_started_s"], secs),
-                f"{st['overlap_rounds']}/{st['rounds']}",
+                *spread(st["successor_started_s"], SPREAD, secs),
+                fraction(st["overlap_rounds"], st["rounds"]),
                 secs(st["overlap_s"]["max"]),
             ]
         )
@@ -573,6 +518,4 @@ def report(result: dict[str, Any]) -> str:
     return text
 
 
-def plot(result: dict[str, Any], directory: Path) -> list[Path]:
-    del result, directory
-    return []
+plot = no_plots

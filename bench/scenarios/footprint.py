@@ -24,9 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import cpu_seconds, ms, num, parse_rfc3339, pss_bytes, rss_bytes, summary, table, wait_for
-from bench.fleet import APP, KAZOO, Group, app_log_events, child_env, newest_leader_file
+from bench.common import cpu_seconds, ms, num, parse_rfc3339, pss_bytes, rss_bytes, summary, table
+from bench.fleet import APP, KAZOO, Contender, Group, app_log_events, child_env, newest_leader_file
 from bench.scenarios import RunContext
+from bench.scenarios._skeleton import fleets, launched, make_result, no_plots, spread, spread_header, verdict
+from tools.waiting import wait_for
 
 NAME = "footprint"
 TITLE = "5. Footprint: idle replica and leader (memory, CPU), start to first attempt, import time"
@@ -37,6 +39,7 @@ DEFAULTS = {
     "zk-session-timeout": "10s",
     "storage-capacity": "10",
 }
+ORDER = ("p50", "min", "max")  # the start-up table's columns
 
 
 def _attributable(stderr: str) -> tuple[float | None, dict[str, float]]:
@@ -121,85 +124,78 @@ def _first_line_time(log_path: Path) -> float | None:
     return parse_rfc3339(events[0]["time"]) if events else None
 
 
+def _startups(
+    ctx: RunContext, app: Group, starts: int, result: dict[str, Any], startup: list[dict[str, float]]
+) -> tuple[Contender, Contender | None]:
+    """Spawn the app's leader (its spawn -> first file into ``result``), then ``starts`` followers one
+    at a time while it leads, each timed from its spawn to ``Init -> Attempter`` (into ``startup``)
+    and stopped but the last. Returns the leader and the last follower, both still running."""
+    leader = app.spawn("app-leader")
+    first = wait_for(lambda: newest_leader_file(app.file_dir), 30.0, "the first leader file")
+    result["first_leader"] = {
+        "to_first_file_s": first.written_at - leader.spawned_at,
+        "to_attempter_s": (_transition_time(leader.log_path, "Attempter") or 0) - leader.spawned_at,
+    }
+    follower = None
+    for k in range(starts):
+        follower = app.spawn(f"app-follower-{k}")
+        t_att = wait_for(lambda f=follower: _transition_time(f.log_path, "Attempter"), 30.0, "Attempter")
+        startup.append(
+            {
+                "to_first_log_line_s": (_first_line_time(follower.log_path) or t_att) - follower.spawned_at,
+                "to_first_attempt_s": t_att - follower.spawned_at,
+            }
+        )
+        if k < starts - 1:
+            follower.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            app.wait_exit(follower)
+            time.sleep(ctx.rng.uniform(0.1, 0.3))
+    return leader, follower
+
+
+def _idle(watched: dict[str, Any], window: float) -> dict[str, Any]:
+    """CPU (% of a core over ``window`` s) and, at its end, RSS and PSS of each watched contender."""
+    cpu0 = {k: cpu_seconds(c.pid) or 0.0 for k, c in watched.items()}
+    t0 = time.monotonic()
+    time.sleep(window)
+    span = time.monotonic() - t0
+    return {
+        k: {
+            "cpu_percent": ((cpu_seconds(c.pid) or 0.0) - cpu0[k]) / span * 100,
+            "rss_mib": (rss_bytes(c.pid) or 0) / 2**20,
+            "pss_mib": (pss_bytes(c.pid) or 0) / 2**20,
+        }
+        for k, c in watched.items()
+    }
+
+
 def run(ctx: RunContext) -> dict[str, Any]:
     starts = ctx.pick_rounds(full=10, quick=2)
-    window = 2.0 if ctx.quick else 60.0
+    window = ctx.sized(60.0, 2.0)
     started = time.time()
     result: dict[str, Any] = {}
-    runs = 2 if ctx.quick else 10
+    runs = ctx.sized(10, 2)
     result["importtime"] = _importtime(ctx.app_src, runs, "import app.cli")
     result["importtime_run_path"] = _importtime(ctx.app_src, runs, "import app.cli, app.wiring")
     result["process"] = _process_pairs(ctx.app_src, runs)
     startup: list[dict[str, float]] = []
-    idle: dict[str, Any] = {}
     with ctx.zookeeper(NAME, tick_ms=2000) as zk:
-        app = Group(
-            APP,
-            1,
-            zk.address,
-            f"/bench/{NAME}/app",
-            ctx.workdir / NAME / "app",
-            ctx.app_src,
-            session_timeout=10.0,
-            extra=DEFAULTS,
-        )
-        kz = Group(
-            KAZOO,
-            2,
-            zk.address,
-            f"/bench/{NAME}/kazoo",
-            ctx.workdir / NAME / "kazoo",
-            ctx.app_src,
-            session_timeout=10.0,
-        )
-        try:
-            leader = app.spawn("app-leader")
-            first = wait_for(lambda: newest_leader_file(app.file_dir), 30.0, "the first leader file")
-            result["first_leader"] = {
-                "to_first_file_s": first.written_at - leader.spawned_at,
-                "to_attempter_s": (_transition_time(leader.log_path, "Attempter") or 0) - leader.spawned_at,
-            }
-            follower = None
-            for k in range(starts):
-                follower = app.spawn(f"app-follower-{k}")
-                t_att = wait_for(
-                    lambda f=follower: _transition_time(f.log_path, "Attempter"), 30.0, "Attempter"
-                )
-                startup.append(
-                    {
-                        "to_first_log_line_s": (_first_line_time(follower.log_path) or t_att)
-                        - follower.spawned_at,
-                        "to_first_attempt_s": t_att - follower.spawned_at,
-                    }
-                )
-                if k < starts - 1:
-                    follower.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-                    app.wait_exit(follower)
-                    time.sleep(ctx.rng.uniform(0.1, 0.3))
+        [app] = fleets(ctx, zk.address, NAME, [APP], 1, session_timeout=10.0, extra=DEFAULTS)
+        [kz] = fleets(ctx, zk.address, NAME, [KAZOO], 2, session_timeout=10.0)
+        with launched(app, kz, start=None):  # the app's replicas one by one, kazoo's after them
+            leader, follower = _startups(ctx, app, starts, result, startup)
             kz.start()
             kz.wait_ready()
             kz_leader, _ = kz.leader()
             kz_follower = next(c for c in kz.contenders.values() if c is not kz_leader)
-            time.sleep(1.0 if ctx.quick else 3.0)
+            time.sleep(ctx.sized(3.0, 1.0))
             watched = {
                 "app leader": leader,
                 "app idle follower": follower,
                 "kazoo Election leader": kz_leader,
                 "kazoo Election follower": kz_follower,
             }
-            cpu0 = {k: cpu_seconds(c.pid) or 0.0 for k, c in watched.items()}
-            t0 = time.monotonic()
-            time.sleep(window)
-            span = time.monotonic() - t0
-            for k, c in watched.items():
-                idle[k] = {
-                    "cpu_percent": ((cpu_seconds(c.pid) or 0.0) - cpu0[k]) / span * 100,
-                    "rss_mib": (rss_bytes(c.pid) or 0) / 2**20,
-                    "pss_mib": (pss_bytes(c.pid) or 0) / 2**20,
-                }
-        finally:
-            app.stop()
-            kz.stop()
+            idle = _idle(watched, window)
     result["startup"] = {
         "to_first_attempt_s": summary(s["to_first_attempt_s"] for s in startup),
         "to_first_log_line_s": summary(s["to_first_log_line_s"] for s in startup),
@@ -214,12 +210,13 @@ def run(ctx: RunContext) -> dict[str, Any]:
         "start_to_first_attempt_under_0_5s": result["startup"]["to_first_attempt_s"]["p50"] < 0.5,
         "start_to_first_attempt_max_under_0_5s": result["startup"]["to_first_attempt_s"]["max"] < 0.5,
     }
-    return {
-        "config": {"starts": starts, "idle_window_s": window, "zk_tick_ms": 2000, "app_flags": DEFAULTS},
-        "summary": result,
-        "load": ctx.note_window(started),
-        "rounds": startup,
-    }
+    return make_result(
+        ctx,
+        started,
+        config={"starts": starts, "idle_window_s": window, "zk_tick_ms": 2000, "app_flags": DEFAULTS},
+        summary=result,
+        rounds=startup,
+    )
 
 
 def report(result: dict[str, Any]) -> str:
@@ -237,40 +234,20 @@ def report(result: dict[str, Any]) -> str:
     imp, imp_run, proc = s["importtime"], s["importtime_run_path"], s["process"]
     text += "\n" + table(
         "start-up and import",
-        ["measure", "p50 ms", "min ms", "max ms"],
+        ["measure", *spread_header(ORDER)],
         [
-            ["spawn -> Init->Attempter (first attempt)", ms(st["p50"]), ms(st["min"]), ms(st["max"])],
-            ["spawn -> first log line", ms(fl["p50"]), ms(fl["min"]), ms(fl["max"])],
+            ["spawn -> Init->Attempter (first attempt)", *spread(st, ORDER)],
+            ["spawn -> first log line", *spread(fl, ORDER)],
             [
                 "first replica: spawn -> first file as leader",
                 ms(s["first_leader"]["to_first_file_s"]),
                 "",
                 "",
             ],
-            [
-                "-X importtime: import app.cli",
-                ms(imp["app_s"]["p50"]),
-                ms(imp["app_s"]["min"]),
-                ms(imp["app_s"]["max"]),
-            ],
-            [
-                "-X importtime: import app.cli, app.wiring (run)",
-                ms(imp_run["app_s"]["p50"]),
-                ms(imp_run["app_s"]["min"]),
-                ms(imp_run["app_s"]["max"]),
-            ],
-            [
-                "process: python -c 'import app.cli'",
-                ms(proc["import_app_cli_process_s"]["p50"]),
-                ms(proc["import_app_cli_process_s"]["min"]),
-                ms(proc["import_app_cli_process_s"]["max"]),
-            ],
-            [
-                "process: python -c pass",
-                ms(proc["bare_python_process_s"]["p50"]),
-                ms(proc["bare_python_process_s"]["min"]),
-                ms(proc["bare_python_process_s"]["max"]),
-            ],
+            ["-X importtime: import app.cli", *spread(imp["app_s"], ORDER)],
+            ["-X importtime: import app.cli, app.wiring (run)", *spread(imp_run["app_s"], ORDER)],
+            ["process: python -c 'import app.cli'", *spread(proc["import_app_cli_process_s"], ORDER)],
+            ["process: python -c pass", *spread(proc["bare_python_process_s"], ORDER)],
         ],
     )
     heavy = ", ".join(
@@ -279,13 +256,12 @@ def report(result: dict[str, Any]) -> str:
     t = s["targets"]
     text += f"\nheaviest imports of the run path (ms, each package as imported from outside it): {heavy}"
     text += (
-        f"\ntargets: idle < 40 MB: {'met' if t['idle_under_40mb'] else 'MISSED'}; idle CPU near zero: "
-        f"{'met' if t['idle_cpu_near_zero'] else 'MISSED'}; start -> first attempt < 0.5 s (p50): "
-        f"{'met' if t['start_to_first_attempt_under_0_5s'] else 'MISSED'}, (every start): "
-        f"{'met' if t['start_to_first_attempt_max_under_0_5s'] else 'MISSED'}"
+        f"\ntargets: idle < 40 MB: {verdict(t['idle_under_40mb'])}; idle CPU near zero: "
+        f"{verdict(t['idle_cpu_near_zero'])}; start -> first attempt < 0.5 s (p50): "
+        f"{verdict(t['start_to_first_attempt_under_0_5s'])}, (every start): "
+        f"{verdict(t['start_to_first_attempt_max_under_0_5s'])}"
     )
     return text
 
 
-def plot(result: dict[str, Any], directory: Path) -> list[Path]:
-    return []
+plot = no_plots

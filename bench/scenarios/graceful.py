@@ -11,15 +11,28 @@ The signalled process is then started again so the group stays at N.
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ms, num, paired_ratio_summary, summary, table
-from bench.fleet import APP, KAZOO, POLLER, Group
+from bench.common import ms, num, summary, table
+from bench.fleet import APP, KAZOO, POLLER
 from bench.scenarios import RunContext
 from bench.scenarios._handover import handover_round, kazoo_round_trips
+from bench.scenarios._skeleton import (
+    fleet_config,
+    fleets,
+    launched,
+    make_result,
+    measure,
+    paired,
+    per,
+    series_ms,
+    spread,
+    spread_header,
+    values,
+    verdict,
+)
 
 NAME = "graceful"
 TITLE = "1. Graceful hand-over (SIGTERM -> first file of the new leader)"
@@ -31,67 +44,30 @@ def run(ctx: RunContext) -> dict[str, Any]:
     rounds = ctx.pick_rounds(full=30, quick=2)
     size = 3
     started = time.time()
-    rows: list[dict[str, Any]] = []
-    with ctx.zookeeper(NAME) as zk:
-        groups = [
-            Group(f, size, zk.address, f"/bench/{NAME}/{f.name}", ctx.workdir / NAME / f.name, ctx.app_src)
-            for f in FLAVOURS
-        ]
-        try:
-            for group in groups:
-                group.start()
-            rtt = kazoo_round_trips(zk.address, f"/bench/{NAME}/rtt", 50 if ctx.quick else 300)
-            for r in range(rounds):
-                order = groups[r % len(groups) :] + groups[: r % len(groups)]
-                for group in order:
-                    row = handover_round(
-                        group, sig=signal.SIGTERM, rng=ctx.rng, phase=(0.2, 0.6), timeout=30.0, observe=True
-                    )
-                    row["round"] = r
-                    rows.append(row)
-        finally:
-            for group in groups:
-                group.stop()
-    by = {f.name: [row["handover_s"] for row in rows if row["flavour"] == f.name] for f in FLAVOURS}
-    stats = {name: summary(values) for name, values in by.items()}
-    seen = {f.name: summary(r["seen_after_s"] for r in rows if r["flavour"] == f.name) for f in FLAVOURS}
-    return {
-        "config": {
-            "replicas_per_group": size,
-            "rounds": rounds,
-            "app_flags": {"attempter-timeout": "10s", "leader-timeout": "1s", "zk-session-timeout": "4s"},
-            "poller_period_s": 1.0,
-            "zk_tick_ms": 200,
+    config = fleet_config(rounds, replicas_per_group=size, poller_period_s=1.0)
+    with ctx.zookeeper(NAME) as zk, launched(*fleets(ctx, zk.address, NAME, FLAVOURS, size)) as groups:
+        rtt = kazoo_round_trips(zk.address, f"/bench/{NAME}/rtt", ctx.sized(300, 50))
+        rows = measure(groups, rounds, lambda group, _r: handover_round(group, rng=ctx.rng, observe=True))
+    names = [f.name for f in FLAVOURS]
+    stats = per(rows, "handover_s", names)
+    mine = {name: [r for r in rows if r["flavour"] == name] for name in names}
+    summarised = {
+        "handover_s": stats,
+        "file_seen_s": per(rows, "seen_after_s", names),
+        "ratio_app_to_kazoo_p50": stats["app"]["p50"] / stats["kazoo"]["p50"],
+        "ratio_app_to_poller_p50": stats["app"]["p50"] / stats["poller"]["p50"],
+        "paired_ratio_app_to_kazoo": paired(mine["app"], mine["kazoo"], "handover_s"),
+        "target_p50_within_2x_kazoo": stats["app"]["p50"] <= 2 * stats["kazoo"]["p50"],
+        "target_far_below_poller": stats["app"]["p50"] * 10 <= stats["poller"]["p50"],
+        "exit_codes": sorted({row["exit_code"] for row in rows}),
+        "kazoo_round_trip_s": rtt,
+        "leave_takeover_s": {
+            name: {key: summary(values(mine[name], key)) for key in ("node_deleted_s", "takeover_s")}
+            for name in names
         },
-        "summary": {
-            "handover_s": stats,
-            "file_seen_s": seen,
-            "ratio_app_to_kazoo_p50": stats["app"]["p50"] / stats["kazoo"]["p50"],
-            "ratio_app_to_poller_p50": stats["app"]["p50"] / stats["poller"]["p50"],
-            "paired_ratio_app_to_kazoo": paired_ratio_summary(by["app"], by["kazoo"]),
-            "target_p50_within_2x_kazoo": stats["app"]["p50"] <= 2 * stats["kazoo"]["p50"],
-            "target_far_below_poller": stats["app"]["p50"] * 10 <= stats["poller"]["p50"],
-            "exit_codes": sorted({row["exit_code"] for row in rows}),
-            "kazoo_round_trip_s": rtt,
-            "leave_takeover_s": {
-                f.name: {
-                    "node_deleted_s": summary(
-                        r["node_deleted_s"] for r in rows if r["flavour"] == f.name and "node_deleted_s" in r
-                    ),
-                    "takeover_s": summary(
-                        r["takeover_s"] for r in rows if r["flavour"] == f.name and "takeover_s" in r
-                    ),
-                }
-                for f in FLAVOURS
-            },
-            "app_breakdown_s": {
-                key: summary(row[key] for row in rows if row["flavour"] == "app" and key in row)
-                for key in BREAKDOWN
-            },
-        },
-        "load": ctx.note_window(started),
-        "rounds": rows,
+        "app_breakdown_s": {key: summary(values(mine["app"], key)) for key in BREAKDOWN},
     }
+    return make_result(ctx, started, config=config, summary=summarised, rounds=rows)
 
 
 def report(result: dict[str, Any]) -> str:
@@ -106,10 +82,7 @@ def report(result: dict[str, Any]) -> str:
             [
                 flavour.label,
                 st["n"],
-                ms(st["min"]),
-                ms(st["p50"]),
-                ms(st["p95"]),
-                ms(st["max"]),
+                *spread(st),
                 num(st["p50"] / stats["kazoo"]["p50"], 2),
                 ms(sp["node_deleted_s"]["p50"]),
                 ms(sp["takeover_s"]["p50"]),
@@ -122,10 +95,7 @@ def report(result: dict[str, Any]) -> str:
         [
             "contender",
             "rounds",
-            "min ms",
-            "p50 ms",
-            "p95 ms",
-            "max ms",
+            *spread_header(),
             "p50 / kazoo",
             "node gone p50 ms",
             "take-over p50 ms",
@@ -153,12 +123,12 @@ def report(result: dict[str, Any]) -> str:
         f"({ms(rtt['read_s']['p95'], 2)}) ms, create {ms(rtt['create_s']['p50'], 2)} "
         f"({ms(rtt['create_s']['p95'], 2)}) ms"
     )
-    paired = s["paired_ratio_app_to_kazoo"]
+    pairs = s["paired_ratio_app_to_kazoo"]
     text += (
-        f"\npaired ratio app/kazoo (round by round): p50 {num(paired['p50'], 2)}, "
-        f"p95 {num(paired['p95'], 2)}; target p50 <= 2x kazoo: "
-        f"{'met' if s['target_p50_within_2x_kazoo'] else 'MISSED'}; far below the poller: "
-        f"{'met' if s['target_far_below_poller'] else 'MISSED'}"
+        f"\npaired ratio app/kazoo (round by round): p50 {num(pairs['p50'], 2)}, "
+        f"p95 {num(pairs['p95'], 2)}; target p50 <= 2x kazoo: "
+        f"{verdict(s['target_p50_within_2x_kazoo'])}; far below the poller: "
+        f"{verdict(s['target_far_below_poller'])}"
     )
     return text
 
@@ -166,14 +136,10 @@ def report(result: dict[str, Any]) -> str:
 def plot(result: dict[str, Any], directory: Path) -> list[Path]:
     from bench import plots  # noqa: PLC0415 - matplotlib is optional
 
-    series = {
-        f.label: [r["handover_s"] * 1000 for r in result["rounds"] if r["flavour"] == f.name]
-        for f in FLAVOURS
-    }
     return [
         plots.distribution(
             directory / "graceful-handover.png",
-            series,
+            series_ms(result["rounds"], "handover_s", {f.name: f.label for f in FLAVOURS}),
             title="Graceful hand-over (SIGTERM -> new leader's first file), same ZooKeeper, interleaved",
             xlabel="hand-over, ms (log scale)",
             log=True,

@@ -38,11 +38,23 @@ from typing import Any
 
 from kazoo.protocol.states import EventType, WatchedEvent
 
-from bench.common import ms, parse_rfc3339, proc_stat, summary, table, wait_for
+from bench.common import ms, parse_rfc3339, proc_stat, summary, table
 from bench.fleet import APP, Group, app_log_events, files_of_epoch
 from bench.proxy import Relay
 from bench.scenarios import RunContext
 from bench.scenarios._handover import leader_session
+from bench.scenarios._skeleton import (
+    IN_TURN,
+    fraction,
+    launched,
+    make_result,
+    measure,
+    series_ms,
+    spread,
+    values,
+    verdict,
+)
+from tools.waiting import wait_for
 
 NAME = "isolation"
 TITLE = "3. Isolation margin (leader frozen or cut off: its last write vs the server's session expiry)"
@@ -229,9 +241,8 @@ def _probe_frozen_in_lock(
 
 def run(ctx: RunContext) -> dict[str, Any]:
     rounds = ctx.pick_rounds(full=20, quick=1)
-    session_timeout = 1.0 if ctx.quick else SESSION_TIMEOUT
+    session_timeout = ctx.sized(SESSION_TIMEOUT, 1.0)
     started = time.time()
-    rows: list[dict[str, Any]] = []
     with ctx.zookeeper(NAME, tick_ms=TICK_MS) as zk:
         relays = {f"app-{i:03d}": Relay(zk.address) for i in (1, 2)}
         group = Group(
@@ -246,17 +257,17 @@ def run(ctx: RunContext) -> dict[str, Any]:
         )
         group.zk_for = {name: relay.address for name, relay in relays.items()}
         try:
-            group.start()
-            for r in range(rounds):
-                for mode in MODES:
-                    row = _round(ctx, zk, group, relays, mode, session_timeout)
-                    row["round"] = r
-                    rows.append(row)
-            probe = {"caught": False, "reason": "not run in --quick"}
-            if not ctx.quick:
-                probe = _probe_frozen_in_lock(ctx, zk, group, session_timeout)
+            with launched(group):
+                rows = measure(
+                    MODES,
+                    rounds,
+                    lambda mode, _r: _round(ctx, zk, group, relays, mode, session_timeout),
+                    IN_TURN,
+                )
+                probe = {"caught": False, "reason": "not run in --quick"}
+                if not ctx.quick:
+                    probe = _probe_frozen_in_lock(ctx, zk, group, session_timeout)
         finally:
-            group.stop()
             for relay in relays.values():
                 relay.close()
     out = {}
@@ -264,19 +275,19 @@ def run(ctx: RunContext) -> dict[str, Any]:
         mine = [r for r in rows if r["mode"] == mode]
         out[mode] = {
             "rounds": len(mine),
-            "margin_s": summary(r["margin_s"] for r in mine),
-            "margin_ctime_s": summary(r["margin_ctime_s"] for r in mine),
-            "last_write_after_fault_s": summary(r["last_write_after_fault_s"] for r in mine),
-            "expired_after_fault_s": summary(r["expired_after_fault_s"] for r in mine),
+            **{
+                key: summary(values(mine, key))
+                for key in ("margin_s", "margin_ctime_s", "last_write_after_fault_s", "expired_after_fault_s")
+            },
             "positive": sum(1 for r in mine if min(r["margin_s"], r["margin_ctime_s"]) > 0),
             "took_over_while_isolated": sum(1 for r in mine if r["took_over_while_isolated"]),
             "successor_blocked_rounds": sum(1 for r in mine if not r["took_over_while_isolated"]),
-            "new_leader_after_fault_s": summary(
-                r["new_leader_after_fault_s"] for r in mine if r["new_leader_after_fault_s"] is not None
-            ),
+            "new_leader_after_fault_s": summary(values(mine, "new_leader_after_fault_s")),
         }
-    return {
-        "config": {
+    return make_result(
+        ctx,
+        started,
+        config={
             "rounds": rounds,
             "zk_tick_ms": TICK_MS,
             "session_timeout_s": session_timeout,
@@ -284,39 +295,34 @@ def run(ctx: RunContext) -> dict[str, Any]:
             "replicas": 2,
             "lease_s": session_timeout * 2 / 3,
         },
-        "summary": {
+        summary={
             **out,
             "target_positive_every_round": all(out[m]["positive"] == out[m]["rounds"] for m in MODES),
             "frozen_holding_fence_lock": probe,
         },
-        "load": ctx.note_window(started),
-        "rounds": rows,
-    }
+        rounds=rows,
+    )
+
+
+def _row(mode: str, st: dict[str, Any]) -> list[Any]:
+    """One fault's line of the table: the margin's spread, the last write's, the expiry, the successor."""
+    return [
+        mode,
+        st["rounds"],
+        *spread(st["margin_s"], ("min", "p50", "max")),
+        ms(st["margin_ctime_s"]["min"]),
+        *spread(st["last_write_after_fault_s"], ("p50", "max")),
+        ms(st["expired_after_fault_s"]["p50"]),
+        ms(st["new_leader_after_fault_s"]["p50"]),
+        fraction(st["took_over_while_isolated"], st["rounds"]),
+        fraction(st["positive"], st["rounds"]),
+    ]
 
 
 def report(result: dict[str, Any]) -> str:
     cfg = result["config"]
     s = result["summary"]
-    rows = []
-    for mode in MODES:
-        st = s[mode]
-        m, lw, ex = st["margin_s"], st["last_write_after_fault_s"], st["expired_after_fault_s"]
-        rows.append(
-            [
-                mode,
-                st["rounds"],
-                ms(m["min"]),
-                ms(m["p50"]),
-                ms(m["max"]),
-                ms(st["margin_ctime_s"]["min"]),
-                ms(lw["p50"]),
-                ms(lw["max"]),
-                ms(ex["p50"]),
-                ms(st["new_leader_after_fault_s"]["p50"]),
-                f"{st['took_over_while_isolated']}/{st['rounds']}",
-                f"{st['positive']}/{st['rounds']}",
-            ]
-        )
+    rows = [_row(mode, s[mode]) for mode in MODES]
     text = table(
         f"{TITLE}; session timeout {cfg['session_timeout_s']:g} s, leader-timeout "
         f"{cfg['leader_timeout_s'] * 1000:.0f} ms",
@@ -339,7 +345,7 @@ def report(result: dict[str, Any]) -> str:
     text += (
         "\n(last write, expiry, successor's first file: after the fault; taken over: the other replica wrote"
         "\n while the victim was still isolated)  target: margin positive in every round: "
-        + ("met" if s["target_positive_every_round"] else "MISSED")
+        + verdict(s["target_positive_every_round"])
     )
     probe = s.get("frozen_holding_fence_lock") or {}
     if probe.get("caught"):
@@ -375,11 +381,10 @@ def report(result: dict[str, Any]) -> str:
 def plot(result: dict[str, Any], directory: Path) -> list[Path]:
     from bench import plots  # noqa: PLC0415 - matplotlib is optional
 
-    series = {mode: [r["margin_s"] * 1000 for r in result["rounds"] if r["mode"] == mode] for mode in MODES}
     return [
         plots.distribution(
             directory / "isolation-margin.png",
-            series,
+            series_ms(result["rounds"], "margin_s", {mode: mode for mode in MODES}, by="mode"),
             title="Isolation margin: server's session expiry minus the isolated leader's last write "
             f"(session {result['config']['session_timeout_s']:g} s)",
             xlabel="margin, ms (must be > 0)",

@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.common import ms, num, summary, table
 from bench.scenarios import RunContext
+from bench.scenarios._skeleton import make_result
 
 NAME = "retention"
 TITLE = "7. Retention at scale: cost per tick (write + retain) with a full directory"
@@ -107,7 +108,7 @@ def _measure(ctx: RunContext, capacity: int, ticks: int, kind: str) -> dict[str,
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-    sizes = [10, 1_000, 10_000] if ctx.quick else [10, 10_000, 100_000]
+    sizes = ctx.sized([10, 10_000, 100_000], [10, 1_000, 10_000])
     ticks = ctx.pick_rounds(full=500, quick=20)
     started = time.time()
     rows = []
@@ -116,17 +117,18 @@ def run(ctx: RunContext) -> dict[str, Any]:
             rows.append({"kind": kind, **_measure(ctx, capacity, ticks, kind)})
     app = {r["capacity"]: r for r in rows if r["kind"] == "app"}
     small, big = app[sizes[0]], app[sizes[-1]]
-    return {
-        "config": {"capacities": sizes, "ticks": ticks, "filesystem": _fs_type(ctx.workdir)},
-        "summary": {
+    return make_result(
+        ctx,
+        started,
+        config={"capacities": sizes, "ticks": ticks, "filesystem": _fs_type(ctx.workdir)},
+        summary={
             "rows": rows,
             "app_retain_p50_ratio_largest_to_10": big["retain_s"]["p50"] / small["retain_s"]["p50"],
             "app_tick_p50_ratio_largest_to_10": big["tick_s"]["p50"] / small["tick_s"]["p50"],
             "target_independent_of_size": big["retain_s"]["p50"] < 10 * small["retain_s"]["p50"] + 50e-6,
         },
-        "load": ctx.note_window(started),
-        "rounds": [],
-    }
+        rounds=[],
+    )
 
 
 def _fs_type(path: Path) -> str:
@@ -185,45 +187,19 @@ def plot(result: dict[str, Any], directory: Path) -> list[Path]:
 
     rows = result["summary"]["rows"]
     caps = sorted({r["capacity"] for r in rows})
+    labels = {"app": "election index", "rescan": "rescan"}
+
+    def series(kind: str, key: str, quantile: str, scale: float) -> tuple[list[int], list[float]]:
+        return caps, [r[key][quantile] * scale for r in rows if r["kind"] == kind]
+
+    retain = {f"{labels[k]} {q}": series(k, "retain_s", q, 1e6) for k in labels for q in ("p50", "p95")}
+    tick = {labels[k]: series(k, "tick_s", "p50", 1000) for k in labels}
     return [
         plots.by_n(
             directory / "retention.png",
             [
-                (
-                    "retain() per tick, us",
-                    "retention alone (p50 solid, p95 dashed)",
-                    {
-                        "election index p50": (
-                            caps,
-                            [r["retain_s"]["p50"] * 1e6 for r in rows if r["kind"] == "app"],
-                        ),
-                        "election index p95": (
-                            caps,
-                            [r["retain_s"]["p95"] * 1e6 for r in rows if r["kind"] == "app"],
-                        ),
-                        "rescan p50": (
-                            caps,
-                            [r["retain_s"]["p50"] * 1e6 for r in rows if r["kind"] == "rescan"],
-                        ),
-                        "rescan p95": (
-                            caps,
-                            [r["retain_s"]["p95"] * 1e6 for r in rows if r["kind"] == "rescan"],
-                        ),
-                    },
-                    True,
-                ),
-                (
-                    "whole tick (write + retain), ms",
-                    "whole tick (p50)",
-                    {
-                        "election index": (
-                            caps,
-                            [r["tick_s"]["p50"] * 1000 for r in rows if r["kind"] == "app"],
-                        ),
-                        "rescan": (caps, [r["tick_s"]["p50"] * 1000 for r in rows if r["kind"] == "rescan"]),
-                    },
-                    True,
-                ),
+                ("retain() per tick, us", "retention alone (p50 solid, p95 dashed)", retain, True),
+                ("whole tick (write + retain), ms", "whole tick (p50)", tick, True),
             ],
             title="Retention: cost per tick against files kept (capacity)",
             xlabel="files kept (storage-capacity)",

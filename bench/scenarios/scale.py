@@ -13,16 +13,17 @@ subtracted). Resident memory of every contender is read once per group.
 
 from __future__ import annotations
 
-import signal
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ms, num, pss_bytes, rss_bytes, summary, table, wait_for
+from bench.common import ms, num, pss_bytes, rss_bytes, summary, table
 from bench.fleet import APP, KAZOO, Group
 from bench.scenarios import RunContext
-from bench.scenarios._handover import handover_round, steady_state
+from bench.scenarios._handover import by_type_median, handover_round, net_requests, steady_fleet
+from bench.scenarios._skeleton import fleet_config, launched, make_result, measure
+from tools.waiting import wait_for
 
 NAME = "scale"
 TITLE = "4. Scale: hand-over and ZooKeeper work per hand-over at N replicas, app vs kazoo Election"
@@ -40,26 +41,19 @@ def _memory(group: Group) -> dict[str, float]:
     }
 
 
-def net_requests(group: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Requests per hand-over less the steady-state (non-ping) rate over the same window: at large N
-    the periodic looks of idle replicas land in every window."""
-    rate = group["steady"].get("non_ping_requests_per_s", 0.0)
-    mine = [
-        r for r in rows if r["flavour"] == group["flavour"] and r["n"] == group["n"] and "zk_requests" in r
-    ]
-    return summary(r["zk_requests"] - rate * r["zk_seconds"] for r in mine)
-
-
-def _by_type_median(rows: list[dict[str, Any]]) -> dict[str, float]:
-    kinds = sorted({k for r in rows for k in r.get("zk_requests_by_type", {})})
-    return {k: statistics.median(r.get("zk_requests_by_type", {}).get(k, 0) for r in rows) for k in kinds}
+def group_net_requests(group: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Requests per hand-over of one group less the steady-state (non-ping) rate over the same window:
+    at large N the periodic looks of idle replicas land in every window."""
+    mine = [r for r in rows if r["flavour"] == group["flavour"] and r["n"] == group["n"]]
+    return summary(net_requests(r, group["steady"]) for r in mine)
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-    sizes = [3, 10] if ctx.quick else [3, 10, 50, 100]
+    sizes = ctx.sized([3, 10, 50, 100], [3, 10])
     rounds = ctx.pick_rounds(full=10, quick=1)
-    window = 1.0 if ctx.quick else 20.0
+    window = ctx.sized(20.0, 1.0)
     started = time.time()
+    config = fleet_config(rounds, sizes=sizes, steady_window_s=window)
     rows: list[dict[str, Any]] = []
     groups_out: list[dict[str, Any]] = []
     with ctx.zookeeper(NAME, request_log=True) as zk:
@@ -75,30 +69,24 @@ def run(ctx: RunContext) -> dict[str, Any]:
                     ctx.workdir / NAME / f"n{n}-{flavour.name}",
                     ctx.app_src,
                 )
-                t_start = time.time()
-                try:
-                    group.start(batch=10, timeout=300.0)
-                    group.wait_ready(timeout=120.0)
-                    start_s = time.time() - t_start
-                    time.sleep(0.3 if ctx.quick else 2.0)  # the last batch finishes its first looks
-                    steady = steady_state(zk, window, word_cpu)
+                with launched(group, start=None, stop_timeout=60.0):  # steady_fleet starts it
+                    start_s, steady = steady_fleet(
+                        ctx, zk, group, window, ready=lambda g: g.wait_ready(timeout=120.0), word_cpu=word_cpu
+                    )
                     memory = _memory(group)
-                    for r in range(rounds):
-                        row = handover_round(
-                            group,
-                            sig=signal.SIGTERM,
-                            rng=ctx.rng,
-                            phase=(0.2, 0.6),
-                            timeout=60.0,
-                            zk=zk,
-                            steady=steady,
-                            word_cpu=word_cpu,
+
+                    def step(group: Group, _r: int, steady: dict[str, float] = steady) -> dict[str, Any]:
+                        return handover_round(
+                            group, rng=ctx.rng, timeout=60.0, zk=zk, steady=steady, word_cpu=word_cpu
                         )
-                        row["round"] = r
-                        rows.append(row)
-                finally:
-                    group.stop(timeout=60.0)
-                wait_for(lambda: zk.snapshot().sessions <= baseline_sessions, 60.0, "sessions to close", 0.2)
+
+                    rows.extend(measure([group], rounds, step))
+                wait_for(
+                    lambda: zk.snapshot().sessions <= baseline_sessions,
+                    60.0,
+                    "sessions to close",
+                    interval=0.2,
+                )
                 mine = [r for r in rows if r["flavour"] == flavour.name and r["n"] == n]
                 groups_out.append(
                     {
@@ -113,7 +101,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
                         "requests": summary(r["zk_requests"] for r in mine),
                         "failed_writes": summary(r["zk_failed_writes"] for r in mine),
                         "packets_received": summary(r["zk_packets_received"] for r in mine),
-                        "requests_by_type_p50": _by_type_median(mine),
+                        "requests_by_type_p50": by_type_median(mine),
                         "zk_cpu_ms": summary(r["zk_zk_cpu_seconds"] * 1000 for r in mine),
                         "settle_s": summary(r["zk_settle_s"] for r in mine),
                     }
@@ -134,24 +122,14 @@ def run(ctx: RunContext) -> dict[str, Any]:
             "app_notifications_p50": app["notifications"]["p50"],
             "app_steady_transactions_per_s": app["steady"]["transactions_per_s"],
         }
-    return {
-        "config": {
-            "sizes": sizes,
-            "rounds": rounds,
-            "steady_window_s": window,
-            "zk_tick_ms": 200,
-            "app_flags": {"attempter-timeout": "10s", "leader-timeout": "1s", "zk-session-timeout": "4s"},
-        },
-        "summary": {"groups": groups_out, "by_n": verdict, "zk_cpu_per_four_letter_word_s": word_cpu},
-        "load": ctx.note_window(started),
-        "rounds": rows,
-    }
+    summarised = {"groups": groups_out, "by_n": verdict, "zk_cpu_per_four_letter_word_s": word_cpu}
+    return make_result(ctx, started, config=config, summary=summarised, rounds=rows)
 
 
 def report(result: dict[str, Any]) -> str:
     groups = result["summary"]["groups"]
     by = {(g["flavour"], g["n"]): g for g in groups}
-    net = {(g["flavour"], g["n"]): net_requests(g, result["rounds"]) for g in groups}
+    net = {(g["flavour"], g["n"]): group_net_requests(g, result["rounds"]) for g in groups}
     rows = []
     for g in groups:
         kz = by.get(("kazoo", g["n"]))
@@ -221,7 +199,8 @@ def plot(result: dict[str, Any], directory: Path) -> list[Path]:
 
     def net_series(flavour: str) -> tuple[list[int], list[float]]:
         mine = sorted((g for g in groups if g["flavour"] == flavour), key=lambda g: g["n"])
-        return [g["n"] for g in mine], [max(net_requests(g, result["rounds"])["p50"], 0.5) for g in mine]
+        net = [group_net_requests(g, result["rounds"])["p50"] for g in mine]
+        return [g["n"] for g in mine], [max(v, 0.5) for v in net]
 
     return [
         plots.by_n(

@@ -22,37 +22,42 @@ took the next epoch, and (switchover) that the old leader is still running.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import re
-import signal
-import statistics
 import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
-
-from bench.common import ms, num, paired_ratio_summary, summary, table, wait_for
+from bench.common import ms, num, summary, table
 from bench.fleet import APP, Group, child_env
 from bench.scenarios import RunContext
 from bench.scenarios._handover import (
     app_breakdown,
+    by_type_median,
     handover_round,
+    net_requests,
     server_work,
-    steady_state,
+    steady_fleet,
     watch_deletion,
 )
+from bench.scenarios._queue import EXPIRES_IN, idle, request_payload, wait_settled
+from bench.scenarios._skeleton import (
+    fleet_config,
+    launched,
+    make_result,
+    measure,
+    paired,
+    spread,
+    spread_header,
+    values,
+)
 from bench.zk import BenchZooKeeper
+from tools.waiting import wait_for
 
 NAME = "switchover"
 TITLE = "11. Planned switchover (request -> the target's first file) beside the graceful hand-over"
@@ -62,8 +67,6 @@ LABELS = {
     "protocol": "switchover, request by kazoo",
     "cli": "switchover, `election switchover --to`",
 }
-# Seconds, as the command writes it: min(--wait, app.switchover.DEFER_MAX), i.e. 10 s by default.
-EXPIRES_IN = 10.0
 REPORTED_RE = re.compile(r"\bin (\d+(?:\.\d+)?) ?ms\b")
 
 
@@ -111,23 +114,6 @@ def reported_ms(output: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def _values(rows: Iterable[dict[str, Any]], key: str) -> list[float]:
-    return [r[key] for r in rows if r.get(key) is not None]
-
-
-def _by_round(rows: Sequence[dict[str, Any]], key: str) -> dict[int, float]:
-    return {r["round"]: r[key] for r in rows if r.get(key) is not None}
-
-
-def paired(
-    a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]], key_a: str, key_b: str
-) -> dict[str, float]:
-    """Round-by-round ratio a/b over the rounds both have (same N, same round index: back to back)."""
-    left, right = _by_round(a, key_a), _by_round(b, key_b)
-    common = sorted(set(left) & set(right))
-    return paired_ratio_summary([left[r] for r in common], [right[r] for r in common])
-
-
 def _ratio(value: float, base: float) -> float | None:
     """value / base, or None where either is missing (NaN: no rounds of that method)."""
     if math.isnan(value) or math.isnan(base) or base <= 0:
@@ -141,19 +127,6 @@ def _no_slower(value: float, base: float) -> bool | None:
     return None if ratio is None else ratio <= 1.0
 
 
-def net_requests(row: dict[str, Any], steady: dict[str, float] | None) -> float | None:
-    """A round's requests (pings apart) less the steady rate of idle replicas' looks over its window."""
-    if row.get("zk_requests") is None:
-        return None
-    rate = (steady or {}).get("non_ping_requests_per_s", 0.0)
-    return float(row["zk_requests"] - rate * row.get("zk_seconds", 0.0))
-
-
-def _by_type_median(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    kinds = sorted({k for r in rows for k in r.get("zk_requests_by_type", {})})
-    return {k: statistics.median(r.get("zk_requests_by_type", {}).get(k, 0) for r in rows) for k in kinds}
-
-
 def summarise(
     rows: Sequence[dict[str, Any]], steady: dict[str, dict[str, float]] | None = None
 ) -> dict[str, Any]:
@@ -165,40 +138,38 @@ def summarise(
     for n in sorted({r["n"] for r in rows}):
         mine = {m: [r for r in rows if r["n"] == n and r["method"] == m] for m in METHODS}
         idle_rates = (steady or {}).get(str(n))
-        stats = {m: summary(_values(mine[m], "handover_s")) for m in METHODS}
+        stats = {m: summary(values(mine[m], "handover_s")) for m in METHODS}
         graceful_p50 = stats["graceful"]["p50"]
         switchovers = mine["protocol"] + mine["cli"]
-        cli_net = summary(_values(mine["cli"], "after_request_s"))
+        cli_net = summary(values(mine["cli"], "after_request_s"))
 
         out[str(n)] = {
             "handover_s": stats,
-            "cli_startup_s": summary(_values(mine["cli"], "startup_s")),
+            "cli_startup_s": summary(values(mine["cli"], "startup_s")),
             "cli_after_request_s": cli_net,
-            "cli_exit_s": summary(_values(mine["cli"], "exit_s")),
-            "old_left_leader_s": {m: summary(_values(mine[m], "old_left_leader_s")) for m in METHODS},
-            "new_entered_leader_s": {m: summary(_values(mine[m], "new_entered_leader_s")) for m in METHODS},
-            "cli_reported_s": summary(v / 1000 for v in _values(mine["cli"], "reported_ms")),
-            "node_deleted_s": {m: summary(_values(mine[m], "node_deleted_s")) for m in METHODS},
-            "takeover_s": {m: summary(_values(mine[m], "takeover_s")) for m in METHODS},
+            "cli_exit_s": summary(values(mine["cli"], "exit_s")),
+            "old_left_leader_s": {m: summary(values(mine[m], "old_left_leader_s")) for m in METHODS},
+            "new_entered_leader_s": {m: summary(values(mine[m], "new_entered_leader_s")) for m in METHODS},
+            "cli_reported_s": summary(v / 1000 for v in values(mine["cli"], "reported_ms")),
+            "node_deleted_s": {m: summary(values(mine[m], "node_deleted_s")) for m in METHODS},
+            "takeover_s": {m: summary(values(mine[m], "takeover_s")) for m in METHODS},
             "ratio_p50_protocol_to_graceful": _ratio(stats["protocol"]["p50"], graceful_p50),
             "ratio_p50_cli_to_graceful": _ratio(stats["cli"]["p50"], graceful_p50),
             "ratio_p50_cli_net_to_graceful": _ratio(cli_net["p50"], graceful_p50),
-            "paired_protocol_to_graceful": paired(
-                mine["protocol"], mine["graceful"], "handover_s", "handover_s"
-            ),
+            "paired_protocol_to_graceful": paired(mine["protocol"], mine["graceful"], "handover_s"),
             "protocol_no_slower": _no_slower(stats["protocol"]["p50"], graceful_p50),
             "cli_net_no_slower": _no_slower(cli_net["p50"], graceful_p50),
             "cli_no_slower": _no_slower(stats["cli"]["p50"], graceful_p50),
             "rounds": {m: len(mine[m]) for m in METHODS},
             "zk": {
                 m: {
-                    "transactions": summary(_values(mine[m], "zk_transactions")),
-                    "notifications": summary(_values(mine[m], "zk_notifications")),
-                    "failed_writes": summary(_values(mine[m], "zk_failed_writes")),
+                    "transactions": summary(values(mine[m], "zk_transactions")),
+                    "notifications": summary(values(mine[m], "zk_notifications")),
+                    "failed_writes": summary(values(mine[m], "zk_failed_writes")),
                     "net_requests": summary(
                         v for v in (net_requests(r, idle_rates) for r in mine[m]) if v is not None
                     ),
-                    "requests_by_type_p50": _by_type_median(mine[m]),
+                    "requests_by_type_p50": by_type_median(mine[m]),
                 }
                 for m in METHODS
             },
@@ -207,83 +178,6 @@ def summarise(
             "cli_exit_codes": sorted({r["exit_code"] for r in mine["cli"] if "exit_code" in r}),
         }
     return out
-
-
-# --------------------------------------------------------------------------
-# the queue and the request node, as the benchmark's observer sees them
-# --------------------------------------------------------------------------
-
-
-def _sequence(name: str) -> int:
-    return int(name[-10:])
-
-
-@dataclass(frozen=True)
-class Queue:
-    leader: str
-    epoch: int  # the leader node's czxid
-    order: list[str]  # identities of the queued candidates, head first, the leader included
-
-    @property
-    def next(self) -> str:
-        """The candidate a graceful hand-over would make leader: the first in the queue but the leader."""
-        return next(i for i in self.order if i != self.leader)
-
-
-def read_queue(client: KazooClient, path: str) -> Queue | None:
-    """The leader and the queue of candidates (``candidates/c-<session>-N`` by sequence, each mapped
-    to its identity through the member node its session owns); None while there is no leader."""
-    try:
-        data, stat = client.get(f"{path}/leader")
-    except NoNodeError:
-        return None
-    identity_of: dict[int, str] = {}
-    for child in client.get_children(f"{path}/members"):
-        with contextlib.suppress(NoNodeError):
-            member, mstat = client.get(f"{path}/members/{child}")
-            identity_of[mstat.ephemeralOwner] = str(json.loads(member or b"{}").get("identity", ""))
-    order = []
-    for child in sorted(client.get_children(f"{path}/candidates"), key=_sequence):
-        session = int(child.split("-")[1], 16)
-        if session in identity_of:
-            order.append(identity_of[session])
-    leader = str(json.loads(data or b"{}").get("identity", ""))
-    return Queue(leader=leader, epoch=int(stat.czxid), order=order)
-
-
-def idle(client: KazooClient, path: str) -> bool:
-    data, _stat = client.get(f"{path}/switchover")
-    return bool(json.loads(data or b"{}") == {})
-
-
-def wait_settled(group: Group, timeout: float = 60.0) -> Queue:
-    """All N registered and queued behind a live leader, and no switchover pending."""
-    group.wait_ready(timeout)
-    client = group.connect_observer()
-
-    def settled() -> Queue | None:
-        queue = read_queue(client, group.path)
-        if queue is None or len(queue.order) < group.size or not idle(client, group.path):
-            return None
-        holder = group.contenders.get(queue.leader)
-        return queue if holder is not None and holder.alive else None
-
-    queue: Queue = wait_for(settled, timeout, f"{group.size} replicas queued and no switchover pending", 0.02)
-    return queue
-
-
-def request_payload(queue: Queue, to: str) -> bytes:
-    """A request as ``election switchover`` writes it (the adapter's ``SwitchoverRequest`` fields)."""
-    return json.dumps(
-        {
-            "id": uuid.uuid4().hex,
-            "from_epoch": queue.epoch,
-            "from_identity": queue.leader,
-            "to": to,
-            "requested_at": datetime.now(UTC).isoformat(),
-            "expires_in": EXPIRES_IN,
-        }
-    ).encode()
 
 
 # --------------------------------------------------------------------------
@@ -353,7 +247,7 @@ def switchover_round(
             proc.kill()
             waiter.join(5)
     # The next round starts from an idle node: the new leader clears the request after its first step.
-    wait_for(lambda: idle(client, group.path), 10.0, "the switchover request cleared", 0.005)
+    wait_for(lambda: idle(client, group.path), 10.0, "the switchover request cleared", interval=0.005)
     cleared_seen = time.time()
     work = server_work(zk, before, request_offset, steady=steady)
     # When the server committed the request, from its own log rather than from a watch of ours: while
@@ -394,16 +288,7 @@ def graceful_round(
 ) -> dict[str, Any]:
     """Scenario 1's round (SIGTERM the leader, start it again), from the same settled start."""
     queue = wait_settled(group)
-    row = handover_round(
-        group,
-        sig=signal.SIGTERM,
-        rng=ctx.rng,
-        phase=(0.2, 0.6),
-        timeout=30.0,
-        observe=True,
-        zk=zk,
-        steady=steady,
-    )
+    row = handover_round(group, rng=ctx.rng, observe=True, zk=zk, steady=steady)
     row.update(method="graceful", target=queue.next, target_led=row["new_leader"] == queue.next)
     return row
 
@@ -426,13 +311,16 @@ def cli_available(app_src: Path) -> str | None:
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-    sizes = [3] if ctx.quick else [3, 50]
+    sizes = ctx.sized([3, 50], [3])
     rounds = ctx.pick_rounds(full=20, quick=2)
     no_cli = cli_available(ctx.app_src)
     methods = [m for m in METHODS if not (m == "cli" and no_cli)]
     if no_cli:
         print(f"  no `election switchover` in the app under test ({no_cli}): the cli rounds are skipped")
     started = time.time()
+    config = fleet_config(
+        rounds, sizes=sizes, methods=methods, cli_unavailable=no_cli, expires_in_s=EXPIRES_IN
+    )
     rows: list[dict[str, Any]] = []
     steadies: dict[str, dict[str, float]] = {}
     with ctx.zookeeper(NAME, request_log=True) as zk:
@@ -440,44 +328,29 @@ def run(ctx: RunContext) -> dict[str, Any]:
             group = Group(
                 APP, n, zk.address, f"/bench/{NAME}/n{n}", ctx.workdir / NAME / f"n{n}", ctx.app_src
             )
-            try:
-                group.start(batch=10, timeout=300.0)
-                wait_settled(group, timeout=120.0)
-                time.sleep(0.3 if ctx.quick else 2.0)  # the last batch finishes its first looks
+            with launched(group, start=None, stop_timeout=60.0):  # steady_fleet starts it
                 # Idle replicas look now and then: their requests land in every round's window.
-                steady = steadies[str(n)] = steady_state(zk, 1.0 if ctx.quick else 10.0)
-                for r in range(rounds):
-                    order = methods[r % len(methods) :] + methods[: r % len(methods)]
-                    for method in order:
-                        if method == "graceful":
-                            row = graceful_round(group, ctx, zk, steady)
-                        else:
-                            row = switchover_round(group, method=method, ctx=ctx, zk=zk, steady=steady)
-                        row["round"] = r
-                        rows.append(row)
-            finally:
-                group.stop(timeout=60.0)
+                _start_s, steady = steady_fleet(
+                    ctx, zk, group, ctx.sized(10.0, 1.0), ready=lambda g: wait_settled(g, timeout=120.0)
+                )
+                steadies[str(n)] = steady
+
+                def step(
+                    method: str, _r: int, group: Group = group, steady: dict[str, float] = steady
+                ) -> dict[str, Any]:
+                    if method == "graceful":
+                        return graceful_round(group, ctx, zk, steady)
+                    return switchover_round(group, method=method, ctx=ctx, zk=zk, steady=steady)
+
+                rows.extend(measure(methods, rounds, step))
             by_n = summarise(rows, steadies)[str(n)]
             print(
                 f"  N={n:>3} p50 ms: "
                 + ", ".join(f"{m} {ms(by_n['handover_s'][m]['p50'])}" for m in methods),
                 flush=True,
             )
-    return {
-        "config": {
-            "sizes": sizes,
-            "rounds": rounds,
-            "methods": methods,
-            "cli_unavailable": no_cli,
-            "app_flags": {"attempter-timeout": "10s", "leader-timeout": "1s", "zk-session-timeout": "4s"},
-            "expires_in_s": EXPIRES_IN,
-            "zk_tick_ms": 200,
-        },
-        "summary": {"by_n": summarise(rows, steadies)},
-        "steady": steadies,
-        "load": ctx.note_window(started),
-        "rounds": rows,
-    }
+    summarised = {"by_n": summarise(rows, steadies)}
+    return make_result(ctx, started, config=config, summary=summarised, rounds=rows, steady=steadies)
 
 
 def _verdict(met: bool | None, ratio: float | None) -> str:
@@ -498,10 +371,7 @@ def report(result: dict[str, Any]) -> str:
                 [
                     f"{LABELS[m]}, N={n}",
                     st["n"],
-                    ms(st["min"]),
-                    ms(st["p50"]),
-                    ms(st["p95"]),
-                    ms(st["max"]),
+                    *spread(st),
                     num(st["p50"] / s["handover_s"]["graceful"]["p50"], 2)
                     if s["handover_s"]["graceful"]["n"]
                     else "-",
@@ -520,10 +390,7 @@ def report(result: dict[str, Any]) -> str:
         [
             "method",
             "rounds",
-            "min ms",
-            "p50 ms",
-            "p95 ms",
-            "max ms",
+            *spread_header(),
             "p50 / graceful",
             "node gone p50 ms",
             "take-over p50 ms",

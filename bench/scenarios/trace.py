@@ -23,6 +23,7 @@ from bench.common import ms, summary, table
 from bench.fleet import TRACED_APP, Group, read_trace, trace_path
 from bench.scenarios import RunContext
 from bench.scenarios._handover import watch_deletion
+from bench.scenarios._skeleton import launched, make_result, no_plots
 
 NAME = "trace"
 TITLE = "Profile of a graceful take-over (the new leader's timeline after the old node is deleted)"
@@ -41,8 +42,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     totals: list[float] = []
     with ctx.zookeeper(NAME) as zk:
         group = Group(TRACED_APP, 3, zk.address, f"/bench/{NAME}", ctx.workdir / NAME, ctx.app_src)
-        try:
-            group.start()
+        with launched(group):
             for _ in range(rounds):
                 group.wait_ready()
                 time.sleep(ctx.rng.uniform(0.2, 0.6))
@@ -73,8 +73,6 @@ def run(ctx: RunContext) -> dict[str, Any]:
                     )  # fmt: skip
                     totals.append(nxt.written_at - deleted[0])
                 group.spawn(leader.identity)
-        finally:
-            group.stop()
     # Steps by (position, name) over the rounds that share the most common sequence.
     shapes: dict[tuple[str, ...], list[list[dict[str, Any]]]] = {}
     for timeline in timelines:
@@ -89,16 +87,17 @@ def run(ctx: RunContext) -> dict[str, Any]:
         }
         for i, name in enumerate(shape)
     ]
-    return {
-        "config": {"rounds": rounds, "replicas": 3},
-        "summary": {
+    return make_result(
+        ctx,
+        started,
+        config={"rounds": rounds, "replicas": 3},
+        summary={
             "takeover_s": summary(totals),
             "common_shape_rounds": len(members),
             "median_steps": median_steps,
         },
-        "load": ctx.note_window(started),
-        "rounds": timelines,
-    }
+        rounds=timelines,
+    )
 
 
 def report(result: dict[str, Any]) -> str:
@@ -118,5 +117,4 @@ def report(result: dict[str, Any]) -> str:
     )
 
 
-def plot(result: dict[str, Any], directory: Path) -> list[Path]:
-    return []
+plot = no_plots

@@ -4,12 +4,15 @@ figures in docs/BENCHMARKS.md come from it, so it is checked like code, not trus
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from bench.common import proc_stat
 from bench.etcd import prefix_end
+from bench.scenarios._heartbeats import holder_of
 from bench.scenarios.exec_work import read_beats, round_figures, running, summarise
 
 T0 = 1000.0
@@ -97,3 +100,24 @@ def test_a_reused_pid_is_not_the_child_of_an_old_heartbeat_file(tmp_path: Path) 
     other = tmp_path / f"hb-{os.getpid()}-2.log"
     other.write_text(f'1.0\n#{{"pid": {os.getpid()}, "starttime": "{int(fields[19]) - 1}"}}\n')
     assert not running(other)
+
+
+def test_a_child_under_a_supervising_shell_is_held_by_the_shell_s_parent(tmp_path: Path) -> None:
+    # As the app runs its command: wrapper -> /bin/sh (supervisor) -> the heartbeat child.
+    shell = subprocess.Popen(
+        ["/bin/sh", "-c", "sleep 30 & echo $!; wait"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert shell.stdout is not None
+        child = int(shell.stdout.readline())
+        path = tmp_path / f"hb-{child}-1.log"
+        path.write_text("")
+        assert holder_of(path, [os.getpid()]) == os.getpid()  # two levels up
+        assert holder_of(path, [shell.pid, os.getpid()]) == shell.pid  # the nearest holder wins
+        assert holder_of(path, [1 << 30]) is None
+    finally:
+        os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait()

@@ -14,15 +14,9 @@ import pytest
 
 from app.adapters.kazoo_coordinator import _decode, _parse_request
 from app.switchover import DEFER_MAX
-from bench.scenarios.switchover import (
-    Queue,
-    net_requests,
-    read_queue,
-    reported_ms,
-    request_payload,
-    round_figures,
-    summarise,
-)
+from bench.scenarios._handover import net_requests
+from bench.scenarios._queue import Queue, read_queue, request_payload
+from bench.scenarios.switchover import reported_ms, round_figures, summarise
 from bench.zk import BenchZooKeeper
 
 T0 = 1000.0
