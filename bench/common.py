@@ -342,13 +342,5 @@ def clean_nan(value: Any) -> Any:
     return value
 
 
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.01) -> Any:
-    """Transitional (issue 12): the bench's old signature over :func:`tools.waiting.wait_for`, whose
-    ``WaitTimeoutError`` is a ``TimeoutError`` as this one's was."""
-    from tools.waiting import wait_for as kit_wait_for  # noqa: PLC0415 (the import block is not mine)
-
-    return kit_wait_for(predicate, timeout, what, interval=interval)
-
-
 def parse_rfc3339(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

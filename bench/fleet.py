@@ -1,4 +1,4 @@
-"""Contender processes: the app (``election run``) and the baselines, in groups on one ZooKeeper path.
+"""Process processes: the app (``election run``) and the baselines, in groups on one ZooKeeper path.
 
 A :class:`Group` is N processes of one :class:`Flavour` competing under one election path and
 writing leader files into one directory. Every flavour writes the app's file format
@@ -34,14 +34,6 @@ from tools.replicas import Process, read_log, run_command
 from tools.waiting import WaitTimeoutError, wait_for
 
 BASELINES = Path(__file__).resolve().parent / "baselines"
-
-# The scenarios' names for the kit's readers (tools.leader_files).
-newest_leader_file = leader_files.newest
-files_of_epoch = leader_files.of_term
-
-#: A contender is a kit process: its command, log, signals and exit (tools.replicas).
-Contender = Process
-
 
 # --------------------------------------------------------------------------
 # flavours
@@ -169,7 +161,7 @@ class Group:
     session_timeout: float = 4.0
     extra: dict[str, str] = field(default_factory=dict)
     zk_for: dict[str, str] = field(default_factory=dict)  # identity -> its own zk address (a relay)
-    contenders: dict[str, Contender] = field(default_factory=dict)
+    contenders: dict[str, Process] = field(default_factory=dict)
     observer: KazooClient | None = None
 
     def __post_init__(self) -> None:
@@ -184,10 +176,10 @@ class Group:
     def identities(self) -> list[str]:
         return [f"{self.flavour.name}-{i:03d}" for i in range(1, self.size + 1)]
 
-    def spawn(self, identity: str) -> Contender:
+    def spawn(self, identity: str) -> Process:
         self._serial += 1
         command = self.flavour.command(self, identity)
-        contender = Contender(
+        contender = Process(
             identity, command, self.log_dir / f"{identity}.log", cwd=self.app_src, env=self._env
         )
         contender.start()
@@ -244,7 +236,7 @@ class Group:
 
         return wait_for(leader, timeout, f"a live {self.flavour.name} leader", interval=0.02)
 
-    def leader(self) -> tuple[Contender, LeaderFile]:
+    def leader(self) -> tuple[Process, LeaderFile]:
         newest = leader_files.newest(self.file_dir)
         if newest is None:
             raise RuntimeError(f"no {self.flavour.name} leader file in {self.file_dir}")
@@ -258,14 +250,14 @@ class Group:
             interval=poll,
         )
 
-    def wait_exit(self, contender: Contender, timeout: float = 30.0) -> int:
+    def wait_exit(self, contender: Process, timeout: float = 30.0) -> int:
         """``contender``'s exit status; SIGKILLed (status -9) if it has not exited within ``timeout``."""
         try:
             return contender.wait_exit(timeout)
         except WaitTimeoutError:
             return contender.returncode if contender.returncode is not None else -signal.SIGKILL
 
-    def replace(self, contender: Contender) -> Contender:
+    def replace(self, contender: Process) -> Process:
         """Wait for ``contender`` to exit (killing it if it must) and start it again."""
         if contender.alive:
             self.wait_exit(contender)

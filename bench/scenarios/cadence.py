@@ -50,18 +50,10 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError
 
 from bench.common import cpu_seconds, ms, num, summary, table
-from bench.fleet import (
-    BASELINES,
-    TRACED_APP,
-    Group,
-    child_env,
-    files_of_epoch,
-    newest_leader_file,
-    read_trace,
-    trace_path,
-)
+from bench.fleet import BASELINES, TRACED_APP, Group, child_env, read_trace, trace_path
 from bench.scenarios import RunContext
 from bench.scenarios._skeleton import alternate, make_result
+from tools import leader_files
 from tools.localzk import four_letter_word
 from tools.waiting import wait_for
 
@@ -211,7 +203,7 @@ def _app_run(
     )  # fmt: skip
     try:
         leader = group.spawn(f"{name}")
-        first = wait_for(lambda: newest_leader_file(group.file_dir), 30.0, "the first file")
+        first = wait_for(lambda: leader_files.newest(group.file_dir), 30.0, "the first file")
         cpu0, t0 = cpu_seconds(leader.pid) or 0.0, time.monotonic()
         wait_for(
             lambda: len(list(group.file_dir.glob("leader-*.json"))) >= ticks, period * ticks * 3 + 30,
@@ -220,7 +212,7 @@ def _app_run(
         cpu = ((cpu_seconds(leader.pid) or 0.0) - cpu0) / (time.monotonic() - t0)
     finally:
         group.stop()
-    files = files_of_epoch(group.file_dir, first.epoch)[:ticks]
+    files = leader_files.of_term(group.file_dir, first.epoch)[:ticks]
     trace = read_trace(trace_path(group, leader.identity))
     # The grid starts when the term's storage is ready (Leader: begin_term, then start = now).
     begun = [e["end"] for e in trace if e["name"] == "storage.begin_term"]
@@ -252,7 +244,7 @@ def _naive_run(ctx: RunContext, period: float, ticks: int) -> dict[str, Any]:
         check=True,
         timeout=period * ticks * 5 + 60,
     )
-    files = files_of_epoch(directory, 1)
+    files = leader_files.of_term(directory, 1)
     return analyse([f.written_at for f in files], period)
 
 

@@ -47,7 +47,7 @@ from typing import Any
 
 from bench.common import ms, num, parse_rfc3339, summary, table
 from bench.etcd import LocalEtcd, etcd_available
-from bench.fleet import APP, BASELINES, KAZOO, Contender, Flavour, Group, app_log_events
+from bench.fleet import APP, BASELINES, KAZOO, Flavour, Group, app_log_events
 from bench.proxy import Relay
 from bench.scenarios import RunContext
 from bench.scenarios._heartbeats import (
@@ -59,6 +59,7 @@ from bench.scenarios._heartbeats import (
     running,
 )
 from bench.scenarios._skeleton import fraction, launched, make_result, no_plots, rotate, spread
+from tools.replicas import Process
 from tools.waiting import WaitTimeoutError, poll_until, wait_for
 
 NAME = "exec"
@@ -199,7 +200,7 @@ class Watch:
     group: Group
     relay: dict[str, Relay]
     kind: str
-    holder: Contender
+    holder: Process
     child: Path  # the old child's heartbeat file
     known: set[Path]
     t0: float = 0.0
@@ -250,12 +251,12 @@ class Watch:
         }
 
 
-def wait_holder(group: Group, timeout: float = 90.0) -> tuple[Contender, Path]:
+def wait_holder(group: Group, timeout: float = 90.0) -> tuple[Process, Path]:
     """Wait until every contender is queued and exactly one child runs, under a live contender."""
     directory = heartbeat_dir(group)
     seen: dict[str, Any] = {}
 
-    def single_holder() -> tuple[Contender, Path] | None:
+    def single_holder() -> tuple[Process, Path] | None:
         by_pid = {c.pid: c for c in group.contenders.values() if c.alive}
         children = [path for path in heartbeat_files(directory) if running(path)]
         seen.update(children=children, contenders=sorted(by_pid))

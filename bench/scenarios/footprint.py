@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import cpu_seconds, ms, num, parse_rfc3339, pss_bytes, rss_bytes, summary, table
-from bench.fleet import APP, KAZOO, Contender, Group, app_log_events, child_env, newest_leader_file
+from bench.fleet import APP, KAZOO, Group, app_log_events, child_env
 from bench.scenarios import RunContext
 from bench.scenarios._skeleton import fleets, launched, make_result, no_plots, spread, spread_header, verdict
+from tools import leader_files
+from tools.replicas import Process
 from tools.waiting import wait_for
 
 NAME = "footprint"
@@ -126,12 +128,12 @@ def _first_line_time(log_path: Path) -> float | None:
 
 def _startups(
     ctx: RunContext, app: Group, starts: int, result: dict[str, Any], startup: list[dict[str, float]]
-) -> tuple[Contender, Contender | None]:
+) -> tuple[Process, Process | None]:
     """Spawn the app's leader (its spawn -> first file into ``result``), then ``starts`` followers one
     at a time while it leads, each timed from its spawn to ``Init -> Attempter`` (into ``startup``)
     and stopped but the last. Returns the leader and the last follower, both still running."""
     leader = app.spawn("app-leader")
-    first = wait_for(lambda: newest_leader_file(app.file_dir), 30.0, "the first leader file")
+    first = wait_for(lambda: leader_files.newest(app.file_dir), 30.0, "the first leader file")
     result["first_leader"] = {
         "to_first_file_s": first.written_at - leader.spawned_at,
         "to_attempter_s": (_transition_time(leader.log_path, "Attempter") or 0) - leader.spawned_at,

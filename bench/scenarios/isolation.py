@@ -39,7 +39,7 @@ from typing import Any
 from kazoo.protocol.states import EventType, WatchedEvent
 
 from bench.common import ms, parse_rfc3339, proc_stat, summary, table
-from bench.fleet import APP, Group, app_log_events, files_of_epoch
+from bench.fleet import APP, Group, app_log_events
 from bench.proxy import Relay
 from bench.scenarios import RunContext
 from bench.scenarios._handover import leader_session
@@ -54,6 +54,7 @@ from bench.scenarios._skeleton import (
     values,
     verdict,
 )
+from tools import leader_files
 from tools.waiting import wait_for
 
 NAME = "isolation"
@@ -123,7 +124,7 @@ def _round(
             late = None
     wait_for(lambda: _left_leader_after(victim.log_path, t_fault), 20.0, f"{victim.identity} to leave Leader")
     time.sleep(0.2)  # a write racing the transition would have landed by now
-    files = [f for f in files_of_epoch(group.file_dir, newest.epoch) if f.identity == victim.identity]
+    files = [f for f in leader_files.of_term(group.file_dir, newest.epoch) if f.identity == victim.identity]
     last = max(files, key=lambda f: f.written_at)
     last_ctime = max(f.ctime for f in files)
     after_fault = [f for f in files if f.written_at > t_fault]
@@ -216,7 +217,9 @@ def _probe_frozen_in_lock(
         after = None
     time.sleep(1.0)
     successor = next(c for c in group.contenders.values() if c.identity != victim.identity)
-    victim_files = [f for f in files_of_epoch(group.file_dir, newest.epoch) if f.identity == victim.identity]
+    victim_files = [
+        f for f in leader_files.of_term(group.file_dir, newest.epoch) if f.identity == victim.identity
+    ]
     late_publish = [f.name for f in victim_files if expiry is not None and f.ctime > expiry]
     return {
         "caught": True,
