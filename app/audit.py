@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 from app.adapters.fs_fence import FENCE_NAME, FENCE_TEMP_NAME, parse_record
-from app.adapters.fs_storage import FILE_RE, TEMP_RE, parse_file_content, parse_file_name
+from app.adapters.fs_storage import FILE_RE, TEMP_RE, FileContent, parse_file_content, parse_file_name
 
 
 @dataclass(frozen=True)
@@ -95,14 +95,10 @@ class AuditReport:
 
 
 @dataclass(frozen=True)
-class _Entry:
+class _Entry(FileContent):
+    """A leader file's content (the app's one reading of the format) and the name it was found under."""
+
     name: str
-    identity: str
-    epoch: int
-    sequence: int
-    written_at: str
-    when: datetime
-    order: int | None
 
 
 def _parse(directory: Path, name: str, report: AuditReport) -> _Entry | None:
@@ -118,15 +114,7 @@ def _parse(directory: Path, name: str, report: AuditReport) -> _Entry | None:
         report.violations.append(
             Violation("name_mismatch", name, f"content says epoch {content.epoch} seq {content.sequence}")
         )
-    return _Entry(
-        name,
-        content.identity,
-        content.epoch,
-        content.sequence,
-        content.written_at,
-        content.when,
-        content.order,
-    )
+    return _Entry(**asdict(content), name=name)
 
 
 def audit_directory(directory: Path, capacity: int | None = None) -> AuditReport:
