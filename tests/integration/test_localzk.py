@@ -1,4 +1,4 @@
-"""Quick checks that the ZooKeeper fixtures and tools.localzk launcher work."""
+"""Quick checks that the ZooKeeper fixtures and the kit's servers (tools.zookeeper, tools.ensemble) work."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.protocol.states import KazooState
 
-from tests.waiting import wait_for
 from tests.zookeeper_fixture import ZooKeeperEndpoint
-from tools.localzk import LocalEnsemble, LocalZooKeeper, java_available
+from tools.ensemble import LocalEnsemble
+from tools.waiting import wait_for
+from tools.zookeeper import LocalZooKeeper, java_available
 
 pytestmark = pytest.mark.integration
 
@@ -73,9 +74,9 @@ def test_zk_local_stop_start_client_reconnects(
     client.create(election_path, b"mine", ephemeral=True, makepath=True)
 
     zk_local.stop()
-    wait_for(lambda: client.state == KazooState.SUSPENDED, 2.0, message="client to notice the server died")
+    wait_for(lambda: client.state == KazooState.SUSPENDED, 2.0, "client to notice the server died")
     zk_local.start()
-    wait_for(lambda: client.state == KazooState.CONNECTED, 3.0, message="client to reconnect")
+    wait_for(lambda: client.state == KazooState.CONNECTED, 3.0, "client to reconnect")
 
     # Restarted on the same port and data dir within the session timeout: the session survived.
     assert client.client_id[0] == session_id
@@ -106,7 +107,7 @@ def test_local_ensemble_survives_leader_loss(tmp_path: Path, make_client: MakeCl
         old_leader.stop()
         new_leader = ensemble.leader(timeout=10)
         assert new_leader is not old_leader
-        wait_for(lambda: client.state == KazooState.CONNECTED, 5.0, message="client on a surviving member")
+        wait_for(lambda: client.state == KazooState.CONNECTED, 5.0, "client on a surviving member")
         assert client.get("/ensemble-check")[0] == b"quorum"
 
         old_leader.start()  # rejoins as a follower
