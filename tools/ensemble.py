@@ -116,14 +116,6 @@ class LocalEnsemble(Served):
     def connect_string(self) -> str:
         return ",".join(member.address for member in self.members)
 
-    @property
-    def min_session_timeout(self) -> float:
-        return 2 * self.tick_ms / 1000.0
-
-    @property
-    def max_session_timeout(self) -> float:
-        return 20 * self.tick_ms / 1000.0
-
     def __iter__(self) -> Iterator[EnsembleMember]:
         return iter(self.members)
 

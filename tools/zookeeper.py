@@ -188,6 +188,19 @@ class Served(abc.ABC):
     """Something that serves ZooKeeper between :meth:`start` and :meth:`stop`; as a context manager it
     is started on entry and stopped on exit, whatever the block raised."""
 
+    #: ZooKeeper's tickTime (ms): the unit of every timeout the servers grant.
+    tick_ms: int
+
+    @property
+    def min_session_timeout(self) -> float:
+        """Smallest session timeout (seconds) the servers grant: 2 ticks."""
+        return 2 * self.tick_ms / 1000.0
+
+    @property
+    def max_session_timeout(self) -> float:
+        """Largest session timeout (seconds) the servers grant: 20 ticks."""
+        return 20 * self.tick_ms / 1000.0
+
     @abc.abstractmethod
     def start(self) -> None:
         """Return once serving; raise (having stopped what was started) if it cannot."""
@@ -292,16 +305,6 @@ class LocalZooKeeper(Served):
         if self.client_address not in ("0.0.0.0", host):
             raise ValueError(f"this server listens on {self.client_address} only, not on {host}")
         return f"{host}:{self.port}"
-
-    @property
-    def min_session_timeout(self) -> float:
-        """Smallest session timeout (seconds) the server grants: 2 ticks."""
-        return 2 * self.tick_ms / 1000.0
-
-    @property
-    def max_session_timeout(self) -> float:
-        """Largest session timeout (seconds) the server grants: 20 ticks."""
-        return 20 * self.tick_ms / 1000.0
 
     def _config(self) -> dict[str, str]:
         return {

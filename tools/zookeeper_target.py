@@ -28,6 +28,7 @@ class ZkTarget(Served):
         if kind not in ZK_KINDS:
             raise ValueError(f"unknown ZooKeeper kind {kind!r}")
         self.kind = kind
+        self.tick_ms = tick_ms
         self._ensemble: LocalEnsemble | None = None
         if kind == "standalone":
             self.servers: list[LocalZooKeeper] = [LocalZooKeeper(workdir / "zk", tick_ms=tick_ms)]
