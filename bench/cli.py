@@ -17,7 +17,7 @@ from typing import Any
 from bench.common import REPO_ROOT, LoadMonitor, clean_nan, machine_info, write_json
 from bench.etcd import etcd_available
 from bench.scenarios import IN_ALL, RunContext, all_scenarios
-from tools.localzk import java_available
+from tools.zookeeper import java_available
 
 
 def build_parser(names: list[str]) -> argparse.ArgumentParser:

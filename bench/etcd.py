@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from tools.ports import free_ports
 
 
 def etcd_available() -> str | None:
@@ -25,12 +26,6 @@ def etcd_available() -> str | None:
     if missing:
         return f"no {' or '.join(missing)} on PATH (apt-get install etcd-server etcd-client)"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -43,8 +38,7 @@ class LocalEtcd:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.client_port = _free_port()
-        self.peer_port = _free_port()
+        self.client_port, self.peer_port = free_ports(2)
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property

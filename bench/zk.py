@@ -1,6 +1,8 @@
-"""ZooKeeper for the benchmark: a local server with more four-letter words, and its counters.
+"""ZooKeeper for the benchmark: the kit's server, measured.
 
-The counters come from the server itself:
+Running the server is the kit's (:class:`tools.zookeeper.LocalZooKeeper`, with the bench's extra
+four-letter words and, when asked, its request log); this module only reads what it tells. The
+counters come from the server itself:
 
 * ``srvr``'s ``Zxid:`` line: the last transaction id. Every write request gets one, a failed one
   too (a ``create`` that meets an existing node is logged as an error transaction), so a zxid delta
@@ -18,7 +20,6 @@ The counters come from the server itself:
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import cpu_seconds, rss_bytes
-from tools.localzk import LocalZooKeeper
+from tools.zookeeper import LocalZooKeeper
 
 NOTIFICATION_KEYS = (
     "zk_sum_node_deleted_watch_count",
@@ -35,59 +36,65 @@ NOTIFICATION_KEYS = (
     "zk_sum_node_changed_watch_count",
     "zk_sum_node_children_watch_count",
 )
+#: Whitelisted besides the kit's words: what a person looking into a run may want to ask.
+BENCH_WORDS = ("dump", "wchc", "wchp", "conf")
 EXPIRY_RE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) .*Expiring session 0x([0-9a-f]+)")
 REQUEST_RE = re.compile(r"Processing request:: sessionid:0x[0-9a-f]+ type:(\w+) .* txntype:(-?\w+)")
 # The first of the two lines FinalRequestProcessor logs per request (the second lacks "Processing").
 PROCESSED_RE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) .*Processing request:: sessionid:\S+ type:(\w+) ")
-REQUEST_LOGGER = "org.apache.zookeeper.server.FinalRequestProcessor"
+# A `mntr` line: a key, a tab, a number (the few lines with text values, e.g. the version, do not match).
+MNTR_LINE_RE = re.compile(r"^(\w+)\t(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)$", re.MULTILINE)
 
 
-class BenchZooKeeper(LocalZooKeeper):
-    """A LocalZooKeeper that also answers ``dump``, ``wchc``, ``wchp`` and ``conf``, and counts
-    the four-letter words it is sent (they show up in the packet counters)."""
+class BenchZooKeeper:
+    """One kit server under measurement: :attr:`server` runs it, the methods here read its counters
+    and its log. The server's four-letter words are counted by the server object (they show up in
+    the packet counters, and :class:`ZkSnapshot` subtracts them)."""
 
     def __init__(self, workdir: Path, tick_ms: int = 200, *, request_log: bool = False) -> None:
-        super().__init__(workdir, tick_ms=tick_ms)
-        self._lock = threading.Lock()
-        self.words_sent = 0
-        self.request_log = request_log
+        self.server = LocalZooKeeper(
+            workdir, tick_ms=tick_ms, four_letter_words=BENCH_WORDS, request_log=request_log
+        )
 
-    def _command(self) -> list[str]:
-        command = super()._command()
-        if self.request_log:
-            # One DEBUG line per request the server processes, with its type (pings included).
-            at = command.index("-cp")
-            command.insert(at, f"-Dorg.slf4j.simpleLogger.log.{REQUEST_LOGGER}=debug")
-        return command
+    # -- the server -------------------------------------------------------------------------------
 
-    def _config(self) -> dict[str, str]:
-        config = super()._config()
-        config["4lw.commands.whitelist"] = "ruok,srvr,stat,mntr,wchs,cons,dump,wchc,wchp,conf"
-        return config
+    @property
+    def address(self) -> str:
+        return self.server.address
 
-    def four_letter(self, cmd: str, timeout: float = 2.0) -> str:
-        with self._lock:
-            self.words_sent += 1
-        return super().four_letter(cmd, timeout)
+    @property
+    def pid(self) -> int | None:
+        return self.server.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.server.log_path
+
+    @property
+    def request_log(self) -> bool:
+        return self.server.request_log
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.server.start(timeout)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    # -- counters ---------------------------------------------------------------------------------
 
     def zxid(self) -> int:
-        for line in self.four_letter("srvr").splitlines():
+        for line in self.server.four_letter("srvr").splitlines():
             if line.startswith("Zxid:"):
                 return int(line.split()[1], 16)
         raise RuntimeError("srvr has no Zxid line")
 
     def mntr(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for line in self.four_letter("mntr").splitlines():
-            key, _, value = line.partition("\t")
-            try:
-                out[key] = float(value)
-            except ValueError:
-                continue
-        return out
+        """The numeric values of ``mntr``, by key."""
+        reply = self.server.four_letter("mntr")
+        return {key: float(number) for key, number in MNTR_LINE_RE.findall(reply)}
 
     def snapshot(self) -> ZkSnapshot:
-        words_before = self.words_sent
+        words_before = self.server.words_sent
         t = time.time()
         zxid = self.zxid()
         m = self.mntr()
@@ -112,7 +119,7 @@ class BenchZooKeeper(LocalZooKeeper):
         pid = self.pid
         before = cpu_seconds(pid) if pid else None
         for _ in range(words):
-            self.four_letter("srvr")
+            self.server.four_letter("srvr")
         after = cpu_seconds(pid) if pid else None
         if before is None or after is None:
             return 0.0
@@ -131,6 +138,8 @@ class BenchZooKeeper(LocalZooKeeper):
                 last, last_change = current, now
             elif now - last_change >= quiet or now - start >= timeout:
                 return now - start
+
+    # -- the log ----------------------------------------------------------------------------------
 
     def log_offset(self) -> int:
         try:

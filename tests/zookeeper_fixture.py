@@ -9,7 +9,7 @@ Fixtures:
        timeout is taken as 4.0 s, or ``ELECTION_TEST_ZK_MIN_SESSION`` seconds);
     2. testcontainers with the official ``zookeeper:3.9`` image
        (``ZOO_TICK_TIME=200``), if a Docker engine answers a ping;
-    3. a :class:`tools.localzk.LocalZooKeeper` (tick 200 ms) run from Debian's jars.
+    3. a :class:`tools.zookeeper.LocalZooKeeper` (tick 200 ms) run from Debian's jars.
 
     If none works the requesting tests fail (not skip) with what was tried.
     Tests sharing it must stay under their own ``election_path``.
@@ -38,7 +38,8 @@ import pytest
 from kazoo.client import KazooClient
 from testcontainers.core.container import DockerContainer
 
-from tools.localzk import LocalZooKeeper, four_letter_word, java_available
+from tools.waiting import poll_until
+from tools.zookeeper import LocalZooKeeper, four_letter_word, java_available
 
 ZkKind = Literal["external", "testcontainers", "local"]
 
@@ -112,18 +113,19 @@ def _testcontainers() -> tuple[ZooKeeperEndpoint, Callable[[], None]]:
     container.start()
     try:
         address = f"{container.get_container_host_ip()}:{container.get_exposed_port(2181)}"
-        deadline = time.monotonic() + 60.0
-        last: object = None
-        while True:  # the image whitelists `srvr`; poll it until the server serves
+        last: list[object] = ["no answer yet"]
+
+        def serving() -> bool:  # the image whitelists `srvr`
             try:
-                if "Mode:" in (reply := four_letter_word(address, "srvr", timeout=1.0)):
-                    break
-                last = reply.strip() or "empty reply"
+                reply = four_letter_word(address, "srvr", timeout=1.0)
             except OSError as exc:
-                last = exc
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{CONTAINER_IMAGE} at {address} not serving after 60 s (last: {last!r})")
-            time.sleep(0.1)
+                last[0] = exc
+                return False
+            last[0] = reply.strip() or "empty reply"
+            return "Mode:" in reply
+
+        if not poll_until(serving, time.monotonic() + 60.0, interval=0.1):
+            raise RuntimeError(f"{CONTAINER_IMAGE} at {address} not serving after 60 s (last: {last[0]!r})")
         _kazoo_health_check(address, timeout=15.0)
     except BaseException:
         container.stop()

@@ -1,6 +1,6 @@
 """``make demo``: a real local ZooKeeper and several real replicas, with a live view of who leads.
 
-Everything runs on this machine: ZooKeeper from Debian's jars (``tools.localzk``) and ``election run``
+Everything runs on this machine: ZooKeeper from Debian's jars (``tools.zookeeper``) and ``election run``
 processes talking to it, writing into ``.demo/files``. The view refreshes twice a second from each
 replica's ``/status`` endpoint and the directory. Kill a replica to watch the hand-over (the demo
 restarts exited replicas after a moment, as Kubernetes would); Ctrl-C stops everything gracefully.
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from tools import leader_files
-from tools.localzk import LocalZooKeeper, java_available
 from tools.ports import free_port
 from tools.replicas import Replica, run_command
 from tools.waiting import WaitTimeoutError
+from tools.zookeeper import LocalZooKeeper, java_available
 
 RESTART_AFTER = 3.0
 STATUS_TIMEOUT = 0.5  # a replica that takes longer shows as silent; the view refreshes twice a second

@@ -22,7 +22,7 @@ from kazoo.exceptions import NodeExistsError
 
 from bench.common import LoadMonitor
 from bench.zk import BenchZooKeeper
-from tools.localzk import LocalEnsemble
+from tools.ensemble import LocalEnsemble
 
 T = TypeVar("T")
 

@@ -54,8 +54,8 @@ from bench.fleet import BASELINES, TRACED_APP, Group, child_env, read_trace, tra
 from bench.scenarios import RunContext
 from bench.scenarios._skeleton import alternate, make_result
 from tools import leader_files
-from tools.localzk import four_letter_word
 from tools.waiting import wait_for
+from tools.zookeeper import four_letter_word
 
 NAME = "cadence"
 TITLE = "6. Cadence: the leader's write period error and drift"

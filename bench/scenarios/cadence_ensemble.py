@@ -1,7 +1,7 @@
 """Scenario 6b, cadence-ensemble: the cadence scenario with the leader on a follower of a quorum.
 
 The same leaders, periods, ticks and report as ``cadence`` (``bench/scenarios/cadence.py``), but
-ZooKeeper is a 3-member ensemble (``tools.localzk.LocalEnsemble``, tick 200 ms, every member warmed
+ZooKeeper is a 3-member ensemble (``tools.ensemble.LocalEnsemble``, tick 200 ms, every member warmed
 up) and the replica is given one member only, one that is a *follower*
 (``--zk-servers=<follower>``). That is where the leader's fresh confirmation costs the most: a
 follower answers a plain read from its own copy, but forwards a ``sync`` to the quorum leader and

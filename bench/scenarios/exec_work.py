@@ -10,7 +10,7 @@ Three wrappers run the same child, in the same run, each with two contenders:
 
 The child (``bench/baselines/heartbeat.py``) appends the wall time to ``hb-<pid>-<ns>.log`` every
 10 ms: its first line is when it started, its last when it was last alive. Every contender reaches
-its server through its own relay (``bench.proxy``), so that one can be cut off without root.
+its server through its own relay (``tools.relay``), so that one can be cut off without root.
 
 A **graceful** round (the wrappers one after another, the order rotated each round): wait until
 one child runs and both contenders are queued, pause 0.2-0.6 s, SIGTERM the holder (the wrapper
@@ -48,7 +48,6 @@ from typing import Any
 from bench.common import ms, num, parse_rfc3339, summary, table
 from bench.etcd import LocalEtcd, etcd_available
 from bench.fleet import APP, BASELINES, KAZOO, Flavour, Group, app_log_events
-from bench.proxy import Relay
 from bench.scenarios import RunContext
 from bench.scenarios._heartbeats import (
     heartbeat_dir,
@@ -59,6 +58,7 @@ from bench.scenarios._heartbeats import (
     running,
 )
 from bench.scenarios._skeleton import fraction, launched, make_result, no_plots, rotate, spread
+from tools.relay import Relay
 from tools.replicas import Process
 from tools.waiting import WaitTimeoutError, poll_until, wait_for
 

@@ -1,6 +1,6 @@
 """Scenario 3, isolation margin: the leader frozen or cut off -> its last write vs its session's expiry.
 
-Two app replicas, each reaching ZooKeeper through its own relay (``bench.proxy``). Whoever leads
+Two app replicas, each reaching ZooKeeper through its own relay (``tools.relay``). Whoever leads
 is the victim of the round, at a random phase of its write cycle:
 
 * **freeze**: SIGSTOP (a long GC pause, a stalled VM); SIGCONT half a second *after* the server
@@ -40,7 +40,6 @@ from kazoo.protocol.states import EventType, WatchedEvent
 
 from bench.common import ms, parse_rfc3339, proc_stat, summary, table
 from bench.fleet import APP, Group, app_log_events
-from bench.proxy import Relay
 from bench.scenarios import RunContext
 from bench.scenarios._handover import leader_session
 from bench.scenarios._skeleton import (
@@ -55,6 +54,7 @@ from bench.scenarios._skeleton import (
     verdict,
 )
 from tools import leader_files
+from tools.relay import Relay
 from tools.waiting import wait_for
 
 NAME = "isolation"

@@ -1,7 +1,7 @@
 """Fixtures of the chaos suite: ZooKeeper targets shared by the session, elections, and the results file.
 
 ``zk_target(kind)``
-    A :class:`tests.chaos.infra.ZkTarget` ("standalone" or a 3-node "ensemble", tickTime 200 ms),
+    A :class:`tools.zookeeper_target.ZkTarget` ("standalone" or a 3-node "ensemble", tickTime 200 ms),
     started once per session and healed (thawed, restarted) before each test that uses it. Each test
     has its own election path, so tests never see each other's nodes.
 ``make_chaos(kind, **options)``
@@ -30,7 +30,6 @@ from typing import Any
 import pytest
 
 from tests import session_report
-from tests.chaos.infra import ZkTarget, remove_stale_cuts
 from tests.chaos.model import FaultResult
 from tests.chaos.runner import Chaos
 from tests.session_report import (  # the two hooks: pytest looks for them in this module
@@ -38,7 +37,9 @@ from tests.session_report import (  # the two hooks: pytest looks for them in th
     pytest_runtest_makereport,  # noqa: F401
     pytest_terminal_summary,  # noqa: F401
 )
-from tools.localzk import java_available
+from tools.faults.network import remove_stale_cuts
+from tools.zookeeper import java_available
+from tools.zookeeper_target import ZkTarget
 
 MakeChaos = Callable[..., Chaos]
 

@@ -2,7 +2,7 @@
 an orchestrator makes on them.
 
 An :class:`Election` owns 3-5 ``election run`` processes (a :class:`tools.cluster.Cluster`) on a
-:class:`tests.chaos.infra.ZkTarget`, their shared ``file-dir`` and, when asked, a TCP relay per
+:class:`tools.zookeeper_target.ZkTarget`, their shared ``file-dir`` and, when asked, a TCP relay per
 replica and server (so that one replica's path can be cut) and a tmpfs under ``file-dir`` (so that it
 can fill up or turn read-only). It is what a fault gets as its ``ctx`` (through
 :class:`tests.chaos.runner.Chaos`, which adds running and checking faults):
@@ -34,7 +34,6 @@ from pathlib import Path
 from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 
-from tests.chaos.infra import Filler, LoopbackCut, Relay, SyscallStall, Tmpfs, ZkTarget
 from tests.chaos.model import (
     BEATS_PER_TICK,
     EXEC_STOP_TIMEOUT,
@@ -45,9 +44,14 @@ from tests.chaos.model import (
 )
 from tests.e2e.heartbeat_child import BeatLog, Process
 from tools.cluster import Cluster
+from tools.faults.disk import Filler, Tmpfs
+from tools.faults.network import LoopbackCut
+from tools.faults.syscalls import SyscallStall
 from tools.leader_files import epoch_of, names, observe, parse_time, read
+from tools.relay import Relay
 from tools.replicas import Replica
 from tools.waiting import wait_for
+from tools.zookeeper_target import ZkTarget
 
 
 class Election:

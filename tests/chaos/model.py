@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.chaos.infra import TICK_MS
 from tools.replicas import Replica
+from tools.zookeeper_target import TICK_MS
 
 TICK = 0.1  # --leader-timeout
 SESSION = 2.0  # --zk-session-timeout

@@ -39,10 +39,11 @@ from typing import Any
 
 from tests.chaos.evidence import app_has
 from tests.chaos.faults import FAULTS
-from tests.chaos.infra import ZK_KINDS, ZkTarget, remove_stale_cuts
 from tests.chaos.model import FaultResult
 from tests.chaos.runner import Chaos, plan
-from tools.localzk import java_available
+from tools.faults.network import remove_stale_cuts
+from tools.zookeeper import java_available
+from tools.zookeeper_target import ZK_KINDS, ZkTarget
 
 CAPACITY = 500  # retention keeps the directory bounded over a long soak
 

@@ -21,9 +21,9 @@ import pytest
 
 from tests.chaos.conftest import MakeChaos
 from tests.chaos.faults import need_unavailable
-from tests.chaos.infra import SyscallStall
 from tests.chaos.injection import RunFault, inject
 from tests.chaos.model import CRASH_BOUND, HOLD_MAX, WAIT
+from tools.faults.syscalls import SyscallStall
 from tools.leader_files import read
 from tools.waiting import wait_for
 

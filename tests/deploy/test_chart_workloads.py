@@ -28,7 +28,7 @@ from tests.deploy.chart import (
     render_text,
     zookeeper_container,
 )
-from tools.localzk import LocalZooKeeper
+from tools.zookeeper import LocalZooKeeper
 
 pytestmark = pytest.mark.deploy
 

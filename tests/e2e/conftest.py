@@ -13,7 +13,7 @@
     (:class:`tests.e2e.switchover_support.Nodes`).
 
 ``private_zk(name, missing="fail", **options)``
-    A :class:`tools.localzk.LocalZooKeeper` of the test's own (a tick of its own, every loopback
+    A :class:`tools.zookeeper.LocalZooKeeper` of the test's own (a tick of its own, every loopback
     address...), stopped at teardown; with no local ZooKeeper to be had the test fails
     (``missing="skip"``: is skipped) with the reason.
 
@@ -46,7 +46,7 @@ from tests.session_report import (  # the two hooks: pytest looks for them in th
     summary_line,
 )
 from tools.cluster import Cluster
-from tools.localzk import LocalZooKeeper, java_available
+from tools.zookeeper import LocalZooKeeper, java_available
 
 MakeCluster = Callable[..., Cluster]
 

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import proxy
-from tests.chaos import infra
 from tests.e2e.heartbeat_child import Term, overlaps, read_processes, terms
 from tools.cluster import Cluster
+from tools.faults.network import LoopbackCut, iptables_unavailable
+from tools.relay import Relay
 from tools.replicas import Replica
 from tools.waiting import wait_for
 
@@ -184,41 +184,31 @@ def work_events(replica: Replica, event: str) -> list[dict[str, Any]]:
 
 
 class ZkPath:
-    """A relay of one replica's own to a ZooKeeper server. :meth:`cut` is a partition: as root,
-    iptables drops every packet of the relay's port (:class:`tests.chaos.infra.LoopbackCut`);
-    otherwise ``bench/proxy.py``'s relay black-holes the bytes (the client hears silence, the server
-    stops hearing pings)."""
+    """A relay of one replica's own to a ZooKeeper server (:class:`tools.relay.Relay`). :meth:`cut`
+    is a partition: as root, iptables drops every packet of the relay's port
+    (:class:`tools.faults.network.LoopbackCut`); otherwise the relay black-holes the bytes (the
+    client hears silence, the server stops hearing pings)."""
 
     def __init__(self, target: str) -> None:
-        self._firewall: infra.LoopbackCut | None = None
-        self._proxy: proxy.Relay | None = None
-        self._relay: infra.Relay | None = None
-        if infra.iptables_unavailable() is None:
-            self._relay = infra.Relay(target)
-            self._firewall = infra.LoopbackCut([self._relay.port])
-            self.address = self._relay.address
-        else:
-            self._proxy = proxy.Relay(target)
-            self.address = self._proxy.address
+        self._relay = Relay(target)
+        self.address = self._relay.address
+        self._firewall = LoopbackCut([self._relay.port]) if iptables_unavailable() is None else None
 
     def cut(self) -> None:
         if self._firewall is not None:
             self._firewall.apply()
         else:
-            assert self._proxy is not None
-            self._proxy.cut()
+            self._relay.cut()
 
     def heal(self) -> None:
         if self._firewall is not None:
             self._firewall.remove()
-        elif self._proxy is not None:
-            self._proxy.heal()
+        else:
+            self._relay.heal()
 
     def close(self) -> None:
         self.heal()
-        for relay in (self._relay, self._proxy):
-            if relay is not None:
-                relay.close()
+        self._relay.close()
 
 
 class ZkPaths(dict[str, ZkPath]):

@@ -17,10 +17,10 @@ from tests.e2e.conftest import Handovers, MakeCluster
 from tests.zookeeper_fixture import ZooKeeperEndpoint
 from tools.cluster import Cluster
 from tools.leader_files import LeaderFile
-from tools.localzk import LocalZooKeeper
 from tools.ports import free_port
 from tools.replicas import Replica
 from tools.waiting import wait_for
+from tools.zookeeper import LocalZooKeeper
 
 pytestmark = pytest.mark.e2e
 

@@ -16,9 +16,9 @@ import pytest
 from tests.e2e import exec_support as ex
 from tests.e2e.conftest import PrivateZooKeeper
 from tests.e2e.heartbeat_child import Process, read_processes
-from tools.localzk import LocalZooKeeper
 from tools.replicas import Replica
 from tools.waiting import wait_for
+from tools.zookeeper import LocalZooKeeper
 
 pytestmark = pytest.mark.e2e
 

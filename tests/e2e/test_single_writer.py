@@ -27,23 +27,17 @@ from kazoo.client import KazooClient
 from app.config import Settings
 from app.durations import parse_duration
 from app.states.progress import exit_bound
-from tests.chaos.infra import (
-    AddressCut,
-    ForeignLockHolder,
-    LoopbackCut,
-    SyscallStall,
-    faketime_unavailable,
-    iptables_unavailable,
-    isolate_member,
-    skewed_clock_env,
-    strace_unavailable,
-)
 from tests.e2e.conftest import MakeCluster, PrivateZooKeeper
 from tools.cluster import Cluster
+from tools.ensemble import LocalEnsemble
+from tools.faults.clock import faketime_unavailable, skewed_clock_env
+from tools.faults.locks import ForeignLockHolder
+from tools.faults.network import AddressCut, LoopbackCut, iptables_unavailable, isolate_member
+from tools.faults.syscalls import SyscallStall, strace_unavailable
 from tools.leader_files import LEADER_FILE, parse_time
-from tools.localzk import LocalEnsemble, LocalZooKeeper, java_available
 from tools.replicas import REPO_ROOT, Replica
 from tools.waiting import poll_until, wait_for
+from tools.zookeeper import LocalZooKeeper, java_available
 
 pytestmark = pytest.mark.e2e
 

@@ -21,8 +21,9 @@ from kazoo.client import KazooClient
 from app.adapters.kazoo_coordinator import KazooCoordinator
 from app.ports.coordination import ConnectionState, CoordinationError, LeaderNode
 from tests.zookeeper_fixture import ZooKeeperEndpoint
-from tools.localzk import LocalEnsemble, LocalZooKeeper
+from tools.ensemble import LocalEnsemble
 from tools.waiting import wait_for
+from tools.zookeeper import LocalZooKeeper
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Quick checks that the ZooKeeper fixtures and tools.localzk launcher work."""
+"""Quick checks that the ZooKeeper fixtures and the kit's servers (tools.zookeeper, tools.ensemble) work."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from kazoo.client import KazooClient
 from kazoo.protocol.states import KazooState
 
 from tests.zookeeper_fixture import ZooKeeperEndpoint
-from tools.localzk import LocalEnsemble, LocalZooKeeper, java_available
+from tools.ensemble import LocalEnsemble
 from tools.waiting import wait_for
+from tools.zookeeper import LocalZooKeeper, java_available
+from tools.zookeeper_target import ZkTarget
 
 pytestmark = pytest.mark.integration
 
@@ -111,3 +113,35 @@ def test_local_ensemble_survives_leader_loss(tmp_path: Path, make_client: MakeCl
 
         old_leader.start()  # rejoins as a follower
         assert old_leader.mode() == "follower"
+
+
+def test_server_options_whitelist_more_words_and_log_every_request(
+    tmp_path: Path, make_client: MakeClient
+) -> None:
+    if (reason := java_available()) is not None:
+        pytest.fail(reason, pytrace=False)
+    with LocalZooKeeper(tmp_path / "zk", four_letter_words=["conf"], request_log=True) as server:
+        assert "tickTime=200" in server.four_letter("conf"), "an extra word is whitelisted"
+        assert server.mode() == "standalone", "the kit's own words still are"
+        sent = server.words_sent
+        server.four_letter("ruok")
+        assert server.words_sent == sent + 1, "every four-letter word is counted"
+        make_client(server.address).create("/logged", b"")
+        wait_for(
+            lambda: "type:create" in server.log_path.read_text(errors="replace"),
+            5.0,
+            "the request log line of the create",
+        )
+
+
+def test_a_chaos_target_finds_the_server_of_a_session(tmp_path: Path, make_client: MakeClient) -> None:
+    if (reason := java_available()) is not None:
+        pytest.fail(reason, pytrace=False)
+    with ZkTarget("standalone", tmp_path) as target:
+        session = make_client(target.connect_string).client_id[0]
+        assert target.sessions(target.servers[0]) == {session}
+        assert target.server_of_session(session) is target.servers[0]
+        target.servers[0].freeze()
+        assert target.server_of_session(session) is None, "a frozen server answers nothing"
+        target.heal()
+        wait_for(lambda: target.server_of_session(session) is target.servers[0], 10.0, "the session back")

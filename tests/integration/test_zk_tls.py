@@ -17,9 +17,9 @@ import pytest
 from app.adapters.kazoo_coordinator import KazooCoordinator
 from app.config import TlsSettings
 from app.ports.coordination import ConnectionState, CoordinationError
-from tools import localzk
-from tools.localzk import LocalZooKeeper
+from tools.ports import free_port
 from tools.waiting import wait_for
+from tools.zookeeper import LocalZooKeeper
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ class TlsZooKeeper(LocalZooKeeper):
     def __init__(self, workdir: Path, keystore: Path) -> None:
         super().__init__(workdir)
         self.keystore = keystore
-        self.secure_port = localzk._free_ports(1)[0]
+        self.secure_port = free_port()
 
     @property
     def secure_address(self) -> str:

@@ -19,13 +19,11 @@ after any failure. ZooKeeper and the replicas themselves are healed by the runne
 from __future__ import annotations
 
 from tests.chaos.election import Election
-from tests.chaos.infra import (
-    faketime_unavailable,
-    iptables_unavailable,
-    strace_unavailable,
-    tmpfs_unavailable,
-)
 from tests.chaos.model import Before, Outcome, Promise
+from tools.faults.clock import faketime_unavailable
+from tools.faults.disk import tmpfs_unavailable
+from tools.faults.network import iptables_unavailable
+from tools.faults.syscalls import strace_unavailable
 
 NEEDS = ("ensemble", "relays", "tmpfs", "strace", "faketime")
 

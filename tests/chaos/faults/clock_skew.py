@@ -12,8 +12,8 @@ import time
 
 from tests.chaos.election import Election
 from tests.chaos.faults.base import Fault
-from tests.chaos.infra import skewed_clock_env
 from tests.chaos.model import SKEW, Before, Outcome, Promise
+from tools.faults.clock import skewed_clock_env
 
 
 class ClockSkew(Fault):

@@ -8,8 +8,8 @@ import time
 
 from tests.chaos.election import Election
 from tests.chaos.faults.base import Fault
-from tests.chaos.infra import LoopbackCut
 from tests.chaos.model import CRASH_BOUND, LEASE, SESSION, WAIT, Before, Outcome, Promise
+from tools.faults.network import LoopbackCut
 
 
 class ConnectionCut(Fault):

@@ -10,7 +10,6 @@ import time
 
 from tests.chaos.election import Election
 from tests.chaos.faults.base import Fault
-from tests.chaos.infra import ForeignLockHolder
 from tests.chaos.model import (
     BACKOFF_MAX,
     LOCK_HOLD,
@@ -19,6 +18,7 @@ from tests.chaos.model import (
     Outcome,
     Promise,
 )
+from tools.faults.locks import ForeignLockHolder
 from tools.leader_files import observe
 
 

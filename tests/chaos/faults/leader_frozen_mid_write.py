@@ -15,8 +15,8 @@ import time
 
 from tests.chaos.election import Election
 from tests.chaos.faults.base import Fault
-from tests.chaos.infra import SyscallStall
 from tests.chaos.model import CRASH_BOUND, HOLD_MAX, WAIT, Before, Outcome, Promise
+from tools.faults.syscalls import SyscallStall
 from tools.waiting import wait_for
 
 

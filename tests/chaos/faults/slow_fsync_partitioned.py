@@ -13,8 +13,9 @@ import time
 
 from tests.chaos.election import Election
 from tests.chaos.faults.base import Fault
-from tests.chaos.infra import LoopbackCut, SyscallStall
 from tests.chaos.model import CRASH_BOUND, FSYNC_HOLD, WAIT, Before, Outcome, Promise
+from tools.faults.network import LoopbackCut
+from tools.faults.syscalls import SyscallStall
 from tools.leader_files import observe
 from tools.waiting import wait_for
 

@@ -15,8 +15,8 @@ from typing import Any
 from tests.chaos.election import Election
 from tests.chaos.evidence import app_has
 from tests.chaos.faults.base import Fault
-from tests.chaos.infra import Filler
 from tests.chaos.model import MAX_WRITE_FAILURES, STORAGE_HOLD, WAIT, Before, Outcome, Promise
+from tools.faults.disk import Filler
 from tools.waiting import wait_for
 
 

@@ -10,8 +10,8 @@ import time
 from tests.chaos.election import Election
 from tests.chaos.faults.base import Fault
 from tests.chaos.model import WAIT, Before, Outcome, Promise
-from tools.localzk import LocalZooKeeper
 from tools.waiting import wait_for
+from tools.zookeeper import LocalZooKeeper
 
 
 class _MemberKill(Fault):

@@ -1,13 +1,24 @@
-"""Run real ZooKeeper servers from Debian's jars, for tests and local demos.
+"""One real ZooKeeper server from Debian's jars: for tests, the chaos suite, the bench and the demo.
 
-Standard library only.  Each server is a ``java ... QuorumPeerMain zoo.cfg``
-child process with its own work directory (config, data dir and
-``zookeeper.log``).  Every wait is a poll of a predicate against a deadline.
+Guarantees:
+
+- a :class:`LocalZooKeeper` is a ``java ... QuorumPeerMain zoo.cfg`` child process with a work directory
+  of its own (``zoo.cfg``, ``data/``, ``zookeeper.log`` appended to across restarts);
+- its address never changes once it has served: :meth:`LocalZooKeeper.restart` brings it back on the
+  same port with the same data, so sessions may survive;
+- :meth:`LocalZooKeeper.start` returns only once ``srvr`` reports a ``Mode:`` line, and otherwise
+  raises with the tail of the server's log; it never binds a port something else listens on;
+- every server still running when the interpreter exits is killed (no stray JVMs after a crash).
+
+What running a server means is set by options, not subclasses: ``tick_ms``, ``client_address``,
+``four_letter_words`` (extra words for the whitelist) and ``request_log`` (one log line per request
+processed). Stopping is SIGKILL, as a crash would be (a clean shutdown takes seconds and proves
+nothing here).
 
 Example::
 
     from pathlib import Path
-    from tools.localzk import LocalEnsemble, LocalZooKeeper, java_available
+    from tools.zookeeper import LocalZooKeeper, java_available
 
     reason = java_available()
     if reason is not None:
@@ -20,52 +31,59 @@ Example::
         zk.thaw()                         # SIGCONT
         zk.restart()                      # SIGKILL + start; same port and data
 
-    with LocalEnsemble(Path("/tmp/zk-ens"), size=3) as ens:
-        print(ens.connect_string)         # "127.0.0.1:p1,127.0.0.1:p2,..."
-        ens.leader().stop()               # force a leader election
-
 Environment:
 
 ``ZOOKEEPER_CLASSPATH``
-    Either a directory holding the jars (default ``/usr/share/java``; a
-    directory without ``zookeeper.jar``, e.g. an Apache tarball's ``lib/``, is
-    used as ``dir/*``) or an explicit ``os.pathsep``-separated classpath.
+    Either a directory holding the jars (default ``/usr/share/java``; a directory without
+    ``zookeeper.jar``, e.g. an Apache tarball's ``lib/``, is used as ``dir/*``) or an explicit
+    ``os.pathsep``-separated classpath.
 ``JAVA_HOME``
     If set, ``$JAVA_HOME/bin/java`` is used instead of ``java`` on ``PATH``.
 """
 
 from __future__ import annotations
 
+import abc
 import atexit
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Self
+
+from tools.ports import free_port, port_free
+from tools.waiting import poll_until
 
 __all__ = [
     "DEFAULT_JAR_DIR",
-    "EnsembleMember",
-    "LocalEnsemble",
+    "FOUR_LETTER_WHITELIST",
+    "HOST",
+    "REQUEST_LOGGER",
     "LocalZooKeeper",
+    "Served",
     "four_letter_word",
     "java_available",
+    "java_executable",
     "zookeeper_classpath",
 ]
 
 DEFAULT_JAR_DIR = Path("/usr/share/java")
 MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
-FOUR_LETTER_WHITELIST = "ruok,srvr,stat,mntr,wchs,cons"
+#: The four-letter words every server answers; ``four_letter_words=`` adds to them.
+FOUR_LETTER_WHITELIST = ("ruok", "srvr", "stat", "mntr", "wchs", "cons")
+#: The logger that writes one DEBUG line per request processed (``request_log=True``).
+REQUEST_LOGGER = "org.apache.zookeeper.server.FinalRequestProcessor"
 HOST = "127.0.0.1"
 
-_T = TypeVar("_T")
+# A `srvr` every 50 ms while a server starts: quick enough (a server serves in 0.3-0.6 s), and light
+# on a 2-core machine where several JVMs start at once.
 _POLL_INTERVAL = 0.05
 
 
@@ -74,7 +92,8 @@ _POLL_INTERVAL = 0.05
 # --------------------------------------------------------------------------
 
 
-def _java_executable() -> str | None:
+def java_executable() -> str | None:
+    """``$JAVA_HOME/bin/java`` if it is executable, else ``java`` on ``PATH``, else None."""
     java_home = os.environ.get("JAVA_HOME")
     if java_home:
         candidate = Path(java_home) / "bin" / "java"
@@ -109,7 +128,7 @@ def zookeeper_classpath() -> tuple[str | None, str]:
 
 def java_available() -> str | None:
     """Return why local servers cannot run, or None if java and the jars exist."""
-    if _java_executable() is None:
+    if java_executable() is None:
         return "no `java` executable on PATH (or in $JAVA_HOME/bin)"
     classpath, description = zookeeper_classpath()
     if classpath is None:
@@ -118,7 +137,7 @@ def java_available() -> str | None:
 
 
 # --------------------------------------------------------------------------
-# helpers
+# talking to a server
 # --------------------------------------------------------------------------
 
 
@@ -143,37 +162,64 @@ def _parse_mode(srvr_reply: str) -> str | None:
     return None
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 (all held open until all are picked)."""
-    with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((HOST, 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
+def _parse_connections(cons_reply: str) -> list[dict[str, str]]:
+    """The sessions' connections of a ``cons`` reply (see :meth:`LocalZooKeeper.connections`)."""
+    found = []
+    for raw in cons_reply.splitlines():
+        peer, _, rest = raw.strip().partition("[")
+        if not rest or "(" not in rest:
+            continue
+        items = rest.partition("(")[2].rstrip(")").split(",")
+        fields = dict(item.split("=", 1) for item in items if "=" in item)
+        if "sid" not in fields:
+            continue  # the connection asking `cons` itself has no session
+        fields["sid"] = fields["sid"].removeprefix("0x")
+        fields["peer"] = peer.lstrip("/")
+        found.append(fields)
+    return found
 
 
-def _port_free(port: int) -> bool:
-    """True if nothing listens on 127.0.0.1:port (TIME_WAIT leftovers don't count)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
+# --------------------------------------------------------------------------
+# lifecycle shared by a server, an ensemble and a chaos target
+# --------------------------------------------------------------------------
 
 
-def _poll(predicate: Callable[[], _T | None], deadline: float) -> _T | None:
-    """Poll until predicate returns a truthy value or the deadline passes."""
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(min(_POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+class Served(abc.ABC):
+    """Something that serves ZooKeeper between :meth:`start` and :meth:`stop`; as a context manager it
+    is started on entry and stopped on exit, whatever the block raised."""
+
+    #: ZooKeeper's tickTime (ms): the unit of every timeout the servers grant.
+    tick_ms: int
+
+    @property
+    def min_session_timeout(self) -> float:
+        """Smallest session timeout (seconds) the servers grant: 2 ticks."""
+        return 2 * self.tick_ms / 1000.0
+
+    @property
+    def max_session_timeout(self) -> float:
+        """Largest session timeout (seconds) the servers grant: 20 ticks."""
+        return 20 * self.tick_ms / 1000.0
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Return once serving; raise (having stopped what was started) if it cannot."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Kill every process; safe to call twice and on what never started."""
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 _LIVE: weakref.WeakSet[LocalZooKeeper] = weakref.WeakSet()
@@ -186,16 +232,17 @@ def _kill_leftovers() -> None:
 
 
 # --------------------------------------------------------------------------
-# servers
+# a server
 # --------------------------------------------------------------------------
 
 
-class LocalZooKeeper:
+class LocalZooKeeper(Served):
     """One standalone ZooKeeper server process on 127.0.0.1.
 
-    ``workdir`` holds ``zoo.cfg``, ``data/`` and ``zookeeper.log`` (appended to
-    across restarts).  ``port=None`` picks a free port once, at construction, so
-    :attr:`address` is stable across :meth:`restart`.
+    ``workdir`` holds ``zoo.cfg``, ``data/`` and ``zookeeper.log`` (appended to across restarts).
+    ``port=None`` picks a free port once, at construction, so :attr:`address` is stable across
+    :meth:`restart`. Subclasses may extend :meth:`_config` (``zoo.cfg``) and :meth:`_command` (the
+    JVM's argv) for what no option covers (TLS, say).
     """
 
     #: Values of the ``Mode:`` line of ``srvr`` that count as "serving".
@@ -208,7 +255,12 @@ class LocalZooKeeper:
         port: int | None = None,
         *,
         client_address: str = HOST,
+        four_letter_words: Iterable[str] = (),
+        request_log: bool = False,
     ) -> None:
+        """``four_letter_words``: whitelisted besides :data:`FOUR_LETTER_WHITELIST` (``dump``,
+        ``conf``...). ``request_log``: the server logs one DEBUG line per request it processes, with its
+        type (pings included), which measurements count."""
         if tick_ms <= 0:
             raise ValueError(f"tick_ms must be positive, got {tick_ms}")
         self.workdir = Path(workdir)
@@ -216,12 +268,17 @@ class LocalZooKeeper:
         # clientPortAddress. "0.0.0.0" serves every loopback address (127.0.0.0/8), so that each
         # client can be given an address of its own (see address_for) and be cut off alone.
         self.client_address = client_address
+        extra = [word for word in four_letter_words if word not in FOUR_LETTER_WHITELIST]
+        self.four_letter_words: tuple[str, ...] = (*FOUR_LETTER_WHITELIST, *dict.fromkeys(extra))
+        self.request_log = request_log
         self._auto_port = port is None
-        self.port: int = _free_ports(1)[0] if port is None else port
+        self.port: int = free_port() if port is None else port
         self._proc: subprocess.Popen[bytes] | None = None
         self._frozen = False
         self._has_served = False  # once True, the port never changes
         self._launch_offset = 0  # where the current run's output starts in the log
+        self._words_lock = threading.Lock()
+        self._words_sent = 0
 
     # -- configuration ------------------------------------------------------
 
@@ -249,16 +306,6 @@ class LocalZooKeeper:
             raise ValueError(f"this server listens on {self.client_address} only, not on {host}")
         return f"{host}:{self.port}"
 
-    @property
-    def min_session_timeout(self) -> float:
-        """Smallest session timeout (seconds) the server grants: 2 ticks."""
-        return 2 * self.tick_ms / 1000.0
-
-    @property
-    def max_session_timeout(self) -> float:
-        """Largest session timeout (seconds) the server grants: 20 ticks."""
-        return 20 * self.tick_ms / 1000.0
-
     def _config(self) -> dict[str, str]:
         return {
             "tickTime": str(self.tick_ms),
@@ -266,7 +313,7 @@ class LocalZooKeeper:
             "clientPort": str(self.port),
             "clientPortAddress": self.client_address,
             "admin.enableServer": "false",
-            "4lw.commands.whitelist": FOUR_LETTER_WHITELIST,
+            "4lw.commands.whitelist": ",".join(self.four_letter_words),
             "maxClientCnxns": "0",
         }
 
@@ -276,22 +323,19 @@ class LocalZooKeeper:
         self.config_path.write_text(text)
 
     def _command(self) -> list[str]:
-        java = _java_executable()
+        java = java_executable()
         classpath, description = zookeeper_classpath()
         if java is None or classpath is None:
             raise RuntimeError(f"cannot start ZooKeeper: {java_available() or description}")
-        return [
-            java,
-            "-Xmx128m",
-            "-XX:+UseSerialGC",
+        logging = [
             # Timestamped log lines (slf4j-simple) make timing failures debuggable.
             "-Dorg.slf4j.simpleLogger.showDateTime=true",
             "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
-            "-cp",
-            classpath,
-            MAIN_CLASS,
-            str(self.config_path),
         ]
+        if self.request_log:
+            logging.append(f"-Dorg.slf4j.simpleLogger.log.{REQUEST_LOGGER}=debug")
+        jvm = [java, "-Xmx128m", "-XX:+UseSerialGC", *logging]
+        return [*jvm, "-cp", classpath, MAIN_CLASS, str(self.config_path)]
 
     # -- state --------------------------------------------------------------
 
@@ -308,8 +352,17 @@ class LocalZooKeeper:
     def frozen(self) -> bool:
         return self.running and self._frozen
 
+    @property
+    def words_sent(self) -> int:
+        """Four-letter words sent through :meth:`four_letter` so far: each is one packet in and one out
+        in the server's own counters, which a measurement subtracts."""
+        with self._words_lock:
+            return self._words_sent
+
     def four_letter(self, cmd: str, timeout: float = 2.0) -> str:
         """Send a four-letter command (e.g. ``srvr``, ``mntr``) and return the reply."""
+        with self._words_lock:
+            self._words_sent += 1
         return four_letter_word(self.address, cmd, timeout)
 
     def connections(self, timeout: float = 2.0) -> list[dict[str, str]]:
@@ -317,23 +370,9 @@ class LocalZooKeeper:
         (``sid`` without ``0x``, ``to``: the session timeout granted in ms, ``lresp``...) and
         ``peer`` (the client's ``host:port``). Empty if the server does not answer."""
         try:
-            reply = self.four_letter("cons", timeout)
+            return _parse_connections(self.four_letter("cons", timeout))
         except OSError:
             return []
-        found = []
-        for raw in reply.splitlines():
-            peer, _, rest = raw.strip().partition("[")
-            if not rest or "(" not in rest:
-                continue
-            fields = dict(
-                item.split("=", 1) for item in rest.partition("(")[2].rstrip(")").split(",") if "=" in item
-            )
-            if "sid" not in fields:
-                continue  # the connection asking `cons` itself has no session
-            fields["sid"] = fields["sid"].removeprefix("0x")
-            fields["peer"] = peer.lstrip("/")
-            found.append(fields)
-        return found
 
     def mode(self, timeout: float = 1.0) -> str | None:
         """``Mode:`` reported by ``srvr`` (standalone/leader/follower), None if not serving."""
@@ -361,7 +400,7 @@ class LocalZooKeeper:
         """Start the process without waiting; see :meth:`wait_until_serving`."""
         if self.running:
             raise RuntimeError(f"ZooKeeper {self.address} is already running (pid {self.pid})")
-        if not _port_free(self.port):
+        if not port_free(self.port):
             # Refuse, or `srvr` readiness polls would be answered by the squatter.
             raise RuntimeError(f"cannot start ZooKeeper: {self.address} is already in use by another process")
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -397,7 +436,7 @@ class LocalZooKeeper:
         def ready_or_dead() -> bool:
             return proc.poll() is not None or self.is_serving()
 
-        _poll(ready_or_dead, deadline)
+        poll_until(ready_or_dead, deadline, _POLL_INTERVAL)
         if proc.poll() is not None:
             raise RuntimeError(
                 f"ZooKeeper {self.address} exited with code {proc.returncode} while starting; "
@@ -416,8 +455,8 @@ class LocalZooKeeper:
         may_repick = self._auto_port and not self._has_served
         attempts = 3 if may_repick else 1
         for attempt in range(attempts):
-            if may_repick and not _port_free(self.port):
-                self.port = _free_ports(1)[0]
+            if may_repick and not port_free(self.port):
+                self.port = free_port()
             self.launch()
             try:
                 self.wait_until_serving(timeout)
@@ -430,7 +469,7 @@ class LocalZooKeeper:
                     lost_race = b"Address already in use" in log.read()
                 if not lost_race or attempt == attempts - 1:
                     raise
-                self.port = _free_ports(1)[0]
+                self.port = free_port()
 
     def stop(self) -> None:
         """SIGKILL the server (no clean shutdown) and wait for it to exit."""
@@ -463,162 +502,6 @@ class LocalZooKeeper:
         self._signal(signal.SIGCONT)
         self._frozen = False
 
-    def __enter__(self) -> LocalZooKeeper:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         state = "frozen" if self.frozen else "running" if self.running else "stopped"
         return f"<{type(self).__name__} {self.address} {state} workdir={self.workdir}>"
-
-
-class EnsembleMember(LocalZooKeeper):
-    """A LocalZooKeeper configured as one voting member of a :class:`LocalEnsemble`."""
-
-    def __init__(
-        self,
-        workdir: Path,
-        myid: int,
-        servers: Mapping[int, tuple[int, int]],
-        tick_ms: int,
-        port: int,
-        *,
-        client_address: str = HOST,
-        sync_limit: int = 5,
-    ) -> None:
-        super().__init__(workdir, tick_ms=tick_ms, port=port, client_address=client_address)
-        self.myid = myid
-        self._servers = dict(servers)
-        self.sync_limit = sync_limit
-        # A 1-node "ensemble" runs in standalone mode.
-        self.ready_modes = frozenset({"standalone"} if len(servers) == 1 else {"leader", "follower"})
-
-    def _config(self) -> dict[str, str]:
-        config = super()._config()
-        # initLimit must cover syncLimit: a follower's first sync is allowed initLimit ticks.
-        config.update({"initLimit": str(max(10, self.sync_limit)), "syncLimit": str(self.sync_limit)})
-        for sid, (quorum, election) in sorted(self._servers.items()):
-            config[f"server.{sid}"] = f"{HOST}:{quorum}:{election}"
-        return config
-
-    @property
-    def quorum_port(self) -> int:
-        """The port this member listens on for followers (used while it is ZooKeeper's leader)."""
-        return self._servers[self.myid][0]
-
-    @property
-    def election_port(self) -> int:
-        """The port this member listens on for leader-election connections of other members."""
-        return self._servers[self.myid][1]
-
-    def _write_config(self) -> None:
-        super()._write_config()
-        (self.data_dir / "myid").write_text(f"{self.myid}\n")
-
-
-class LocalEnsemble:
-    """``size`` ZooKeeper servers forming one quorum on 127.0.0.1.
-
-    Member ``i`` (1-based ``myid``) lives in ``workdir/zk<i>``.  Members are
-    :class:`EnsembleMember` objects with the full LocalZooKeeper API
-    (stop/start/restart/freeze/thaw/address/four_letter/log_tail).
-    """
-
-    def __init__(
-        self,
-        workdir: Path,
-        size: int = 3,
-        tick_ms: int = 200,
-        *,
-        client_address: str = HOST,
-        sync_limit: int = 5,
-    ) -> None:
-        """``sync_limit`` (ticks): how long a follower may be out of touch with ZooKeeper's leader
-        before either gives up on the other; meanwhile the follower goes on serving its clients.
-        ``client_address`` as for :class:`LocalZooKeeper`."""
-        if size < 1:
-            raise ValueError(f"size must be >= 1, got {size}")
-        self.workdir = Path(workdir)
-        self.tick_ms = tick_ms
-        ports = iter(_free_ports(3 * size))
-        client_ports = {sid: next(ports) for sid in range(1, size + 1)}
-        peer_ports = {sid: (next(ports), next(ports)) for sid in range(1, size + 1)}
-        self.members: list[EnsembleMember] = [
-            EnsembleMember(
-                self.workdir / f"zk{sid}",
-                sid,
-                peer_ports,
-                tick_ms,
-                client_ports[sid],
-                client_address=client_address,
-                sync_limit=sync_limit,
-            )
-            for sid in range(1, size + 1)
-        ]
-
-    @property
-    def connect_string(self) -> str:
-        return ",".join(member.address for member in self.members)
-
-    @property
-    def min_session_timeout(self) -> float:
-        return 2 * self.tick_ms / 1000.0
-
-    @property
-    def max_session_timeout(self) -> float:
-        return 20 * self.tick_ms / 1000.0
-
-    def __iter__(self) -> Iterator[EnsembleMember]:
-        return iter(self.members)
-
-    def start(self, timeout: float = 60.0) -> None:
-        """Launch every member, then wait until each is leader or follower."""
-        deadline = time.monotonic() + timeout
-        try:
-            for member in self.members:
-                if not member.running:
-                    member.launch()
-            for member in self.members:
-                member.wait_until_serving(max(0.0, deadline - time.monotonic()))
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        for member in self.members:
-            member.stop()
-
-    def leader(self, timeout: float = 10.0) -> EnsembleMember:
-        """The member currently reporting ``Mode: leader`` (polls until one does)."""
-
-        def find() -> EnsembleMember | None:
-            for member in self.members:
-                if member.running and not member.frozen and member.mode() == "leader":
-                    return member
-            return None
-
-        found = _poll(find, time.monotonic() + timeout)
-        if found is None:
-            tails = "\n".join(f"--- zk{m.myid}:\n{m.log_tail(20)}" for m in self.members)
-            raise RuntimeError(f"no leader among {self.connect_string} after {timeout:.1f}s\n{tails}")
-        return found
-
-    def __enter__(self) -> LocalEnsemble:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
