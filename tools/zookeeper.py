@@ -184,6 +184,22 @@ def _parse_connections(cons_reply: str) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is stopped (state T or t) or gone."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return True
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended meanwhile
+        if stat.rsplit(")", 1)[1].split()[0] not in ("T", "t", "Z", "X"):
+            return False
+    return True
+
+
 class Served(abc.ABC):
     """Something that serves ZooKeeper between :meth:`start` and :meth:`stop`; as a context manager it
     is started on entry and stopped on exit, whatever the block raised."""
@@ -492,10 +508,16 @@ class LocalZooKeeper(Served):
             raise RuntimeError(f"ZooKeeper {self.address} is not running")
         self._proc.send_signal(sig)
 
-    def freeze(self) -> None:
-        """SIGSTOP the server: connections stay open but nothing is answered."""
+    def freeze(self, timeout: float = 5.0) -> None:
+        """SIGSTOP the server: connections stay open but nothing is answered. Returns once every
+        thread of the JVM has stopped: the signal is only queued when kill() returns, and a thread
+        running on another core could still answer a request sent right after."""
         self._signal(signal.SIGSTOP)
         self._frozen = True
+        assert self._proc is not None  # _signal checked
+        pid = self._proc.pid
+        if poll_until(lambda: _all_threads_stopped(pid), time.monotonic() + timeout) is None:
+            raise RuntimeError(f"ZooKeeper {self.address} (pid {pid}) did not stop within {timeout:g}s")
 
     def thaw(self) -> None:
         """SIGCONT a frozen server."""
