@@ -144,7 +144,10 @@ class _Schedule:
         self.confirmed_at = None
         self.failures = self.failures + 1 if step.outcome is not Outcome.DONE else 0
         if step.outcome is not Outcome.RETRY:
-            self.tick = math.floor((ctx.now() - self.start) / self.period) + 1
+            # At least the next tick: at the slot's own instant (a clock that wakes exactly on the
+            # deadline), start + tick * period can round to just short of tick periods from start,
+            # and the floor alone would step the same slot again, at once, forever.
+            self.tick = max(self.tick + 1, math.floor((ctx.now() - self.start) / self.period) + 1)
 
 
 # A command that exits within this long of its start counts as a quick exit: the k-th in a row makes

@@ -247,6 +247,22 @@ def test_cadence_is_exact_for_any_period(make_harness, period: float) -> None:  
     assert h.write_times == pytest.approx([i * period for i in range(101)], abs=1e-9)
 
 
+@pytest.mark.parametrize("period", [0.1, 0.3, 1.1])
+def test_a_slot_whose_instant_rounds_below_it_is_not_stepped_again(make_harness, period: float) -> None:  # type: ignore[no-untyped-def]
+    # start + k * period can round so that (slot - start) / period is just short of k: at the
+    # slot's own instant (the fake clock wakes exactly on it) the next slot must still be k + 1.
+    h = make_harness(leader_timeout=period, storage_capacity=1000)
+
+    def runaway() -> None:
+        if len(h.storage.written) > 200:
+            raise RuntimeError(f"slot repeated: {len(h.storage.written)} writes by {h.clock.elapsed:.3f}s")
+
+    h.storage.on_write = runaway
+    h.stop_at(period * 100 + period / 2)
+    h.run()
+    assert h.write_times == pytest.approx([i * period for i in range(101)], abs=1e-9)
+
+
 def test_a_fenced_write_writes_nothing_resigns_and_goes_to_failover(harness: Harness) -> None:
     original = harness.storage.write
     fenced = {"at": 15.0}
