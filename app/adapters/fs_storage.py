@@ -141,8 +141,10 @@ def parse_file_content(data: bytes) -> FileContent:
         raise ValueError(f"written_at {content['written_at']!r}") from None
     if when.tzinfo is None:
         raise ValueError("written_at has no time zone")
+    # Absent in files written before the publish counter existed; present, it must be a count (a
+    # null is not "absent": it would make a whole directory fall back to written_at order).
     order = content.get("order")
-    if order is not None and (not isinstance(order, int) or isinstance(order, bool) or order < 1):
+    if "order" in content and (not isinstance(order, int) or isinstance(order, bool) or order < 1):
         raise ValueError(f"order {order!r}")
     return FileContent(
         content["identity"], content["epoch"], content["sequence"], content["written_at"], when, order

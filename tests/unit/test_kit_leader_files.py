@@ -52,6 +52,7 @@ def test_a_file_the_app_writes_reads_back_with_its_fields_and_publish_time(tmp_p
         ({"written_at": "2026-01-02T03:04:05"}, "no time zone"),  # the app's audit refuses it too
         ({"epoch": True}, "mistyped"),
         ({"order": 0}, "order 0"),
+        ({"order": None}, "order None"),  # absent is a file from before the counter; null is not absent
     ],
 )
 def test_content_the_app_would_not_accept_is_refused(
