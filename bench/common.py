@@ -340,7 +340,3 @@ def clean_nan(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [clean_nan(v) for v in value]
     return value
-
-
-def parse_rfc3339(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

@@ -8,39 +8,25 @@ test passes in ``env``; it runs from the repository's root, where ``app`` is imp
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tools import replicas
+from tools.replicas import REPO_ROOT as REPO
+from tools.replicas import app_command, clean_env
 
-
-def app_command(*args: str) -> list[str]:
-    """The argv of ``python -m app ARGS`` with this interpreter (for ``Popen``)."""
-    return [sys.executable, "-m", "app", *args]
+__all__ = ["REPO", "app_command", "app_env", "one_line", "run_app"]
 
 
 def app_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without ``ELECTION_*`` variables, then ``extra`` on top."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ELECTION_")}
-    clean.update(extra or {})
-    return clean
+    """The kit's child environment (no ``ELECTION_*`` variables), then ``extra`` on top."""
+    return {**clean_env(), **(extra or {})}
 
 
 def run_app(
     *args: str, env: dict[str, str] | None = None, timeout: float = 20.0
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m app ARGS`` to its end (``timeout`` s at most) and capture its text output."""
-    return subprocess.run(
-        app_command(*args),
-        capture_output=True,
-        text=True,
-        env=app_env(env),
-        cwd=REPO,
-        timeout=timeout,
-        check=False,
-    )
+    """Run ``python -m app ARGS`` to its end (``timeout`` s at most) with :func:`app_env` of ``env``."""
+    return replicas.run_app(*args, env=app_env(env), timeout=timeout)
 
 
 def one_line(result: subprocess.CompletedProcess[str], status: int, *says: str) -> str:

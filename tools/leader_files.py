@@ -49,11 +49,6 @@ class LeaderFile:
         """When the file became visible under its name, in seconds since the epoch."""
         return self.published_ns / 1e9
 
-    @property
-    def ctime(self) -> float:
-        """:attr:`published` under the name ``bench/scenarios`` read (transitional, issue 12)."""
-        return self.published
-
 
 def read(path: Path) -> LeaderFile | None:
     """The leader file at ``path``; None if it is gone (retention).

@@ -49,13 +49,18 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+def app_command(*args: str) -> list[str]:
+    """The argv of ``python -m app ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "app", *args]
+
+
 def run_app(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m app <args>`` once from the repository, output captured as text; never raises
     for a non-zero exit (the caller judges it). ``env`` defaults to :func:`clean_env`."""
     return subprocess.run(
-        [sys.executable, "-m", "app", *args],
+        app_command(*args),
         cwd=REPO_ROOT,
         env=clean_env() if env is None else env,
         capture_output=True,
@@ -68,7 +73,7 @@ def run_app(
 def run_command(settings: dict[str, str], *flags: str) -> list[str]:
     """``python -m app run`` with ``--name=value`` for each setting, then ``flags`` as given (for
     flags that take no value, such as ``--no-lead``)."""
-    return [sys.executable, "-m", "app", "run", *(f"--{k}={v}" for k, v in settings.items()), *flags]
+    return app_command("run", *(f"--{k}={v}" for k, v in settings.items()), *flags)
 
 
 def _read_text(path: Path) -> str:

@@ -14,10 +14,11 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 from kazoo.protocol.states import EventType, WatchedEvent
 
-from bench.common import parse_rfc3339, summary
+from bench.common import summary
 from bench.fleet import APP, KAZOO, Group, app_log_events
 from bench.scenarios import RunContext
 from bench.zk import BenchZooKeeper, ZkSnapshot
+from tools.leader_files import parse_time
 
 
 def leader_node(group: Group) -> str | None:
@@ -65,7 +66,7 @@ def app_breakdown(group: Group, old: str, new: str, t0: float) -> dict[str, floa
 
     def after(identity: str, match: Any) -> float | None:
         for event in app_log_events(group.contenders[identity].log_path):
-            when = parse_rfc3339(event["time"])
+            when = parse_time(event["time"])
             if when >= t0 - 0.001 and match(event):
                 return when - t0
         return None

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import ms, num, parse_rfc3339, summary, table
+from bench.common import ms, num, summary, table
 from bench.etcd import LocalEtcd, etcd_available
 from bench.fleet import APP, BASELINES, KAZOO, Flavour, Group, app_log_events
 from bench.scenarios import RunContext
@@ -58,6 +58,7 @@ from bench.scenarios._heartbeats import (
     running,
 )
 from bench.scenarios._skeleton import fraction, launched, make_result, no_plots, rotate, spread
+from tools.leader_files import parse_time
 from tools.relay import Relay
 from tools.replicas import Process
 from tools.waiting import WaitTimeoutError, poll_until, wait_for
@@ -322,8 +323,8 @@ def follow(watches: list[Watch], deadline: float) -> list[dict[str, Any]]:
 def _stop_event(log_path: Path, t0: float) -> dict[str, Any]:
     """Ours: when and why the old holder stopped its child (its first ``work_stopping`` after t0)."""
     for event in app_log_events(log_path):
-        if event.get("event") == "work_stopping" and parse_rfc3339(event["time"]) >= t0 - 0.001:
-            return {"stop_reason": event.get("reason"), "stop_logged_s": parse_rfc3339(event["time"]) - t0}
+        if event.get("event") == "work_stopping" and parse_time(event["time"]) >= t0 - 0.001:
+            return {"stop_reason": event.get("reason"), "stop_logged_s": parse_time(event["time"]) - t0}
     return {}
 
 

@@ -24,11 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import cpu_seconds, ms, num, parse_rfc3339, pss_bytes, rss_bytes, summary, table
+from bench.common import cpu_seconds, ms, num, pss_bytes, rss_bytes, summary, table
 from bench.fleet import APP, KAZOO, Group, app_log_events, child_env
 from bench.scenarios import RunContext
 from bench.scenarios._skeleton import fleets, launched, make_result, no_plots, spread, spread_header, verdict
 from tools import leader_files
+from tools.leader_files import parse_time
 from tools.replicas import Process
 from tools.waiting import wait_for
 
@@ -117,13 +118,13 @@ def _process_pairs(app_src: Path, runs: int) -> dict[str, Any]:
 def _transition_time(log_path: Path, to: str) -> float | None:
     for event in app_log_events(log_path):
         if event.get("event") == "transition" and event.get("to") == to:
-            return parse_rfc3339(event["time"])
+            return parse_time(event["time"])
     return None
 
 
 def _first_line_time(log_path: Path) -> float | None:
     events = app_log_events(log_path)
-    return parse_rfc3339(events[0]["time"]) if events else None
+    return parse_time(events[0]["time"]) if events else None
 
 
 def _startups(

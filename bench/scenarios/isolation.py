@@ -38,7 +38,7 @@ from typing import Any
 
 from kazoo.protocol.states import EventType, WatchedEvent
 
-from bench.common import ms, parse_rfc3339, proc_stat, summary, table
+from bench.common import ms, proc_stat, summary, table
 from bench.fleet import APP, Group, app_log_events
 from bench.scenarios import RunContext
 from bench.scenarios._handover import leader_session
@@ -54,6 +54,7 @@ from bench.scenarios._skeleton import (
     verdict,
 )
 from tools import leader_files
+from tools.leader_files import parse_time
 from tools.relay import Relay
 from tools.waiting import wait_for
 
@@ -82,7 +83,7 @@ def _watch_deletion(group: Group) -> tuple[threading.Event, list[float]]:
 def _left_leader_after(log_path: Path, since: float) -> bool:
     for event in app_log_events(log_path):
         left = event.get("event") == "transition" and event.get("from") == "Leader"
-        if left and parse_rfc3339(event["time"]) > since:
+        if left and parse_time(event["time"]) > since:
             return True
     return False
 
@@ -126,7 +127,7 @@ def _round(
     time.sleep(0.2)  # a write racing the transition would have landed by now
     files = [f for f in leader_files.of_term(group.file_dir, newest.epoch) if f.identity == victim.identity]
     last = max(files, key=lambda f: f.written_at)
-    last_ctime = max(f.ctime for f in files)
+    last_ctime = max(f.published for f in files)
     after_fault = [f for f in files if f.written_at > t_fault]
     successor = next(c for c in group.contenders.values() if c.identity != victim.identity)
     blocked = _log_messages_after(successor.log_path, t_fault, "fence lock")
@@ -154,7 +155,7 @@ def _log_messages_after(log_path: Path, since: float, needle: str) -> int:
     return sum(
         1
         for event in app_log_events(log_path)
-        if needle in str(event.get("message", "")) and parse_rfc3339(event["time"]) > since
+        if needle in str(event.get("message", "")) and parse_time(event["time"]) > since
     )
 
 
@@ -220,7 +221,7 @@ def _probe_frozen_in_lock(
     victim_files = [
         f for f in leader_files.of_term(group.file_dir, newest.epoch) if f.identity == victim.identity
     ]
-    late_publish = [f.name for f in victim_files if expiry is not None and f.ctime > expiry]
+    late_publish = [f.name for f in victim_files if expiry is not None and f.published > expiry]
     return {
         "caught": True,
         "tries": caught_after,
@@ -229,7 +230,9 @@ def _probe_frozen_in_lock(
         "expired_after_fault_s": None if expiry is None else expiry - t_fault,
         "successor_wrote_while_frozen": during is not None,
         "successor_first_file_after_fault_s": None if during is None else during.written_at - t_fault,
-        "first_new_file_after_thaw_s": None if after is None or during is not None else after.ctime - t_thaw,
+        "first_new_file_after_thaw_s": None
+        if after is None or during is not None
+        else after.published - t_thaw,
         "successor_fence_lock_failures": _log_messages_after(successor.log_path, t_fault, "fence lock"),
         "successor_resignations": _log_messages_after(successor.log_path, t_fault, "resign"),
         "successor_leadership_terms": _log_messages_after(successor.log_path, t_fault, "leading with epoch"),
@@ -237,7 +240,7 @@ def _probe_frozen_in_lock(
         "victim_log_after_thaw": [
             str(e.get("message", ""))[:160]
             for e in app_log_events(victim.log_path)
-            if parse_rfc3339(e["time"]) > t_thaw and e.get("event") in ("write_error", "fenced", "transition")
+            if parse_time(e["time"]) > t_thaw and e.get("event") in ("write_error", "fenced", "transition")
         ][:6],
     }
 
