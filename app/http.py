@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import itertools
 import json
 import logging
 import queue
@@ -71,10 +72,9 @@ WRITE_TIMEOUT = 5.0
 # needs (ZooKeeper, files, logs): FDS_RESERVED.
 MAX_CONNECTIONS = 4096
 FDS_RESERVED = 128
-# The selector waits at most this long: idle deadlines are checked this often. It also keeps the
-# thread waking every 50 ms as before: a thread blocked for good made the take-over 2-2.7x slower
-# on this VM (docs/BENCHMARKS.md, section 5); stop() does not wait for it (a socket pair wakes it).
-POLL_INTERVAL = 0.05
+# Out of file descriptors with nothing of ours to close: accept again after this pause (the
+# listener would otherwise stay readable and spin the loop). Also the pause after a bug in the loop.
+ACCEPT_PAUSE = 0.05
 _SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
 _BUSY = (
     b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
@@ -180,7 +180,7 @@ class HttpServer:
     sends no complete request head within ``request_timeout`` seconds of its accept is closed; at
     most ``max_connections`` (default :func:`connection_budget`) are held, the oldest idle one being
     closed for a new one; :meth:`stop` returns once the port is closed (new connections are
-    refused) without waiting for the poll interval or for requests being answered.
+    refused) without waiting for requests being answered.
     """
 
     def __init__(
@@ -254,10 +254,10 @@ class HttpServer:
                 self._serve_once(selector)
             except Exception:  # a bug must not end the thread: /healthz would fail for good
                 log.exception("HTTP server loop failed; going on")
-                time.sleep(POLL_INTERVAL)
+                time.sleep(ACCEPT_PAUSE)
 
     def _serve_once(self, selector: selectors.BaseSelector) -> None:
-        events = selector.select(POLL_INTERVAL)
+        events = selector.select(self._select_timeout(time.monotonic()))
         now = time.monotonic()
         for key, _mask in events:
             if key.data == "listen":
@@ -272,6 +272,16 @@ class HttpServer:
             self._accept_paused_until = None
             selector.register(self._listener.socket, selectors.EVENT_READ, "listen")
 
+    def _select_timeout(self, now: float) -> float | None:
+        """How long the selector may sleep: until the oldest unfinished request head's deadline
+        (the first in accept order) or the end of an accept pause, whichever comes first; None (until
+        a socket is ready) when neither is pending. An idle replica's HTTP thread so never wakes by
+        itself (docs/BENCHMARKS.md, "Idle cost"); stop() wakes it through the socket pair."""
+        deadlines = [deadline for deadline, _head in itertools.islice(self._pending.values(), 1)]
+        if self._accept_paused_until is not None:
+            deadlines.append(self._accept_paused_until)
+        return max(0.0, min(deadlines) - now) if deadlines else None
+
     def _accept(self, now: float) -> None:
         """Accept what the backlog holds (a slice of it at most, so reads are not starved)."""
         for _ in range(256):
@@ -284,11 +294,11 @@ class HttpServer:
                     if self._pending:  # make room: the oldest idle connection goes
                         self._drop(next(iter(self._pending)))
                         continue
-                    # Nothing of ours to close: stop accepting for a poll (the listener would
+                    # Nothing of ours to close: stop accepting for a pause (the listener would
                     # otherwise stay readable and spin this loop).
                     log.warning("cannot accept HTTP connections: %s", exc.strerror or exc)
                     self._selector.unregister(self._listener.socket)
-                    self._accept_paused_until = now + POLL_INTERVAL
+                    self._accept_paused_until = now + ACCEPT_PAUSE
                     return
                 log.debug("accept failed: %s", exc)  # e.g. ECONNABORTED: that client is gone
                 continue

@@ -118,6 +118,7 @@ def all_scenarios() -> dict[str, ModuleType]:
         scale,
         switchover,
         trace,
+        wakeup,
     )
 
     modules = (
@@ -132,11 +133,13 @@ def all_scenarios() -> dict[str, ModuleType]:
         exec_work,
         switchover,
         trace,
+        wakeup,
     )
     return {m.NAME: m for m in modules}
 
 
-# ``all`` runs the scenarios of issue 5; the others (``trace``, a profiler) run only by name.
+# ``all`` runs the scenarios of issue 5; the others (``trace``, a profiler; ``wakeup``, a
+# micro-benchmark of the machine) run only by name.
 IN_ALL = (
     "graceful",
     "crash",
