@@ -272,7 +272,8 @@ def handover_round(
                 "visible_by": "poll" if at is None else "inotify",
                 "handover_s": (found if at is None else at) - t0,
                 "stamped_s": nxt.written_at - t0,
-                # The inode's ctime: the kernel's clock at the link (and the temporary's unlink).
+                # The inode's ctime (the link, then the temporary's unlink), on the kernel's coarse
+                # clock: up to a tick (4 ms at HZ=250) early, so a cross-check, not the figure.
                 "published_s": nxt.published - t0,
             }
         )
