@@ -60,8 +60,8 @@ def build_parser(names: list[str]) -> argparse.ArgumentParser:
         "--compare-app-ref",
         metavar="GIT-REF",
         help="also run the app as committed at GIT-REF, next to the one under test and in the same "
-        "run, in the scenarios that support it (cadence, cadence-ensemble), e.g. 4ff5fb0 (the "
-        "leader's confirmation before sync)",
+        "run, in the scenarios that support it (graceful, cadence, cadence-ensemble), e.g. 4ff5fb0 "
+        "(the leader's confirmation before sync)",
     )
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a new temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, files)")

@@ -28,6 +28,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
 from bench.common import REPO_ROOT
+from bench.visibility import DirectoryWatch, watch
 from tools import leader_files
 from tools.leader_files import LeaderFile
 from tools.replicas import Process, read_log, run_command
@@ -132,7 +133,11 @@ KAZOO = Flavour(
     registered=lambda children: sum(1 for c in children if "__lock__" in c),
 )
 POLLER = Flavour("poller", "naive 1 s poller", _poller_command, lambda path: f"{path}/members")
-FLAVOURS = {f.name: f for f in (APP, KAZOO, POLLER)}
+#: The app again, as committed at ``--compare-app-ref`` (its group is given that exported source).
+APP_COMPARE = Flavour("app_compare", "election (compare)", _app_command, lambda path: f"{path}/members")
+FLAVOURS = {f.name: f for f in (APP, KAZOO, POLLER, APP_COMPARE)}
+#: The flavours that run the app's own ``election run`` (its logs say where a hand-over's time went).
+APP_FLAVOURS = (APP, APP_COMPARE)
 
 
 # --------------------------------------------------------------------------
@@ -163,6 +168,7 @@ class Group:
     zk_for: dict[str, str] = field(default_factory=dict)  # identity -> its own zk address (a relay)
     contenders: dict[str, Process] = field(default_factory=dict)
     observer: KazooClient | None = None
+    visible: DirectoryWatch | None = None  # see watch_files
 
     def __post_init__(self) -> None:
         self.file_dir = self.workdir / "files"
@@ -191,6 +197,13 @@ class Group:
             self.observer = KazooClient(hosts=self.zk_address, timeout=10.0)
             self.observer.start(timeout=30)
         return self.observer
+
+    def watch_files(self) -> DirectoryWatch:
+        """Time the group's leader files as they appear (:mod:`bench.visibility`), from now until
+        :meth:`stop`; ``WatchUnavailableError`` where inotify cannot be had."""
+        if self.visible is None:
+            self.visible = watch(self.file_dir)
+        return self.visible
 
     def registered(self) -> int:
         client = self.connect_observer()
@@ -284,6 +297,9 @@ class Group:
                 self.observer.stop()
                 self.observer.close()
             self.observer = None
+        if self.visible is not None:
+            self.visible.close()
+            self.visible = None
 
     def kill_all(self) -> None:
         for contender in self.contenders.values():

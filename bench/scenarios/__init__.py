@@ -36,7 +36,7 @@ class RunContext:
     monitor: LoadMonitor
     seed: int
     # A second version of the app (``--compare-app-ref``) that scenarios which support it
-    # (cadence, cadence-ensemble) run next to the one under test, in the same run.
+    # (graceful, cadence, cadence-ensemble) run next to the one under test, in the same run.
     compare_app_src: Path | None = None
     rng: random.Random = field(init=False)
     _servers: list[BenchZooKeeper] = field(default_factory=list)

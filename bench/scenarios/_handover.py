@@ -15,10 +15,11 @@ from kazoo.exceptions import NoNodeError
 from kazoo.protocol.states import EventType, WatchedEvent
 
 from bench.common import summary
-from bench.fleet import APP, KAZOO, Group, app_log_events
+from bench.fleet import APP_FLAVOURS, KAZOO, Group, app_log_events
 from bench.scenarios import RunContext
 from bench.zk import BenchZooKeeper, ZkSnapshot
-from tools.leader_files import parse_time
+from tools import leader_files
+from tools.leader_files import LeaderFile, parse_time
 
 
 def leader_node(group: Group) -> str | None:
@@ -196,6 +197,19 @@ def server_work(
     return out
 
 
+def next_leader(group: Group, epoch: int, timeout: float) -> tuple[LeaderFile, float | None]:
+    """The first file of a term after ``epoch`` and when it became visible: waited for on the group's
+    inotify watch if it has one (:meth:`Group.watch_files`; the time is the watch's), else by the
+    2 ms poll of the directory (the time is then None: the poll's own is the caller's)."""
+    if group.visible is None:
+        return group.wait_next_leader(epoch, timeout), None
+    seen = group.visible.wait_first_after(epoch, timeout)
+    record = leader_files.read(group.file_dir / seen.name)
+    if record is None:  # retention took it already: the visible time stands, the content is needed
+        record = group.wait_next_leader(epoch, timeout)
+    return record, seen.at
+
+
 def handover_round(
     group: Group,
     *,
@@ -209,17 +223,26 @@ def handover_round(
     replace: bool = True,
     word_cpu: float = 0.0,
     observe: bool = False,
+    visible: bool = False,
 ) -> dict[str, Any]:
     """Signal the leader (by default scenario 1's: SIGTERM after a random 0.2-0.6 s); time until the
     next leader's first file (within ``timeout``); optionally ZooKeeper's work.
 
+    With ``visible`` (issue 13), ``handover_s`` is the signal -> that file *visible* in the
+    directory: the inotify event of its final name if the group watches its directory
+    (:meth:`Group.watch_files`; the round then waits on that event, no polling), else the moment
+    the 2 ms poll of the directory found it (``visible_by`` says which); ``stamped_s`` is the signal
+    -> its ``written_at`` (stamped as its write begins). Without ``visible``, ``handover_s`` is to
+    ``written_at`` (the crash and switchover scenarios' figure) and ``seen_after_s`` the poll's.
+
     ``phase``: a random pause (uniform, seconds) before the signal, so rounds do not lock to
     ZooKeeper's tick or to the replicas' timers. With ``observe``, the observer session watches the
     leader's node, splitting the hand-over into leaving (signal -> node deleted, as the observer
-    hears it) and taking over (-> first file). With ``zk``, the server's counters are read just
-    before the signal and again once its zxid has been still for ``quiet`` seconds; ``steady``
-    rates (if given) times that window are subtracted from the packet counts and the server's CPU,
-    and so is the CPU of our own four-letter words (``word_cpu`` seconds each).
+    hears it) and taking over (-> the file visible, ``takeover_s``; -> its ``written_at``,
+    ``takeover_stamped_s``). With ``zk``, the server's counters are read just before the signal and
+    again once its zxid has been still for ``quiet`` seconds; ``steady`` rates (if given) times that
+    window are subtracted from the packet counts and the server's CPU, and so is the CPU of our own
+    four-letter words (``word_cpu`` seconds each).
     """
     group.wait_ready()
     time.sleep(rng.uniform(*phase))
@@ -231,8 +254,8 @@ def handover_round(
     deleted = watch_deletion(group) if observe else []
     t0 = time.time()
     leader.proc.send_signal(sig)  # type: ignore[union-attr]
-    nxt = group.wait_next_leader(newest.epoch, timeout)
-    seen = time.time()
+    nxt, at = next_leader(group, newest.epoch, timeout)
+    found = time.time()
     row: dict[str, Any] = {
         "flavour": group.flavour.name,
         "n": group.size,
@@ -240,12 +263,24 @@ def handover_round(
         "new_leader": nxt.identity,
         "signal": sig.name,
         "signalled_at": t0,
-        "handover_s": nxt.written_at - t0,
-        "seen_after_s": seen - t0,
     }
+    if not visible:
+        row.update({"handover_s": nxt.written_at - t0, "seen_after_s": found - t0})
+    else:
+        row.update(
+            {
+                "visible_by": "poll" if at is None else "inotify",
+                "handover_s": (found if at is None else at) - t0,
+                "stamped_s": nxt.written_at - t0,
+                # The inode's ctime (the link, then the temporary's unlink), on the kernel's coarse
+                # clock: up to a tick (4 ms at HZ=250) early, so a cross-check, not the figure.
+                "published_s": nxt.published - t0,
+            }
+        )
     if deleted:
         row["node_deleted_s"] = deleted[0] - t0
-        row["takeover_s"] = nxt.written_at - deleted[0]
+        row["takeover_s"] = row["handover_s"] - row["node_deleted_s"]
+        row["takeover_stamped_s"] = nxt.written_at - deleted[0]
     if zk is not None and before is not None:
         row.update(server_work(zk, before, request_offset, quiet=quiet, steady=steady, word_cpu=word_cpu))
         if session is not None:
@@ -253,7 +288,7 @@ def handover_round(
             row["session"] = f"0x{session:x}"
             row["expired_after_s"] = None if expired is None else expired - t0
     row["exit_code"] = group.wait_exit(leader, timeout=30.0)
-    if group.flavour is APP:
+    if group.flavour in APP_FLAVOURS:
         row.update(app_breakdown(group, leader.identity, nxt.identity, t0))
     if replace:
         group.spawn(leader.identity)
