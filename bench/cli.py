@@ -20,6 +20,16 @@ from bench.scenarios import IN_ALL, RunContext, all_scenarios
 from tools.zookeeper import java_available
 
 
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of sizes: {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive: {text!r}")
+    return sizes
+
+
 def build_parser(names: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -41,6 +51,11 @@ def build_parser(names: list[str]) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--quick", action="store_true", help="a CI-sized smoke run (under two minutes in all)"
+    )
+    parser.add_argument(
+        "--sizes",
+        type=_sizes,
+        help="group sizes N of the scenarios that sweep N (graceful, scale), e.g. 3,10 (default 3,10,50,100)",
     )
     parser.add_argument("--plots-dir", type=Path, help="where PNGs go (default: OUT/plots)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
@@ -207,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
         monitor=monitor,
         seed=args.seed,
         compare_app_src=compare_app_src,
+        sizes=args.sizes,
     )
     print(
         f"election bench: {', '.join(wanted)}{' (quick)' if args.quick else ''}; "

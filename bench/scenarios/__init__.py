@@ -38,6 +38,8 @@ class RunContext:
     # A second version of the app (``--compare-app-ref``) that scenarios which support it
     # (graceful, cadence, cadence-ensemble) run next to the one under test, in the same run.
     compare_app_src: Path | None = None
+    # ``--sizes``: the group sizes (N) of the scenarios that sweep N (graceful, scale), if given.
+    sizes: list[int] | None = None
     rng: random.Random = field(init=False)
     _servers: list[BenchZooKeeper] = field(default_factory=list)
 
@@ -49,6 +51,10 @@ class RunContext:
         if self.rounds is not None:
             return self.rounds
         return self.sized(full, quick)
+
+    def pick_sizes(self, full: list[int], quick: list[int]) -> list[int]:
+        """Sizes of a sweep: ``--sizes`` if given, else ``quick`` with ``--quick``, else ``full``."""
+        return list(self.sizes) if self.sizes else list(self.sized(full, quick))
 
     def sized(self, full: T, quick: T) -> T:
         """``quick`` in a ``--quick`` run, else ``full`` (sizes, windows, timeouts; not rounds)."""

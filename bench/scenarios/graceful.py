@@ -95,7 +95,7 @@ def _start(group: Group, fallback: list[str]) -> None:
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-    sizes = list(ctx.sized(SIZES, QUICK_SIZES))
+    sizes = ctx.pick_sizes(list(SIZES), list(QUICK_SIZES))
     rounds = ctx.pick_rounds(full=24, quick=2)
     started = time.time()
     compare = compare_label(ctx)

@@ -91,7 +91,7 @@ def _start(ctx: RunContext, group: Group, fallback: list[str]) -> float:
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-    sizes = ctx.sized([3, 10, 50, 100], [3, 10])
+    sizes = ctx.pick_sizes([3, 10, 50, 100], [3, 10])
     rounds = ctx.pick_rounds(full=10, quick=1)
     window = ctx.sized(20.0, 1.0)
     started = time.time()
