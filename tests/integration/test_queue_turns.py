@@ -4,9 +4,13 @@ A private server logs every request it processes (``request_log``: type, session
 the replicas are ``python -m app run`` processes (:class:`tools.cluster.Cluster`). What each test
 shows:
 
-* a fleet started at once (the server frozen while five replicas start, then thawed: their first
-  looks all fall within milliseconds, all finding the node free) elects the queue's head, with no
-  failed create of the leader node (the others give the head its grace);
+* a fleet started at once (the server frozen while five replicas start, then thawed: they all
+  connect, queue and look within some 100 ms) elects the queue's head, with no failed create of the
+  leader node (whoever looks before the head's create gives it its grace; on the branch point this
+  failed 2 runs in 3: a replica behind the head created first);
+* replicas behind a head that takes the node only once each of them found it free (the head is a
+  session of the test's own) leave it to the head: they look again after the grace, and none
+  creates it;
 * after an out-of-turn election (``switchover --to`` a replica that is not next), the new leader
   leaves the queue after its first write, so its departure (SIGTERM) wakes the head alone: no
   other replica sends ZooKeeper a request, and nobody's create fails.
