@@ -29,6 +29,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from tests.e2e.switchover_support import WAIT, attempting, leading_epoch, spawn_attempter, switchover
+from tests.integration.conftest import NewReplica
 from tools.cluster import Cluster
 from tools.replicas import Replica
 from tools.waiting import wait_for
@@ -230,3 +231,17 @@ def test_an_out_of_turn_leaders_departure_wakes_the_head_alone(
     assert [r for r in (r2, r4, first) if not r.alive] == []
     # how: r3 had left the queue after its first write (r1 re-joined at the tail), so r4 watched r2
     assert before == [ids["r2"], ids["r4"], ids["r1"]], f"the queue before r3 left: {before}, {ids}"
+
+
+def test_the_adapter_leaves_the_queue_only_from_behind_the_head(new_replica: NewReplica) -> None:
+    # the real adapter on the shared server: one read of the queue, then a delete only if behind
+    head, middle, last = (new_replica(name) for name in ("a", "b", "c"))
+    for coordinator in (head, middle, last):
+        coordinator.enter_queue()
+    assert [c.queue_position() for c in (head, middle, last)] == [0, 1, 2]
+    assert head.leave_queue_if_behind() is False  # the head keeps its place
+    assert middle.leave_queue_if_behind() is True
+    wait_for(last.take_over_signal, 5.0, "the one behind to be told, once, now")
+    assert last.queue_position() == 1  # now right behind the head
+    assert head.queue_position() == 0
+    assert middle.leave_queue_if_behind() is False  # not in the queue any more: nothing to do
