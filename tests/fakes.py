@@ -261,6 +261,15 @@ class FakeCoordinator:
             self.server.writes += 1
             self.server.remove_candidate(seq)
 
+    def leave_queue_if_behind(self) -> bool:
+        self._check("leave_queue_if_behind")
+        self.server.reads += 1
+        mine = [seq for seq, owner in self.server.candidates.items() if owner == self._session]
+        if not mine or not any(seq < mine[0] for seq in self.server.candidates):
+            return False
+        self.leave_queue()
+        return True
+
     def resign(self, node: LeaderNode) -> None:
         self._check("resign")
         leader = self.server.leader

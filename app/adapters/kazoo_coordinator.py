@@ -479,8 +479,26 @@ class KazooCoordinator:
             signalled, self._vacancy = self._vacancy, False
         return signalled
 
+    def leave_queue_if_behind(self) -> bool:
+        candidate = self._candidate
+        if candidate is None or candidate[0] != self.session_id():
+            return False
+        mine = candidate[1]
+
+        def look() -> bool:
+            children = self._client.get_children_async(self.candidates_path).get(
+                timeout=self.operation_timeout
+            )
+            return candidates_ahead(children, mine)[0] > 0
+
+        if not self._call(look):
+            return False
+        self.leave_queue()
+        return True
+
     def leave_queue(self) -> None:
         candidate, self._candidate = self._candidate, None
+        self._predecessor = None  # its deletion (the watch stays set) no longer frees anything for us
         if candidate is None or candidate[0] != self.session_id():
             return
         path = f"{self.candidates_path}/{candidate[1]}"

@@ -15,7 +15,10 @@ Connection states and what each lets a replica assume (after kazoo's ``protocol/
 The queue of candidates: each replica in Attempter holds an ephemeral sequential node under
 ``<election-path>/candidates`` and watches only the one just ahead of it; only the head watches the
 leader node. So a hand-over wakes one replica and costs one create, however many wait. The queue
-only decides who tries first: the leader node alone says who leads.
+only decides who tries first: the leader node alone says who leads. A replica behind the head that
+finds the node free gives the head a grace before it creates it (app.states.attempter); one that
+won it anyway, out of turn, leaves the queue (:meth:`Coordinator.leave_queue_if_behind`), so that
+its departure wakes only the head, not its successor too.
 
 Error handling: every call that talks to the server is bounded by the adapter's operation timeout and
 raises :class:`CoordinationError` (or a subclass) on any failure; it never blocks forever.
@@ -158,6 +161,12 @@ class Coordinator(Protocol):
 
     def leave_queue(self) -> None:
         """Leave the queue (best effort): a resigning replica re-joins at the tail later."""
+        ...
+
+    def leave_queue_if_behind(self) -> bool:
+        """Leave the queue if a candidate stands ahead of ours (a leader elected out of turn):
+        one read of the queue (no watch), then, behind, :meth:`leave_queue`. True if we left; at
+        the head (or not in the queue) nothing changes and it says False."""
         ...
 
     def leader(self, *, watch: bool, fresh: bool = False) -> LeaderNode | None:

@@ -19,16 +19,30 @@ How it tries:
   that already belongs to our session (a create whose reply was lost, or a session that survived a
   short disconnection) is ours: we lead with its epoch.
 * Every replica, head or not, also looks every ``attempter-timeout`` shortened by up to 20 % of
-  jitter (so replicas don't look in lockstep), and creates the node if it finds it free. So each
-  makes progress at least once per ``attempter-timeout`` even if the queue's head is stuck. Such a
-  periodic look is one read of the leader node: the queue is re-read only when a wake-up says it
-  moved (the watch on the one ahead is already set).
+  jitter (so replicas don't look in lockstep). Such a periodic look is one read of the leader
+  node: the queue is re-read only when a wake-up says it moved (the watch on the one ahead is
+  already set).
+* The head's grace: a replica behind the head that finds the node free does not create it at
+  once: the head, woken by the deletion, is taking it (a hand-over's gap is a few ms; at a
+  fleet's start every replica's first look finds it free). It looks again :func:`head_grace`
+  later (``min(1 s, attempter-timeout / 2)``) and creates the node only if that look finds it
+  free too. So a periodic look that falls in a hand-over's gap, or a fleet's start, does not elect
+  a replica out of turn (nor costs the head a failed create), and a stuck head (session alive,
+  loop not) still loses the node within ``attempter-timeout + head_grace`` of its going: every
+  replica looks within ``attempter-timeout`` and the grace look follows. Both are tested with the
+  fake clock (``tests/unit/test_attempter.py``).
+* A leader elected out of turn (behind the head: a stuck head, a switchover to a named target
+  further back, two looks that both fell in gaps) leaves the queue once its first write is out
+  (Leader, ``ctx.term_position``): its successor, woken then, watches the one ahead of it, so its
+  departure wakes only the head, which watches the leader node from its first look after the
+  create (the failed create's look; the switchover's clear wakes every replica, and the head
+  looks at each wake-up). It re-joins at the tail when it comes back here.
 
 After the leader's work exited by itself (``ctx.rejoin_at``), it first sits out the backoff Leader
 set, outside the queue, so that the others lead meanwhile.
 
-Leaves for Leader (with ``ctx.term`` and ``ctx.term_confirmed_at`` set), Failover (connection not
-CONNECTED, or a ZooKeeper error), or Stopping (stop requested).
+Leaves for Leader (with ``ctx.term``, ``ctx.term_confirmed_at`` and ``ctx.term_position`` set),
+Failover (connection not CONNECTED, or a ZooKeeper error), or Stopping (stop requested).
 """
 
 from __future__ import annotations
@@ -43,6 +57,16 @@ log = logging.getLogger("election.states.attempter")
 
 # Each period is attempter-timeout x (1 - JITTER x u), u from the injected source in [0, 1).
 JITTER = 0.2
+# How long a replica behind the head waits, after finding the leader node free, before it looks
+# again and creates it (at most half an attempter-timeout: see head_grace).
+HEAD_GRACE = 1.0
+
+
+def head_grace(ctx: Context) -> float:
+    """The head's grace: far longer than a head needs to take a free node (a wake-up and one
+    create: milliseconds; a loaded machine's pause: a fraction of a second), short enough that a
+    stuck head costs at most this much more than ``attempter-timeout``."""
+    return min(HEAD_GRACE, ctx.settings.attempter_timeout / 2.0)
 
 
 class Attempter:
@@ -68,7 +92,7 @@ class Attempter:
             periodic = timer.due(ctx)
             if woken or periodic:
                 ctx.clear_wakeup()
-                outcome, position = _step(ctx, position, woken=woken, periodic=periodic)
+                outcome, position = _step(ctx, position, timer, woken=woken, periodic=periodic)
                 if outcome is not None:
                     return outcome
             woken = ctx.wait_until(timer.next_look(ctx))
@@ -95,14 +119,32 @@ class Attempter:
 
 class _LookTimer:
     """When a replica looks without being woken: every period (:meth:`Attempter.period`, with
-    jitter), at each new verdict deadline on the cluster's progress (once each), and when a
-    switchover request it deferred to stops binding it."""
+    jitter), at each new verdict deadline on the cluster's progress (once each), when a
+    switchover request it deferred to stops binding it, and at the end of the head's grace."""
 
     def __init__(self, ctx: Context) -> None:
         self._next_attempt = ctx.now()
         self._now = self._next_attempt  # when due() last looked at the clock
         self._judged: float | None = None  # the verdict deadline (progress.due) we last looked for
         self._binding: float | None = None  # when the switchover request we deferred to stops binding us
+        self._grace_ends: float | None = None  # when the head's grace we gave ends (see give_grace)
+
+    def give_grace(self, ctx: Context) -> bool:
+        """A replica behind the head found the node free: True if that look is the one at the end
+        of the grace (the node was free a grace apart: create it); else start the grace (or wait
+        out the one begun) and say False."""
+        now = ctx.now()
+        if self._grace_ends is None:
+            self._grace_ends = now + head_grace(ctx)
+            return False
+        if now < self._grace_ends:
+            return False
+        self._grace_ends = None  # one create per grace: a later sighting gives a new one
+        return True
+
+    def taken(self) -> None:
+        """The node was seen held, or we look as the head: no grace pending."""
+        self._grace_ends = None
 
     def due(self, ctx: Context) -> bool:
         """Whether a look is due now, woken or not (a ``periodic`` one)."""
@@ -112,18 +154,22 @@ class _LookTimer:
         if verdict:
             self._judged = deadline
         released = self._binding is not None and now >= self._binding
-        return now >= self._next_attempt or verdict or released
+        graced = self._grace_ends is not None and now >= self._grace_ends
+        return now >= self._next_attempt or verdict or released or graced
 
     def next_look(self, ctx: Context) -> float:
         """When to wake up unless woken earlier, counted from the instant :meth:`due` looked."""
         while self._next_attempt <= self._now:
             self._next_attempt += Attempter.period(ctx)
         self._binding = switchover.expires_at(ctx)
-        return _next_look(ctx, self._next_attempt, self._now)
+        deadline = _next_look(ctx, self._next_attempt, self._now)
+        if self._grace_ends is not None and self._grace_ends > self._now:
+            deadline = min(deadline, self._grace_ends)
+        return deadline
 
 
 def _step(
-    ctx: Context, position: int | None, *, woken: bool, periodic: bool
+    ctx: Context, position: int | None, timer: _LookTimer, *, woken: bool, periodic: bool
 ) -> tuple[Transition | None, int | None]:
     """One look at the world after a wake-up or at the period: (where to go, the queue position)."""
     state = ctx.coordinator.state()
@@ -132,7 +178,7 @@ def _step(
     try:
         if ctx.settings.no_lead:
             return (_observe(ctx) if periodic else None), position
-        return _attempt(ctx, position, periodic=periodic)
+        return _attempt(ctx, position, timer, periodic=periodic)
     except CoordinationError as exc:
         return Transition(StateName.FAILOVER, f"leadership attempt failed: {exc}"), position
 
@@ -147,19 +193,21 @@ def _next_look(ctx: Context, next_attempt: float, now: float) -> float:
     return deadline
 
 
-def _attempt(ctx: Context, position: int | None, *, periodic: bool) -> tuple[Transition | None, int]:
+def _attempt(
+    ctx: Context, position: int | None, timer: _LookTimer, *, periodic: bool
+) -> tuple[Transition | None, int]:
     """One attempt; returns (where to go, the queue position now known)."""
     # Read the signal on every attempt, woken or periodic: a deletion reported just as a wait timed out
     # (its wake-up cleared with the periodic one) must still count.
     signalled = ctx.coordinator.take_over_signal()
     if switchover.targeted(ctx):
-        return _attempt_as_target(ctx, position, signalled=signalled)
+        return _attempt_as_target(ctx, position, timer, signalled=signalled)
     if signalled and position is not None:
         # The candidate ahead of us (or, at the head, the leader node) was deleted. Positions only
         # shrink, so from 0 or 1 we are the head now; from further back, read the queue to know.
         position = 0 if position <= 1 else ctx.coordinator.queue_position()
         if position == 0:
-            return _take_over(ctx, "took over the leader node"), 0
+            return _take_over(ctx, "took over the leader node", 0, timer), 0
     elif position is None:
         position = ctx.coordinator.queue_position()  # not the head: now watching the one ahead
     # Other wake-ups (a switchover request changed, a connection blip, the leader node's data)
@@ -167,57 +215,73 @@ def _attempt(ctx: Context, position: int | None, *, periodic: bool) -> tuple[Tra
     # make every switchover a herd of N queue reads.
     if position > 0 and not periodic:
         return None, position
-    return _look(ctx, position)
+    return _look(ctx, position, timer)
 
 
 def _attempt_as_target(
-    ctx: Context, position: int | None, *, signalled: bool
+    ctx: Context, position: int | None, timer: _LookTimer, *, signalled: bool
 ) -> tuple[Transition | None, int]:
     """An operator named us the next leader: act as the head (watch the node, take it at once on
-    its deletion), wherever we stand in the queue."""
+    its deletion, no grace), wherever we stand in the queue. Our real place (``position``, None:
+    not read yet) tells Leader whether it leads out of turn."""
     held = position if position is not None else 0
     if signalled:
-        return _take_over(ctx, "took over the leader node by switchover"), held
-    return _look(ctx, 0)[0], held
+        return _take_over(ctx, "took over the leader node by switchover", position, timer), held
+    return _look(ctx, position, timer, as_head=True)[0], held
 
 
-def _take_over(ctx: Context, how: str) -> Transition | None:
-    """We are the head after a deletion: create the node at once, without reading it first (the
-    create's reply is the first write's confirmation). Taken already: look who has it (perhaps
-    us, after a lost reply)."""
-    outcome = _create(ctx, how)
-    return outcome if outcome is not None else _look(ctx, 0)[0]
+def _take_over(ctx: Context, how: str, position: int | None, timer: _LookTimer) -> Transition | None:
+    """We are the head after a deletion (or the switchover's target): create the node at once,
+    without reading it first (the create's reply is the first write's confirmation). Taken
+    already: look who has it (perhaps us, after a lost reply)."""
+    outcome = _create(ctx, how, position)
+    return outcome if outcome is not None else _look(ctx, position, timer, as_head=True)[0]
 
 
-def _look(ctx: Context, position: int) -> tuple[Transition | None, int]:
-    """Read the leader node (watching it at the head) and create it if it is free."""
+def _look(
+    ctx: Context, position: int | None, timer: _LookTimer, *, as_head: bool = False
+) -> tuple[Transition | None, int]:
+    """Read the leader node (watching it at the head) and create it if it is free: at once at
+    the head (or ``as_head``), after the head's grace behind it (:meth:`_LookTimer.give_grace`).
+    ``position``: candidates ahead of us as last read (None: not read)."""
     coordinator = ctx.coordinator
-    head = position == 0
+    head = as_head or position == 0
     node = coordinator.leader(watch=head)
+    if node is None and not head and not timer.give_grace(ctx):
+        ctx.observed_leader = None
+        log.debug(
+            "the leader node is free: the head has %gs to take it",
+            head_grace(ctx),
+            extra={"event": "head_grace", "position": position},
+        )
+        return None, position or 0
     if node is None:
-        outcome = _create(ctx, "created the leader node")
+        outcome = _create(ctx, "created the leader node", position)
         if outcome is not None:
-            return outcome, position
+            return outcome, position or 0
         # The node exists after all: somebody's create came first, or a lost reply made it ours.
         node = coordinator.leader(watch=head)
+    if node is not None or head:
+        timer.taken()
     ctx.observed_leader = node
     if node is not None and node.owner == coordinator.session_id():
         # That read was a plain one (a follower may answer it from its own copy): it proves nothing
         # for a lease, so the first write waits for Leader's own fresh confirmation.
-        return _become_leader(ctx, node, None, "the leader node already belongs to our session"), position
+        resumed = _become_leader(ctx, node, None, "the leader node already belongs to our session", position)
+        return resumed, position or 0
     if node is not None:
         # A standby behind a live leader is healthy only if the leader's work shows (the
         # directory's publish counter moves): a leader that holds the node and publishes nothing
         # must not keep the standbys' failure streaks at bay forever (app.states.progress).
         outcome = progress.judge_leader(ctx, node)
         if outcome is not None:
-            return outcome, position
+            return outcome, position or 0
     log.debug(
         "leader is %s",
         node.identity if node is not None else "nobody",
         extra={"event": "attempt", "leader": node.identity if node else None},
     )
-    return None, position
+    return None, position or 0
 
 
 def _observe(ctx: Context) -> Transition | None:
@@ -228,7 +292,7 @@ def _observe(ctx: Context) -> Transition | None:
     return None if node is None else progress.judge_leader(ctx, node)
 
 
-def _create(ctx: Context, how: str) -> Transition | None:
+def _create(ctx: Context, how: str, position: int | None) -> Transition | None:
     """Create the leader node: to Leader if this create made it, None if the node exists or a
     pending switchover names another replica (app.states.switchover)."""
     if not switchover.may_create(ctx):
@@ -236,13 +300,18 @@ def _create(ctx: Context, how: str) -> Transition | None:
     acquired_at = ctx.clock.wall().isoformat(timespec="microseconds")
     sent = ctx.now()
     created = ctx.coordinator.create_leader({"identity": ctx.settings.identity, "acquired_at": acquired_at})
-    return None if created is None else _become_leader(ctx, created, sent, how)
+    return None if created is None else _become_leader(ctx, created, sent, how, position)
 
 
-def _become_leader(ctx: Context, node: LeaderNode, confirmed_at: float | None, how: str) -> Transition:
+def _become_leader(
+    ctx: Context, node: LeaderNode, confirmed_at: float | None, how: str, position: int | None
+) -> Transition:
     """To Leader with ``node`` as our term; ``confirmed_at``: when the create that made it was
-    sent (its reply confirms the first step), None when a fresh confirmation must come first."""
+    sent (its reply confirms the first step), None when a fresh confirmation must come first;
+    ``position``: candidates ahead of us as last read (0: in turn; None: not read)."""
     ctx.term = node
     ctx.term_confirmed_at = confirmed_at
+    ctx.term_position = position
     ctx.observed_leader = node
-    return Transition(StateName.LEADER, f"{how} (epoch {node.epoch})")
+    turn = "" if position == 0 else " out of turn" if position else " (place in the queue unknown)"
+    return Transition(StateName.LEADER, f"{how}{turn} (epoch {node.epoch})")

@@ -249,9 +249,10 @@ def test_a_candidate_further_back_is_not_woken_by_the_leader_leaving(make_harnes
     h.stop_at(12.0)
     h.run()
     assert 3.5 not in looks  # nobody watched on our behalf: no wake-up, no read at the hand-over
-    # ...but progress is never later than attempter-timeout: the periodic look at 10 s finds the
-    # node free (the head is stuck) and creates it.
-    assert h.write_times == [10.0]
+    # ...but progress is never later than attempter-timeout + the head's grace: the periodic look
+    # at 10 s finds the node free, gives the (stuck) head 1 s, looks again and creates it.
+    assert looks[:3] == [0.0, 10.0, 11.0]  # (then Leader's first confirming read, at once)
+    assert h.write_times == [11.0]
 
 
 def test_the_queue_moving_without_making_us_head_costs_one_read_and_no_look_at_the_leader(
@@ -277,3 +278,98 @@ def test_a_resigning_leader_rejoins_the_queue_at_its_tail(make_harness) -> None:
     h.run()
     assert "leave_queue" in h.coordinator.calls
     assert h.coordinator.calls.count("enter_queue") == 2  # joined again after Failover -> Init
+
+
+# -- the head's grace, and leaders elected out of turn (issue 13) ----------------------------------
+
+
+def test_a_replica_behind_the_head_gives_it_a_grace_before_creating_a_free_node(make_harness) -> None:  # type: ignore[no-untyped-def]
+    # A fleet's start: every replica's first look finds the node free. The head takes it (here
+    # 0.2 s later); we, second, do not create at first sight: we look again a grace later.
+    server = FakeZooKeeper()
+    head = waiting_candidate(server)
+    h = make_harness(server=server)
+    looks = _look_times(h)
+    h.at(0.2, lambda: head.create_leader({"identity": "head"}))
+    h.stop_at(5.0)
+    h.run()
+    assert "create_leader" not in h.coordinator.calls  # no failed create, no out-of-turn leader
+    assert looks == [0.0, 1.0]  # the look at entry, and the one at the end of the grace
+    assert h.replica.ctx.observed_leader is not None
+    assert h.replica.ctx.observed_leader.identity == "head"
+
+
+def test_a_stuck_head_loses_the_free_node_after_one_period_and_the_grace(make_harness) -> None:  # type: ignore[no-untyped-def]
+    # The bound: the node goes at 3.5 s; the head (session alive, loop stuck) never takes it. Our
+    # periodic look at 3.6 s (every 0.6 s) finds it free, the grace (min(1 s, 0.6 s / 2) = 0.3 s)
+    # passes, the second look finds it free still: we create it at 3.9 s, within
+    # attempter-timeout + grace of its going.
+    server = FakeZooKeeper()
+    waiting_candidate(server)  # the head, stuck: it never looks
+    other = other_leader(server, "outsider")  # holds the node without queueing
+    h = make_harness(server=server, attempter_timeout=0.6)  # second: watches the head's candidate
+    looks = _look_times(h)
+    h.at(3.5, other.close)  # wakes nobody in the queue: the stuck head set no watch
+    h.stop_at(6.0)
+    h.run()
+    assert h.write_times == pytest.approx([3.9])
+    assert looks[5:8] == pytest.approx([3.0, 3.6, 3.9])  # the periodic look, then the grace's
+
+
+def test_a_node_the_head_takes_within_the_grace_is_left_to_it(make_harness) -> None:  # type: ignore[no-untyped-def]
+    # A periodic look (10 s) falls in a hand-over's gap: the node is free, the head takes it a
+    # moment later; the grace look (11 s) finds it held and creates nothing.
+    server = FakeZooKeeper()
+    head = waiting_candidate(server)
+    other = other_leader(server, "outsider")
+    h = make_harness(server=server)
+    looks = _look_times(h)
+    h.at(5.0, other.close)
+    h.at(10.002, lambda: head.create_leader({"identity": "head"}))
+    h.stop_at(25.0)
+    h.run()
+    assert "create_leader" not in h.coordinator.calls
+    assert looks == pytest.approx([0.0, 10.0, 11.0, 20.0])  # one grace look, no grace left pending
+    assert h.replica.ctx.observed_leader is not None
+    assert h.replica.ctx.observed_leader.identity == "head"
+
+
+def test_a_leader_elected_out_of_turn_leaves_the_queue_after_its_first_write(make_harness) -> None:  # type: ignore[no-untyped-def]
+    # A stuck head ahead of us, a replica behind us. We win the free node after the grace (out of
+    # turn); once our first file is out we leave the queue: the one behind us is woken then, once,
+    # and our departure later wakes nobody in the queue (only the head, if it watches the node).
+    server = FakeZooKeeper()
+    head = waiting_candidate(server)  # stuck: never looks
+    h = make_harness(server=server)
+    behind: list[FakeCoordinator] = []
+
+    def join_behind() -> None:
+        successor = waiting_candidate(server)
+        assert successor.queue_position() == 2  # watches our candidate
+        behind.append(successor)
+
+    h.at(0.5, join_behind)
+    calls: list[str] = []
+    h.coordinator.on_call = calls.append
+    h.storage.on_write = lambda: calls.append("write")
+    # (a lambda: the one behind joins at 0.5 s, after this line)
+    woken_at_election = h.seen_at(lambda: behind[0].take_over_signal(), 1.1)  # noqa: PLW0108
+    h.stop_at(5.0)
+    h.run()
+    assert h.write_times[0] == 1.0  # after the grace
+    first_write = calls.index("write")
+    assert calls[first_write - 1] == "create_leader"  # nothing between the create and the write
+    assert "leave_queue_if_behind" in calls[first_write:]
+    assert sorted(server.candidates.values()) == [head.session_id(), behind[0].session_id()]
+    assert woken_at_election == [True]
+    assert not behind[0].take_over_signal()  # our departure (the stop at 5 s) did not wake it
+    assert behind[0].queue_position() == 1  # and it now stands right behind the head
+
+
+def test_an_in_turn_leader_keeps_its_place_and_reads_no_queue(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness()
+    h.stop_at(25.0)
+    h.run()
+    assert h.write_times == [0.0, 10.0, 20.0]
+    assert "leave_queue_if_behind" not in h.coordinator.calls
+    assert "leave_queue" not in h.coordinator.calls

@@ -162,3 +162,69 @@ def test_a_term_that_never_wrote_is_still_in_the_history_with_its_end(
     assert (ours.epoch, ours.identity, ours.reason) == (101, "me", "resigned")
     assert ours.ended is not None
     assert h.metric("election_leadership_changes_total", reason="resigned") == 2  # 101 and 103 ended so
+
+
+def test_a_target_that_led_out_of_turn_leaves_the_queue_after_its_first_file(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    h = make_harness(identity="r2")
+    other = other_leader(h.server)
+    ahead = FakeCoordinator(h.server)  # the queue's head: the target jumps it
+    ahead.start()
+    ahead.enter_queue()
+    calls: list[str] = []
+    h.coordinator.on_call = calls.append
+    h.storage.on_write = lambda: calls.append("write")
+    h.at(3.0, lambda: h.server.set_switchover(_request(h.server.leader.epoch, to="r2")))  # type: ignore[union-attr]
+    h.at(3.5, other.close)
+    h.stop_at(10.0)
+    h.run()
+    assert h.write_times[0] == 3.5
+    first_write = calls.index("write")
+    assert calls[first_write - 1] == "create_leader"  # no read of the queue before the first file
+    assert "leave_queue_if_behind" in calls[first_write:]
+    assert list(h.server.candidates.values()) == [ahead.session_id()]  # ours went; the head stays
+
+
+def test_a_target_at_the_head_keeps_its_place(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness(identity="r2")
+    other = other_leader(h.server)
+    h.at(3.0, lambda: h.server.set_switchover(_request(h.server.leader.epoch, to="r2")))  # type: ignore[union-attr]
+    h.at(3.5, other.close)
+    held = h.seen_at(lambda: (list(h.server.candidates.values()), h.coordinator.session_id()), 9.0)
+    h.stop_at(10.0)
+    h.run()
+    assert h.write_times[0] == 3.5
+    [(queued, mine)] = held
+    assert queued == [mine]  # still queued, alone
+    assert "leave_queue" not in h.coordinator.calls  # the read said: the head
+
+
+def test_the_head_watches_an_out_of_turn_leaders_node_and_alone_takes_over_when_it_goes(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    # We are the head; a switchover names r2, further back. r2 takes the node while our look after
+    # the old leader's deletion found it free (so that look set no watch). r2's clear of the
+    # request wakes every replica, and we, the head, look at every wake-up: so we watch r2's node,
+    # and its departure wakes us at once (not our next periodic look at 10 s).
+    h = make_harness()
+    old = other_leader(h.server)
+    target = FakeCoordinator(h.server)
+    target.start()
+    entries = _record_entries(h)
+
+    def target_joins() -> None:
+        target.enter_queue()  # behind us
+
+    def target_takes_over() -> None:
+        assert target.create_leader({"identity": "r2"}) is not None
+
+    h.at(0.5, target_joins)
+    h.at(3.0, lambda: h.server.set_switchover(_request(h.server.leader.epoch, to="r2")))  # type: ignore[union-attr]
+    h.at(3.5, old.close)  # wakes us (we watch its node): the node is r2's to take, and free yet
+    h.at(3.6, target_takes_over)  # tells nobody: nobody watches a free node
+    h.at(4.0, lambda: h.server.set_switchover(None))  # r2's clear, after its first file
+    h.at(6.0, target.close)
+    h.stop_at(8.0)
+    h.run()
+    assert [t for t, to in entries if to == "Leader"] == [6.0]
