@@ -89,9 +89,6 @@ class Context:
         # When (monotonic) the create that made ``term`` was sent: the confirmation Leader's first
         # write relies on. None: Leader confirms with a fresh read before its first write.
         self.term_confirmed_at: float | None = None
-        # How many candidates stood ahead of us in the queue when Attempter took ``term`` (0: the
-        # head, in turn; more: out of turn, so Leader leaves the queue; None: not known).
-        self.term_position: int | None = None
         # After the work exited by itself (app.states.leader.work_backoff): how many times in a row,
         # and when (monotonic) this replica may be a candidate again (None: at once).
         self.work_exit_streak = 0

@@ -177,6 +177,7 @@ class FakeCoordinator:
         self.starts = 0
         self.on_call: Callable[[str], None] | None = None  # e.g. advance the clock: a slow server
         self._vacancy = False
+        self._moved = False
         self.settled = True  # switchover_settled(): set False to model a re-read in flight
         self.server.clients.append(self)
 
@@ -255,20 +256,18 @@ class FakeCoordinator:
         signalled, self._vacancy = self._vacancy, False
         return signalled
 
+    def queue_moved(self) -> bool:
+        moved, self._moved = self._moved, False
+        return moved
+
     def leave_queue(self) -> None:
-        self.calls.append("leave_queue")
+        try:
+            self._check("leave_queue")
+        except CoordinationError:
+            return  # best effort, as the adapter's: the session's end removes the node anyway
         for seq in [seq for seq, owner in self.server.candidates.items() if owner == self._session]:
             self.server.writes += 1
             self.server.remove_candidate(seq)
-
-    def leave_queue_if_behind(self) -> bool:
-        self._check("leave_queue_if_behind")
-        self.server.reads += 1
-        mine = [seq for seq, owner in self.server.candidates.items() if owner == self._session]
-        if not mine or not any(seq < mine[0] for seq in self.server.candidates):
-            return False
-        self.leave_queue()
-        return True
 
     def resign(self, node: LeaderNode) -> None:
         self._check("resign")
@@ -378,7 +377,7 @@ class FakeCoordinator:
         self._notify()
 
     def _on_candidate_gone(self) -> None:
-        self._vacancy = True
+        self._moved = True
         self._notify()
 
 

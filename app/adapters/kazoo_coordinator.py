@@ -267,7 +267,8 @@ class KazooCoordinator:
         self._state = ConnectionState.CLOSED
         self._started = False
         self._member_session: int | None = None
-        self._vacancy = False  # set by a watch reporting a deletion; read once by take_over_signal
+        self._vacancy = False  # the leader node's deletion was reported; read once by take_over_signal
+        self._moved = False  # the deletion of the candidate ahead was reported; read once by queue_moved
         self._predecessor: str | None = None  # the candidate node we watch, if any
         self._subscribers: list[Callable[[], None]] = []
 
@@ -389,11 +390,15 @@ class KazooCoordinator:
 
     def _on_watch(self, event: WatchedEvent) -> None:
         # Runs on kazoo's thread. Our watches are on the leader node (head and leader) and on the
-        # candidate just ahead: the deletion of either may have freed the node for us. (A watch
-        # left on an earlier predecessor wakes us, but signals nothing.)
-        if event.type == EventType.DELETED and event.path in (self.leader_path, self._predecessor):
+        # candidate just ahead: the deletion of the first may have freed the node for us; of the
+        # second, made us the head. (A watch left on an earlier predecessor wakes us, but signals
+        # nothing.)
+        if event.type == EventType.DELETED:
             with self._lock:
-                self._vacancy = True
+                if event.path == self.leader_path:
+                    self._vacancy = True
+                elif event.path == self._predecessor:
+                    self._moved = True
         self._notify()
 
     def _notify(self) -> None:
@@ -479,22 +484,10 @@ class KazooCoordinator:
             signalled, self._vacancy = self._vacancy, False
         return signalled
 
-    def leave_queue_if_behind(self) -> bool:
-        candidate = self._candidate
-        if candidate is None or candidate[0] != self.session_id():
-            return False
-        mine = candidate[1]
-
-        def look() -> bool:
-            children = self._client.get_children_async(self.candidates_path).get(
-                timeout=self.operation_timeout
-            )
-            return candidates_ahead(children, mine)[0] > 0
-
-        if not self._call(look):
-            return False
-        self.leave_queue()
-        return True
+    def queue_moved(self) -> bool:
+        with self._lock:
+            moved, self._moved = self._moved, False
+        return moved
 
     def leave_queue(self) -> None:
         candidate, self._candidate = self._candidate, None

@@ -12,13 +12,15 @@ Connection states and what each lets a replica assume (after kazoo's ``protocol/
   the client reconnects.
 * ``CLOSED``: not started, failed to start, or closed by us.
 
-The queue of candidates: each replica in Attempter holds an ephemeral sequential node under
-``<election-path>/candidates`` and watches only the one just ahead of it; only the head watches the
-leader node. So a hand-over wakes one replica and costs one create, however many wait. The queue
-only decides who tries first: the leader node alone says who leads. A replica behind the head that
-finds the node free gives the head a grace before it creates it (app.states.attempter); one that
-won it anyway, out of turn, leaves the queue (:meth:`Coordinator.leave_queue_if_behind`), so that
-its departure wakes only the head, not its successor too.
+The queue of candidates: the standbys, in the order they joined. Each replica in Attempter holds an
+ephemeral sequential node under ``<election-path>/candidates`` and watches only the one just ahead
+of it; only the head watches the leader node. A leader leaves the queue once its first write is out
+(and re-joins at the tail when it is a standby again), so the head is always the next leader, and
+the leader's departure (its session's close deletes the leader node) wakes the head alone, which
+creates the node at once: a hand-over wakes one replica and costs one create, however many wait,
+and no read of the queue on the way (:meth:`Coordinator.take_over_signal`). The queue only decides
+who tries first: the leader node alone says who leads. A replica behind the head that finds the
+node free gives the head a grace before it creates it (app.states.attempter).
 
 Error handling: every call that talks to the server is bounded by the adapter's operation timeout and
 raises :class:`CoordinationError` (or a subclass) on any failure; it never blocks forever.
@@ -154,19 +156,19 @@ class Coordinator(Protocol):
         ...
 
     def take_over_signal(self) -> bool:
-        """True, once, when a watch has reported a deletion since the last call: the candidate just
-        ahead of us left, or the leader node we watched went. The node may be free for us now. A
-        hint only (the create decides); connection changes never set it; local, never blocks."""
+        """True, once, when the leader node we watched (at the head) was deleted since the last call:
+        the node may be free for us now. A hint only (the create decides); connection changes never
+        set it; local, never blocks."""
+        ...
+
+    def queue_moved(self) -> bool:
+        """True, once, when the candidate just ahead of us left since the last call (it became the
+        leader and left the queue, or it went away): we may be the head now. Local, never blocks."""
         ...
 
     def leave_queue(self) -> None:
-        """Leave the queue (best effort): a resigning replica re-joins at the tail later."""
-        ...
-
-    def leave_queue_if_behind(self) -> bool:
-        """Leave the queue if a candidate stands ahead of ours (a leader elected out of turn):
-        one read of the queue (no watch), then, behind, :meth:`leave_queue`. True if we left; at
-        the head (or not in the queue) nothing changes and it says False."""
+        """Leave the queue (best effort): a leader once its first write is out, a resigning replica;
+        each re-joins at the tail when it is a candidate again."""
         ...
 
     def leader(self, *, watch: bool, fresh: bool = False) -> LeaderNode | None:

@@ -3,17 +3,22 @@
 How it tries:
 
 * It joins the queue of candidates (an ephemeral sequential node, once per session) and watches
-  only the candidate just ahead of it. Only the head of the queue watches the leader node. So when
-  the leader leaves, ZooKeeper notifies one replica, and one create follows: a hand-over costs the
-  same with 3 replicas or 100 (no herd of notifications and failed creates).
-* Take-over without a look: when a watch reports a deletion (the candidate just ahead of us left;
-  at the head, the leader node went) and that makes us the head, the replica creates the leader
-  node at once, without reading the node first; the create's reply is the confirmation its first
-  write needs (Leader). Whether it makes us the head is known without a read when we were first or
-  second in the queue (positions only shrink); from further back it takes one read of the queue,
-  as in kazoo's lock recipe. A reconnection alone never triggers such a create. The leader node,
-  not the queue, decides who leads: a create out of turn is never unsafe, only wasted (one failed
-  create, then a look).
+  only the candidate just ahead of it. Only the head of the queue watches the leader node, and a
+  leader leaves the queue once its first write is out (Leader), so the head is the next leader.
+  When the leader leaves, ZooKeeper notifies the head alone, and one create follows: a hand-over
+  costs the same with 3 replicas or 100 (no herd of notifications and failed creates).
+* Take-over without a look: when the leader node the head watches is deleted, the head creates it
+  at once, without reading it or the queue first; the create's reply is the confirmation its first
+  write needs (Leader). A reconnection alone never triggers such a create. The leader node, not the
+  queue, decides who leads: a create out of turn is never unsafe, only wasted (one failed create,
+  then a look).
+* The queue moving: when the candidate just ahead of us is deleted (it became the leader and left
+  the queue, or it went away), we may be the head now. That is known without a read when we were
+  first or second in the queue (positions only shrink); from further back it takes one read of the
+  queue, as in kazoo's lock recipe. A new head looks at once, so it watches the leader node before
+  the leader leaves: this read is paid when a leader is elected, not when it leaves (before issue
+  13 a leader stayed at the head, and the replica behind it, whose place had moved up unseen, read
+  the queue during every hand-over).
 * A look: read the queue (setting the watch on the one ahead), and, at the head, read the leader
   node with a watch and create it (ephemeral, with our identity) only when it is absent. A node
   that already belongs to our session (a create whose reply was lost, or a session that survived a
@@ -32,17 +37,16 @@ How it tries:
   replica looks within ``attempter-timeout`` and the grace look follows. Both are tested with the
   fake clock (``tests/unit/test_attempter.py``).
 * A leader elected out of turn (behind the head: a stuck head, a switchover to a named target
-  further back, two looks that both fell in gaps) leaves the queue once its first write is out
-  (Leader, ``ctx.term_position``): its successor, woken then, watches the one ahead of it, so its
-  departure wakes only the head, which watches the leader node from its first look after the
+  further back, two looks that both fell in gaps) leaves the queue like any other, and its
+  departure too wakes only the head, which watches the leader node from its first look after the
   create (the failed create's look; the switchover's clear wakes every replica, and the head
-  looks at each wake-up). It re-joins at the tail when it comes back here.
+  looks at each wake-up). Every leader re-joins at the tail when it comes back here.
 
 After the leader's work exited by itself (``ctx.rejoin_at``), it first sits out the backoff Leader
 set, outside the queue, so that the others lead meanwhile.
 
-Leaves for Leader (with ``ctx.term``, ``ctx.term_confirmed_at`` and ``ctx.term_position`` set),
-Failover (connection not CONNECTED, or a ZooKeeper error), or Stopping (stop requested).
+Leaves for Leader (with ``ctx.term`` and ``ctx.term_confirmed_at`` set), Failover (connection not
+CONNECTED, or a ZooKeeper error), or Stopping (stop requested).
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ class Attempter:
         except CoordinationError as exc:
             return Transition(StateName.FAILOVER, f"cannot join the queue of candidates: {exc}")
         ctx.coordinator.take_over_signal()  # forget deletions seen before we (re)joined
+        ctx.coordinator.queue_moved()
         position: int | None = None  # candidates ahead of us when we last read the queue (at most)
         timer = _LookTimer(ctx)
         woken = False
@@ -200,14 +205,21 @@ def _attempt(
     # Read the signal on every attempt, woken or periodic: a deletion reported just as a wait timed out
     # (its wake-up cleared with the periodic one) must still count.
     signalled = ctx.coordinator.take_over_signal()
+    moved = ctx.coordinator.queue_moved()
     if switchover.targeted(ctx):
         return _attempt_as_target(ctx, position, timer, signalled=signalled)
-    if signalled and position is not None:
-        # The candidate ahead of us (or, at the head, the leader node) was deleted. Positions only
-        # shrink, so from 0 or 1 we are the head now; from further back, read the queue to know.
+    if signalled and position == 0:
+        # The leader node we watched as the head was deleted: take it at once, without a read.
+        return _take_over(ctx, "took over the leader node", 0, timer), 0
+    if moved and position is not None:
+        # The candidate ahead of us left: it became the leader (leaders leave the queue after their
+        # first write), or it went away. Positions only shrink, so from 0 or 1 we are the head now;
+        # from further back, read the queue to know. A new head looks: it watches the leader node
+        # from now on (and creates it if the one ahead was a leader that left without leaving the
+        # queue first: died before its first write was out, or of a version before issue 13).
         position = 0 if position <= 1 else ctx.coordinator.queue_position()
         if position == 0:
-            return _take_over(ctx, "took over the leader node", 0, timer), 0
+            return _look(ctx, 0, timer)
     elif position is None:
         position = ctx.coordinator.queue_position()  # not the head: now watching the one ahead
     # Other wake-ups (a switchover request changed, a connection blip, the leader node's data)
@@ -223,7 +235,7 @@ def _attempt_as_target(
 ) -> tuple[Transition | None, int]:
     """An operator named us the next leader: act as the head (watch the node, take it at once on
     its deletion, no grace), wherever we stand in the queue. Our real place (``position``, None:
-    not read yet) tells Leader whether it leads out of turn."""
+    not read yet) says in the log whether it leads out of turn."""
     held = position if position is not None else 0
     if signalled:
         return _take_over(ctx, "took over the leader node by switchover", position, timer), held
@@ -308,10 +320,9 @@ def _become_leader(
 ) -> Transition:
     """To Leader with ``node`` as our term; ``confirmed_at``: when the create that made it was
     sent (its reply confirms the first step), None when a fresh confirmation must come first;
-    ``position``: candidates ahead of us as last read (0: in turn; None: not read)."""
+    ``position``: candidates ahead of us as last read (0: in turn; None: not read), for the log."""
     ctx.term = node
     ctx.term_confirmed_at = confirmed_at
-    ctx.term_position = position
     ctx.observed_leader = node
     turn = "" if position == 0 else " out of turn" if position else " (place in the queue unknown)"
     return Transition(StateName.LEADER, f"{how}{turn} (epoch {node.epoch})")

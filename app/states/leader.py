@@ -21,9 +21,10 @@ Guarantees:
   create that made us leader is its confirmation, under the same lease (a create is a write, so
   only the quorum could answer it). A term resumed because a plain look found the node ours
   confirms with a fresh read first.
-* A term won out of turn (behind the queue's head: ``ctx.term_position``) leaves the queue of
-  candidates after its first good step, not before: the first write's latency is the hand-over's
-  (app.states.attempter).
+* A leader leaves the queue of candidates after its first good step, not before (the first
+  write's latency is the hand-over's): the replica behind it, the new head, is woken then and
+  watches the leader node, so that our departure wakes it alone and it takes over without reading
+  the queue (app.states.attempter). We re-join at the tail when we go back to Attempter.
 * Any wake-up (connection change, leader-node watch, stop request, the command's exit) triggers
   the same confirmation. Connection trouble or an unconfirmable read -> Failover; node deleted or
   held by another session -> Attempter; stop requested -> Stopping. The work is stopped
@@ -119,10 +120,8 @@ class _Schedule:
         self.woken = False  # something changed since the last confirmation: confirm at once
         self.read_ahead = _ReadAhead(self.period, lease)
         self.failures = 0  # consecutive failed steps
-        self.recorded = False  # our term in the history (after the first step: off the hand-over's path)
-        # Candidates ahead of us when Attempter took the node (0: in turn; None: not known): out of
-        # turn, we leave the queue after the first good step (off the hand-over's path too).
-        self.position, ctx.term_position = ctx.term_position, None
+        # After the first good step (off the hand-over's path): out of the queue, the term in the history.
+        self.recorded = False
 
     @property
     def slot(self) -> float:
@@ -185,23 +184,13 @@ def _let_go(ctx: Context, term: LeaderNode, reason: str, kind: str) -> str | Non
     return None
 
 
-def _leave_queue_out_of_turn(ctx: Context, term: LeaderNode) -> None:
-    """A leader elected out of turn (behind the queue's head, or at a place not known) leaves the
-    queue: its successor, woken now, at election time, watches the candidate ahead of us instead,
-    so our departure later wakes only the head (which watches the leader node). Checked with one
-    read of the queue: at the head we keep our place (leaving would wake our successor into a
-    failed create). Best effort: a failure leaves things as they were. We re-join at the tail when
-    we go back to Attempter."""
-    try:
-        left = ctx.coordinator.leave_queue_if_behind()
-    except CoordinationError as exc:
-        log.warning("could not leave the queue of candidates: %s", exc, extra={"event": "queue_error"})
-        return
-    if left:
-        log.info(
-            "elected out of turn: left the queue of candidates",
-            extra={"event": "left_queue", "epoch": term.epoch},
-        )
+def _leave_queue(ctx: Context, term: LeaderNode) -> None:
+    """Leave the queue of candidates once our first write is out: the replica behind us, woken now
+    (when we are elected, not when we leave), becomes the head and watches the leader node, so our
+    departure later wakes it alone and it creates the node without reading the queue. One delete,
+    best effort (the adapter's session close removes the node anyway)."""
+    ctx.coordinator.leave_queue()
+    log.debug("left the queue of candidates", extra={"event": "left_queue", "epoch": term.epoch})
 
 
 def _record_end(ctx: Context, term: LeaderNode, reason: str) -> None:
@@ -348,9 +337,8 @@ class Leader:
         step = ctx.work.step(term.epoch, valid_until=plan.confirmed_at + plan.lease)
         if step.outcome is Outcome.DONE and not plan.recorded:
             plan.recorded = True
+            _leave_queue(ctx, term)
             _record_begin(ctx, term)
-            if plan.position != 0:
-                _leave_queue_out_of_turn(ctx, term)
         plan.stepped(ctx, step)
         return self._judge_step(ctx, term, step, plan.failures)
 

@@ -439,9 +439,10 @@ def test_queue_positions_follow_join_order_and_only_the_next_is_told_when_the_he
     first.coordinator.close()
 
     wait_for(second.called.is_set, 5.0, "the second candidate to be told the head left")
-    assert second.coordinator.take_over_signal() is True  # a deletion: the node may be free
-    assert second.coordinator.take_over_signal() is False  # once
-    assert third.coordinator.take_over_signal() is False
+    assert second.coordinator.queue_moved() is True  # the one ahead went: we may be the head now
+    assert second.coordinator.queue_moved() is False  # once
+    assert second.coordinator.take_over_signal() is False  # not the leader node's deletion
+    assert third.coordinator.queue_moved() is False
     assert second.coordinator.queue_position() == 0
     # the third watches the second only: nothing reached it (its own connection did not change)
     assert third.calls == third_calls

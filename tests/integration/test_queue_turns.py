@@ -12,8 +12,12 @@ shows:
   session of the test's own) leave it to the head: they look again after the grace, and none
   creates it;
 * after an out-of-turn election (``switchover --to`` a replica that is not next), the new leader
-  leaves the queue after its first write, so its departure (SIGTERM) wakes the head alone: no
-  other replica sends ZooKeeper a request, and nobody's create fails.
+  leaves the queue after its first write (as every leader does), so its departure (SIGTERM) wakes
+  the head alone: no other replica sends ZooKeeper a request until the head has taken over and
+  left the queue in turn, nobody's create fails, and then only the new head reads (the leader
+  node, setting its watch);
+* the adapter's two signals: the leader node's deletion tells the head alone, the queue moving
+  tells the one behind alone.
 """
 
 from __future__ import annotations
@@ -131,9 +135,11 @@ def test_a_fleet_started_at_once_elects_the_queues_head_with_no_failed_create(
     leader = cluster.wait_for_sole_leader(WAIT)
     assert [r.identity for r in fleet if any(t.get("to") == "Failover" for t in r.transitions())] == []
     by_identity = sessions(outsider)
-    assert queue(outsider)[0] == by_identity[leader.identity], (
-        f"{leader.identity} leads, but the queue's head is another: {queue(outsider)}, {by_identity}"
-    )
+    # the leader was the queue's head when it took the node (it has left the queue since, after
+    # its first write, as every leader does)
+    [elected] = [t for t in leader.transitions() if t.get("to") == "Leader"]
+    assert "out of turn" not in elected["reason"] and "unknown" not in elected["reason"], elected
+    assert by_identity[leader.identity] not in queue(outsider)
     seen = requests(zk, since)
     creates = leader_creates(seen)
     assert [(r.session, r.failed) for r in creates] == [(by_identity[leader.identity], False)], creates
@@ -222,26 +228,42 @@ def test_an_out_of_turn_leaders_departure_wakes_the_head_alone(
     )
     seen = requests(zk, since)
     assert not any(r.failed for r in seen), f"a failed write: {seen}"
-    others = {ids[name]: name for name in ("r1", "r4")}
-    woken = sorted({others[r.session] for r in seen if r.session in others})
-    assert woken == [], f"{woken} sent requests after r3 left (woken by its departure): {seen}"
     r2_requests = [r.kind for r in seen if r.session == ids["r2"]]
     assert [(r.session, r.failed) for r in leader_creates(seen)] == [(ids["r2"], False)], seen
-    assert r2_requests[0] == "create2", f"r2 took over with one create, no read first: {r2_requests}"
+    assert r2_requests[:2] == ["create2", "delete"], (
+        f"r2 took over with one create, no read first, then left the queue: {r2_requests}"
+    )
+    # Until r2 left the queue (after its first file), nobody else sent a request: r3's departure
+    # woke r2 alone. Then r4, behind r2, is the new head: one read of the leader node, with its
+    # watch (the queue's next hand-over then costs it one create). r1, further back, nothing.
+    left = next(i for i, r in enumerate(seen) if r.session == ids["r2"] and r.kind == "delete")
+    others = {ids[name]: name for name in ("r1", "r4")}
+    woken = sorted({others[r.session] for r in seen[:left] if r.session in others})
+    assert woken == [], f"{woken} sent requests after r3 left (woken by its departure): {seen}"
+    after = [(others[r.session], r.kind, r.path) for r in seen[left:] if r.session in others]
+    assert after == [("r4", "getData", f"{ELECTION}/leader")], f"after r2 left the queue: {after}"
     assert [r for r in (r2, r4, first) if not r.alive] == []
     # how: r3 had left the queue after its first write (r1 re-joined at the tail), so r4 watched r2
     assert before == [ids["r2"], ids["r4"], ids["r1"]], f"the queue before r3 left: {before}, {ids}"
 
 
-def test_the_adapter_leaves_the_queue_only_from_behind_the_head(new_replica: NewReplica) -> None:
-    # the real adapter on the shared server: one read of the queue, then a delete only if behind
-    head, middle, last = (new_replica(name) for name in ("a", "b", "c"))
-    for coordinator in (head, middle, last):
+def test_the_adapter_tells_the_head_of_the_leader_nodes_deletion_and_the_next_of_the_queue_moving(
+    new_replica: NewReplica,
+) -> None:
+    # The real adapter on the shared server: the leader leaves the queue after its first write,
+    # which tells the one behind it (now the head) that the queue moved; the head watches the
+    # leader node, and its deletion tells the head alone that it may take over.
+    leader, head, last = (new_replica(name) for name in ("a", "b", "c"))
+    for coordinator in (leader, head, last):
         coordinator.enter_queue()
-    assert [c.queue_position() for c in (head, middle, last)] == [0, 1, 2]
-    assert head.leave_queue_if_behind() is False  # the head keeps its place
-    assert middle.leave_queue_if_behind() is True
-    wait_for(last.take_over_signal, 5.0, "the one behind to be told, once, now")
-    assert last.queue_position() == 1  # now right behind the head
+    assert [c.queue_position() for c in (leader, head, last)] == [0, 1, 2]
+    assert leader.create_leader({"identity": "a"}) is not None
+    leader.leave_queue()
+    wait_for(head.queue_moved, 5.0, "the one behind the leader to be told that the queue moved")
     assert head.queue_position() == 0
-    assert middle.leave_queue_if_behind() is False  # not in the queue any more: nothing to do
+    assert head.leader(watch=True) is not None  # the new head watches the leader node
+    assert not last.queue_moved()  # the one further back watches the head: not told
+    leader.resign(leader.leader(watch=False))  # type: ignore[arg-type]
+    wait_for(head.take_over_signal, 5.0, "the head to be told the leader node went")
+    assert not head.queue_moved()
+    assert not last.take_over_signal() and not last.queue_moved()  # nobody else woken

@@ -150,7 +150,9 @@ def test_stop_request_while_attempting(make_harness) -> None:  # type: ignore[no
 
 
 def queued_leader(server: FakeZooKeeper, name: str) -> FakeCoordinator:
-    """Another replica that joined the queue of candidates, then created the leader node."""
+    """Another replica that joined the queue of candidates, then created the leader node, and is
+    still in the queue: one that died before its first write was out, or of a version before issue
+    13 (leaders then stayed at the head)."""
     other = FakeCoordinator(server)
     other.start()
     other.enter_queue()
@@ -158,31 +160,138 @@ def queued_leader(server: FakeZooKeeper, name: str) -> FakeCoordinator:
     return other
 
 
-def waiting_candidate(server: FakeZooKeeper) -> FakeCoordinator:
-    other = FakeCoordinator(server)
-    other.start()
-    other.enter_queue()
+def standing_leader(server: FakeZooKeeper, name: str) -> FakeCoordinator:
+    """Another replica leading as the app does: it joined the queue, created the leader node, and
+    left the queue once its first write was out."""
+    other = queued_leader(server, name)
+    other.leave_queue()
     return other
 
 
-def test_only_the_next_candidate_is_woken_when_the_leader_leaves(make_harness) -> None:  # type: ignore[no-untyped-def]
+def waiting_candidate(server: FakeZooKeeper, *, watching: bool = False) -> FakeCoordinator:
+    """Another replica in the queue; ``watching``: it read the queue (so it watches the one ahead)."""
+    other = FakeCoordinator(server)
+    other.start()
+    other.enter_queue()
+    if watching:
+        other.queue_position()
+    return other
+
+
+def test_only_the_head_is_woken_when_the_leader_leaves(make_harness) -> None:  # type: ignore[no-untyped-def]
     server = FakeZooKeeper()
-    leader = queued_leader(server, "first")
-    h = make_harness(server=server)  # joins the queue second: watches the leader's candidate node
-    # twenty more replicas join behind us (we joined at 0 s): none of them is woken
-    h.at(0.1, lambda: [waiting_candidate(server) for _ in range(20)])
+    leader = standing_leader(server, "first")
+    h = make_harness(server=server)  # the head: watches the leader node from its first look
+    # twenty more replicas join behind us, each watching the one ahead of it
+    h.at(0.1, lambda: [waiting_candidate(server, watching=True) for _ in range(20)])
     counters = h.seen_at(lambda: (server.notifications, server.writes), 3.4, 3.6)
     h.at(3.5, leader.close)
     h.stop_at(5.0)
     h.run()
     assert h.write_times == [3.5]
-    # per hand-over: one notification (ours: the candidate ahead left) and one write, our create
-    # (the fake does not count the old leader's session close); the same with 3 replicas or 100
+    # per hand-over, the same with 3 replicas or 100: two notifications (ours: the leader node
+    # went; once our first write is out, our successor's: we left the queue, it is the head now)
+    # and two writes (our create, our leaving the queue; the fake does not count the old leader's
+    # session close)
     (notifications_before, writes_before), after = counters
-    assert after == (notifications_before + 1, writes_before + 1)
+    assert after == (notifications_before + 2, writes_before + 2)
 
 
 def test_taking_over_is_one_create_with_no_read_before_the_first_write(make_harness) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    leader = standing_leader(server, "first")
+    h = make_harness(server=server)
+    calls: list[str] = []
+    h.coordinator.on_call = lambda name: calls.append(name) if h.clock.elapsed >= 3.5 else None
+    h.storage.on_write = lambda: calls.append("write")
+    h.at(3.5, leader.close)
+    h.stop_at(5.0)
+    h.run()
+    # the create's reply says our session holds the node: that is the first write's confirmation;
+    # then we leave the queue (one delete), after the write
+    assert calls[: calls.index("write") + 2] == ["create_leader", "write", "leave_queue"]
+
+
+def test_a_head_whose_place_moved_up_unseen_reads_the_queue_at_the_election_not_the_hand_over(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    # A rolling restart's queue: the leader, then two standbys; we are the second of them and
+    # read the queue when we joined (two ahead). The first standby takes over and leaves the queue
+    # after its first write: that wakes us (we watched it), and our read of the queue happens
+    # then, at its election. Its own departure later costs us one create, no read.
+    server = FakeZooKeeper()
+    first = queued_leader(server, "first")  # still in the queue: we stand two behind it
+    second = waiting_candidate(server, watching=True)
+    h = make_harness(server=server)  # third: watches the second
+    calls: list[str] = []
+    h.coordinator.on_call = lambda name: calls.append(name) if h.clock.elapsed >= 3.5 else None
+    h.storage.on_write = lambda: calls.append("write")
+    reads_at = h.seen_at(lambda: h.coordinator.calls.count("queue_position"), 1.9, 2.1)
+
+    def second_takes_over() -> None:
+        first.close()
+        assert second.queue_position() == 0
+        assert second.create_leader({"identity": "second"}) is not None
+        second.leave_queue()  # its first write is out
+
+    h.at(2.0, second_takes_over)
+    h.at(3.5, second.close)
+    h.stop_at(5.0)
+    h.run()
+    assert h.write_times == [3.5]
+    assert reads_at == [1, 2]  # at entry, and at the second's election
+    assert calls[: calls.index("write") + 1] == ["create_leader", "write"]
+
+
+def test_a_failed_take_over_costs_one_create_then_looks(make_harness) -> None:  # type: ignore[no-untyped-def]
+    server = FakeZooKeeper()
+    leader = standing_leader(server, "first")
+    h = make_harness(server=server)  # the head
+    writes = h.seen_at(lambda: server.writes, 3.4, 3.6)
+
+    def quicker() -> None:
+        leader.close()
+        other_leader(server, "outsider")  # takes the node first (a hand, an older version)
+
+    h.at(3.5, quicker)
+    h.stop_at(5.0)
+    h.run()
+    assert h.storage.written == []
+    assert writes[1] == writes[0] + 2  # the outsider's create, and our failed one
+    assert h.replica.ctx.observed_leader is not None
+    assert h.replica.ctx.observed_leader.identity == "outsider"
+    # the failed create is followed by a look at the node (with a watch: we are the head), not at
+    # the queue
+    calls = h.coordinator.calls
+    assert calls.count("queue_position") == 1  # at entry only
+    assert calls[-3:-1] == ["create_leader", "leader"]  # ... before the close at the stop
+
+
+def test_when_the_head_ahead_of_us_leaves_we_look_and_create_no_node_that_is_held(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    # The head ahead of us goes away (a standby's restart): we are the head now. The node is held
+    # (by an outsider): one look, with the watch, and no create.
+    server = FakeZooKeeper()
+    other_leader(server, "outsider")
+    head = waiting_candidate(server)
+    h = make_harness(server=server)  # second in the queue
+    writes = h.seen_at(lambda: server.writes, 3.4, 3.6)
+    h.at(3.5, head.close)
+    h.stop_at(5.0)
+    h.run()
+    assert writes[1] == writes[0]  # no create
+    calls = h.coordinator.calls
+    assert calls.count("queue_position") == 1  # second: the head's leaving made us first without a read
+    assert calls[-2:] == ["leader", "close"]
+
+
+def test_a_leader_that_left_without_leaving_the_queue_costs_its_successor_one_look(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    # A leader still at the head of the queue (died before its first write was out, or an older
+    # version): its departure deletes its candidate too, which wakes us, the one behind: one look
+    # (the node is free), then the create.
     server = FakeZooKeeper()
     leader = queued_leader(server, "first")
     h = make_harness(server=server)
@@ -192,51 +301,8 @@ def test_taking_over_is_one_create_with_no_read_before_the_first_write(make_harn
     h.at(3.5, leader.close)
     h.stop_at(5.0)
     h.run()
-    # the create's reply says our session holds the node: that is the first write's confirmation
-    assert calls[: calls.index("write") + 1] == ["create_leader", "write"]
-
-
-def test_a_failed_take_over_costs_one_create_then_looks(make_harness) -> None:  # type: ignore[no-untyped-def]
-    server = FakeZooKeeper()
-    other_leader(server, "outsider")  # holds the node without queueing (an older version, a hand)
-    head = waiting_candidate(server)
-    h = make_harness(server=server)  # second in the queue, right behind a head that does not lead
-    writes = h.seen_at(lambda: server.writes, 3.4, 3.6)
-    h.at(3.5, head.close)
-    h.stop_at(5.0)
-    h.run()
-    assert h.storage.written == []
-    assert writes[1] == writes[0] + 1  # one failed create
-    assert h.replica.ctx.observed_leader is not None
-    assert h.replica.ctx.observed_leader.identity == "outsider"
-    # second in the queue, so the head's leaving made us first without a read; the failed create
-    # is followed by a look at the node (with a watch: we are the head now), not at the queue
-    calls = h.coordinator.calls
-    assert calls.count("queue_position") == 1  # at entry only
-    assert calls[-3:-1] == ["create_leader", "leader"]  # ... before the close at the stop
-
-
-def test_from_further_back_one_read_of_the_queue_comes_before_the_create(make_harness) -> None:  # type: ignore[no-untyped-def]
-    server = FakeZooKeeper()
-    first = queued_leader(server, "first")
-    second = waiting_candidate(server)
-    h = make_harness(server=server)  # third: watches the second, not told when the first leaves
-    calls: list[str] = []
-    h.coordinator.on_call = lambda name: calls.append(name) if h.clock.elapsed >= 2.0 else None
-    h.storage.on_write = lambda: calls.append("write")
-
-    def second_takes_over() -> None:
-        first.close()
-        assert second.queue_position() == 0
-        assert second.create_leader({"identity": "second"}) is not None
-
-    h.at(2.0, second_takes_over)
-    h.at(3.5, second.close)
-    h.stop_at(5.0)
-    h.run()
     assert h.write_times == [3.5]
-    # we still counted two ahead: one read of the queue says we are first, then the create
-    assert calls[: calls.index("write") + 1] == ["queue_position", "create_leader", "write"]
+    assert calls[: calls.index("write") + 1] == ["leader", "create_leader", "write"]
 
 
 def test_a_candidate_further_back_is_not_woken_by_the_leader_leaving(make_harness) -> None:  # type: ignore[no-untyped-def]
@@ -353,23 +419,29 @@ def test_a_leader_elected_out_of_turn_leaves_the_queue_after_its_first_write(mak
     h.coordinator.on_call = calls.append
     h.storage.on_write = lambda: calls.append("write")
     # (a lambda: the one behind joins at 0.5 s, after this line)
-    woken_at_election = h.seen_at(lambda: behind[0].take_over_signal(), 1.1)  # noqa: PLW0108
+    woken_at_election = h.seen_at(lambda: behind[0].queue_moved(), 1.1)  # noqa: PLW0108
     h.stop_at(5.0)
     h.run()
     assert h.write_times[0] == 1.0  # after the grace
     first_write = calls.index("write")
     assert calls[first_write - 1] == "create_leader"  # nothing between the create and the write
-    assert "leave_queue_if_behind" in calls[first_write:]
+    assert "leave_queue" in calls[first_write:]
     assert sorted(server.candidates.values()) == [head.session_id(), behind[0].session_id()]
     assert woken_at_election == [True]
-    assert not behind[0].take_over_signal()  # our departure (the stop at 5 s) did not wake it
+    assert not behind[0].queue_moved()  # our departure (the stop at 5 s) did not wake it
     assert behind[0].queue_position() == 1  # and it now stands right behind the head
 
 
-def test_an_in_turn_leader_keeps_its_place_and_reads_no_queue(make_harness) -> None:  # type: ignore[no-untyped-def]
+def test_an_in_turn_leader_leaves_the_queue_after_its_first_write_with_one_delete(make_harness) -> None:  # type: ignore[no-untyped-def]
     h = make_harness()
+    calls: list[str] = []
+    h.coordinator.on_call = calls.append
+    h.storage.on_write = lambda: calls.append("write")
     h.stop_at(25.0)
     h.run()
     assert h.write_times == [0.0, 10.0, 20.0]
-    assert "leave_queue_if_behind" not in h.coordinator.calls
-    assert "leave_queue" not in h.coordinator.calls
+    first_write = calls.index("write")
+    assert calls[first_write + 1] == "leave_queue"
+    assert calls.count("leave_queue") == 1  # once per term
+    assert calls.count("queue_position") == 1  # the look at entry: no read to leave
+    assert h.server.candidates == {}

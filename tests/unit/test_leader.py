@@ -81,12 +81,13 @@ def test_confirms_leadership_with_a_read_ahead_of_each_write(harness: Harness) -
     reads = [when for name, when in calls if name == "leader"]
     # Attempter's look finds the node free at 0 s and creates it: that create confirms the first
     # write; right after it one read sets our watch; then one read MIN_LEAD (5 ms, the fake's reads
-    # take no time) before each slot, so that the write starts at the slot itself. The term goes
-    # into the history after its first file (off the hand-over's path).
+    # take no time) before each slot, so that the write starts at the slot itself. We leave the
+    # queue and the term goes into the history after its first file (off the hand-over's path).
     names = [name for name, _ in calls]
     first = names.index("enter_queue")
-    assert names[first : first + 7] == [
-        "enter_queue", "queue_position", "leader", "create_leader", "write", "begin_term_record", "leader"
+    assert names[first : first + 8] == [
+        "enter_queue", "queue_position", "leader", "create_leader", "write", "leave_queue",
+        "begin_term_record", "leader",
     ]  # fmt: skip
     assert reads == [0.0, 0.0, 9.995, 19.995]
     # while leading, ZooKeeper sees reads only (and the history's one write): the one create is

@@ -182,22 +182,22 @@ def test_a_target_that_led_out_of_turn_leaves_the_queue_after_its_first_file(
     assert h.write_times[0] == 3.5
     first_write = calls.index("write")
     assert calls[first_write - 1] == "create_leader"  # no read of the queue before the first file
-    assert "leave_queue_if_behind" in calls[first_write:]
+    assert "leave_queue" in calls[first_write:]
     assert list(h.server.candidates.values()) == [ahead.session_id()]  # ours went; the head stays
 
 
-def test_a_target_at_the_head_keeps_its_place(make_harness) -> None:  # type: ignore[no-untyped-def]
+def test_a_target_at_the_head_leaves_the_queue_too(make_harness) -> None:  # type: ignore[no-untyped-def]
+    # Every leader leaves the queue once its first file is out, in turn or not (app.states.leader).
     h = make_harness(identity="r2")
     other = other_leader(h.server)
     h.at(3.0, lambda: h.server.set_switchover(_request(h.server.leader.epoch, to="r2")))  # type: ignore[union-attr]
     h.at(3.5, other.close)
-    held = h.seen_at(lambda: (list(h.server.candidates.values()), h.coordinator.session_id()), 9.0)
+    held = h.seen_at(lambda: list(h.server.candidates.values()), 9.0)
     h.stop_at(10.0)
     h.run()
     assert h.write_times[0] == 3.5
-    [(queued, mine)] = held
-    assert queued == [mine]  # still queued, alone
-    assert "leave_queue" not in h.coordinator.calls  # the read said: the head
+    assert held == [[]]
+    assert h.coordinator.calls.count("leave_queue") == 1
 
 
 def test_the_head_watches_an_out_of_turn_leaders_node_and_alone_takes_over_when_it_goes(
