@@ -132,6 +132,7 @@ class Replica:
         self._history_cache: tuple[float, list[dict[str, Any]]] | None = None
         self._granted_session_timeout: float | None = None  # the last one the server granted
         self._signals = 0
+        self._stop_signalled = threading.Event()  # arms the shutdown watchdog (install_signal_handlers)
         self._wakeup_sockets: tuple[socket.socket, socket.socket] | None = None
 
     def _make_work(self, settings: Settings, storage: Storage) -> Work:
@@ -287,6 +288,9 @@ class Replica:
         writer.setblocking(False)  # set_wakeup_fd requires it: the C handler must never block
         self._wakeup_sockets = (reader, writer)
         threading.Thread(target=self._relay_signals, args=(reader,), name="signals", daemon=True).start()
+        # Started now and armed by the first signal: starting a thread on the signal's path cost
+        # the leader's way out a few hundred microseconds (docs/BENCHMARKS.md, issue 13).
+        threading.Thread(target=self._watchdog, name="shutdown-watchdog", daemon=True).start()
         signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _ignore_in_handler)
@@ -314,15 +318,17 @@ class Replica:
             self.ctx.work.kill_now()
             os._exit(128 + signum)
         # First, so that nothing below (a lock, a log line to a full pipe) can outlast the timeout.
-        threading.Thread(target=self._watchdog, name="shutdown-watchdog", daemon=True).start()
+        self._stop_signalled.set()
         self.ctx.request_stop(f"received {signal.Signals(signum).name}")
 
     def _watchdog(self) -> None:
-        """Exit with status 1 if the machine has not finished within ``--shutdown-timeout``.
+        """Once armed by the first stop signal: exit with status 1 if the machine has not finished
+        within ``--shutdown-timeout``.
 
         It takes no logging lock (the thread that holds one may be what is stuck, writing to a full
         pipe): its last line goes to fd 2 from a helper thread that it waits for only briefly.
         """
+        self._stop_signalled.wait()
         if self.machine.done.wait(self.settings.shutdown_timeout):
             return
         message = f"shutdown took longer than {self.settings.shutdown_timeout:.3g}s; exiting"

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app import cli, http, machine
-from app.adapters import fs_storage, kazoo_coordinator
+from app.adapters import fs_fence, fs_storage, kazoo_coordinator
 
 _LOCAL = ("state", "session_id", "subscribe", "session_timeout", "granted_session_timeout")
 _lock = threading.Lock()
@@ -50,6 +50,7 @@ def _emit(name: str, start: float, end: float, **extra: Any) -> None:
 
 
 def _wrap(owner: type, name: str, label: str, *, only_true: bool = False) -> None:
+    static = inspect.getattr_static(owner, name)
     original: Callable[..., Any] = getattr(owner, name)
 
     @functools.wraps(original)
@@ -60,7 +61,12 @@ def _wrap(owner: type, name: str, label: str, *, only_true: bool = False) -> Non
             _emit(label, start, time.time())
         return result
 
-    setattr(owner, name, timed)
+    if isinstance(static, staticmethod):
+        setattr(owner, name, staticmethod(timed))
+    elif isinstance(static, classmethod):
+        setattr(owner, name, classmethod(lambda _cls, *a, **k: timed(*a, **k)))
+    else:
+        setattr(owner, name, timed)
 
 
 def _trace_transitions() -> None:
@@ -123,6 +129,19 @@ def main() -> None:
     for name in ("begin_term", "write", "retain"):
         if hasattr(storage, name):
             _wrap(storage, name, f"storage.{name}")
+    # Inside a write: the temporary file (write + fsync), the directory's listing (a term's first
+    # write), the fence record read and written (write + fsync + rename), the link, the directory's
+    # fsync. (The lock's wait is the gap between them.)
+    for owner, name, label in (
+        (storage, "_write_locked", "fs.temp_file"),
+        (storage, "_list", "fs.list"),
+        (storage, "_publish", "fs.link"),
+        (storage, "_fsync_directory", "fs.dir_fsync"),
+        (fs_fence.FileFence, "read", "fs.fence_read"),
+        (fs_fence.FileFence, "store", "fs.fence_store"),
+    ):
+        if hasattr(owner, name):
+            _wrap(owner, name, label)
     # A wait that returns True was woken (a watch, a connection change, a signal).
     _wrap(machine.Context, "wait_until", "woken", only_true=True)
     _trace_transitions()

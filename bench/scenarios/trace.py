@@ -115,7 +115,7 @@ def _round(ctx: RunContext, group: Group, variant: str) -> dict[str, Any]:
 
         write = wait_for(first_write, 10, f"{nxt.identity}'s first write in its trace")
         assert write is not None
-        steps = _steps(new_trace, gone, write["start"], gone)
+        steps = _steps(new_trace, gone, write["end"], gone)  # the write's own steps too
         row.update(
             {
                 "node_gone_ms": (gone - t0) * 1000,
