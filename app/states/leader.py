@@ -29,7 +29,8 @@ Guarantees:
   the same confirmation. Connection trouble or an unconfirmable read -> Failover; node deleted or
   held by another session -> Attempter; stop requested -> Stopping. The work is stopped
   (``work.stop``: a command's whole process group is dead when it returns) before the state is
-  left, and before the node is released whenever we release it (resigning, or Stopping's close):
+  left, and before the node is released whenever we release it (resigning, or the session's close:
+  on a stop request Leader closes it itself, before its log lines and the entry into Stopping):
   a successor's work never overlaps ours.
 * A step whose lease ran out before its work became visible (a file past its lease) did nothing;
   it is retried at once after a fresh confirmation and counts toward ``max-write-failures`` like
@@ -254,7 +255,11 @@ class Leader:
             # releases the node only after this returns: a successor's work never overlaps ours).
             ctx.work.stop(reason)
             if outcome_to is StateName.STOPPING:
-                _record_end(ctx, term, "graceful")  # sent before Stopping's close, so it lands first
+                _record_end(ctx, term, "graceful")  # sent before the close, so it lands first
+                # Release the node now: the session's close deletes it, so the successor's take-over
+                # starts here, not after the log lines, the metrics and the entry into Stopping
+                # (whose close then finds the session closed).
+                ctx.coordinator.close()
             ctx.term = None
             ctx.metrics.leadership_lost()
         log.info(

@@ -4,7 +4,9 @@ Guarantees: leader work has already stopped (every state checks for a stop reque
 and a write in progress completes or vanishes atomically before we get here). Closing the ZooKeeper
 session makes the server delete our ephemeral nodes, the leader node if it is ours and our member
 node, in one transaction, which fires the watches of waiting replicas: hand-over takes one
-round-trip. The process's exit status is the context's ``exit_code`` (0 after a signal, 1 when
+round-trip. (A leader asked to stop has closed the session already, on its way out of Leader, so that
+the successor's take-over does not wait for log lines; the close here then does nothing.) The
+process's exit status is the context's ``exit_code`` (0 after a signal, 1 when
 Failover gave up). The HTTP server and logs are shut down by the wiring after this state returns.
 """
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from app.machine import StateName
@@ -473,3 +475,25 @@ def test_retention_past_its_lease_is_counted_and_retried_next_tick(make_harness)
     assert h.write_times == [0.0, 10.0, 20.0]  # not a write failure: the cadence goes on
     assert [name for name, _ in h.storage.files] == ["leader-00000000000000000101-000000000002.json"]
     assert "resign" not in h.coordinator.calls
+
+
+def test_a_stopping_leader_releases_its_node_before_its_log_lines_and_stopping(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 13: the successor's take-over starts with the session's close; nothing that is not
+    # needed for the release (log lines, metrics, the entry into Stopping) comes before it.
+    close = harness.coordinator.close
+    marker = logging.getLogger("election.test")
+
+    def recorded_close() -> None:
+        marker.info("close")
+        close()
+
+    harness.coordinator.close = recorded_close  # type: ignore[method-assign]
+    caplog.set_level(logging.INFO, logger="election")
+    harness.run(until=2.5)
+    events = [r.getMessage() for r in caplog.records]
+    first_close = events.index("close")
+    stopped = next(i for i, e in enumerate(events) if e.startswith("stopped leading epoch"))
+    to_stopping = next(i for i, e in enumerate(events) if e.startswith("Leader -> Stopping"))
+    assert first_close < stopped < to_stopping, events
