@@ -52,6 +52,7 @@ def main() -> None:
     stop = threading.Event()
     _third(args.third, stop)
     event = threading.Event()
+    done = threading.Event()  # the waiter's acknowledgement: one wake-up in flight at a time
     set_at: list[float] = []
     latencies: list[float] = []
 
@@ -60,13 +61,16 @@ def main() -> None:
             time.sleep(args.gap_ms / 1000)
             set_at.append(time.perf_counter())
             event.set()
+            done.wait()
+            done.clear()
 
     threading.Thread(target=setter, name="setter", daemon=True).start()
     for i in range(args.samples):
-        event.wait(60.0)
+        event.wait()
         woke = time.perf_counter()
         event.clear()
         latencies.append(woke - set_at[i])
+        done.set()
     stop.set()
     print(json.dumps({"gap_ms": args.gap_ms, "third": args.third, "latencies_s": latencies}))
 

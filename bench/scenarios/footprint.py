@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import cpu_seconds, ms, num, pss_bytes, rss_bytes, summary, table
+from bench.common import cpu_seconds, ms, num, pss_bytes, rss_bytes, run_seconds, summary, table
 from bench.fleet import APP, KAZOO, Group, app_log_events, child_env
 from bench.scenarios import RunContext
 from bench.scenarios._skeleton import fleets, launched, make_result, no_plots, spread, spread_header, verdict
@@ -159,12 +159,14 @@ def _startups(
 def _idle(watched: dict[str, Any], window: float) -> dict[str, Any]:
     """CPU (% of a core over ``window`` s) and, at its end, RSS and PSS of each watched contender."""
     cpu0 = {k: cpu_seconds(c.pid) or 0.0 for k, c in watched.items()}
+    run0 = {k: run_seconds(c.pid) or 0.0 for k, c in watched.items()}
     t0 = time.monotonic()
     time.sleep(window)
     span = time.monotonic() - t0
     return {
         k: {
             "cpu_percent": ((cpu_seconds(c.pid) or 0.0) - cpu0[k]) / span * 100,
+            "run_percent": ((run_seconds(c.pid) or 0.0) - run0[k]) / span * 100,
             "rss_mib": (rss_bytes(c.pid) or 0) / 2**20,
             "pss_mib": (pss_bytes(c.pid) or 0) / 2**20,
         }
@@ -222,15 +224,20 @@ def run(ctx: RunContext) -> dict[str, Any]:
     )
 
 
+def _run(idle: dict[str, Any]) -> str:
+    """The scheduler's figure (an older JSON has none)."""
+    return num(idle["run_percent"], 4) if "run_percent" in idle else "-"
+
+
 def report(result: dict[str, Any]) -> str:
     s = result["summary"]
     rows = [
-        [k, num(v["rss_mib"], 1), num(v["pss_mib"], 1), num(v["cpu_percent"], 3)]
+        [k, num(v["rss_mib"], 1), num(v["pss_mib"], 1), num(v["cpu_percent"], 3), _run(v)]
         for k, v in s["idle"].items()
     ]
     text = table(
         f"{TITLE}\nidle over {s['idle_window_s']:g} s (product defaults: leader/attempter-timeout 10 s)",
-        ["process", "RSS MiB", "PSS MiB", "CPU % of a core"],
+        ["process", "RSS MiB", "PSS MiB", "CPU % of a core (10 ms ticks)", "on CPU % (schedstat)"],
         rows,
     )
     st, fl = s["startup"]["to_first_attempt_s"], s["startup"]["to_first_log_line_s"]

@@ -33,8 +33,8 @@ THIRDS = ("none", "block", "poll")
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-    # (gap ms, samples per process); about 21 s per case in a full run.
-    gaps = ctx.sized([(3.0, 300), (200.0, 50), (1000.0, 10)], [(3.0, 30), (200.0, 3)])
+    # (gap ms, samples per process); about 41 s per case in a full run.
+    gaps = ctx.sized([(3.0, 300), (200.0, 50), (1000.0, 30)], [(3.0, 30), (200.0, 3)])
     repeats = ctx.pick_rounds(full=2, quick=1)
     started = time.time()
     rows: list[dict[str, Any]] = []
