@@ -45,9 +45,12 @@ pytestmark = pytest.mark.e2e
 
 def break_file_dir(directory: Path) -> None:
     """Make ``directory`` unusable even for root: a regular file where the directory was (every
-    write under it fails with ENOTDIR)."""
-    shutil.rmtree(directory)
+    write under it fails with ENOTDIR). Renamed away first, in one step: the leader writing into it
+    meanwhile would make a removal in place fail with "Directory not empty" (seen in CI)."""
+    gone = directory.with_name(directory.name + ".gone")
+    directory.rename(gone)
     directory.write_text("not a directory any more\n")
+    shutil.rmtree(gone, ignore_errors=True)
 
 
 def test_the_history_tells_a_switchover_a_graceful_stop_a_crash_and_a_resignation(
