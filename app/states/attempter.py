@@ -200,14 +200,17 @@ def _next_look(ctx: Context, next_attempt: float, now: float) -> float:
 
 def _attempt(
     ctx: Context, position: int | None, timer: _LookTimer, *, periodic: bool
-) -> tuple[Transition | None, int]:
+) -> tuple[Transition | None, int | None]:
     """One attempt; returns (where to go, the queue position now known)."""
     # Read the signal on every attempt, woken or periodic: a deletion reported just as a wait timed out
     # (its wake-up cleared with the periodic one) must still count.
     signalled = ctx.coordinator.take_over_signal()
     moved = ctx.coordinator.queue_moved()
     if switchover.targeted(ctx):
-        return _attempt_as_target(ctx, position, timer, signalled=signalled)
+        # The queue moved while we act as the target: our place is unknown until we read it again
+        # (at the first attempt once the request no longer names us), or we would stay behind a
+        # head that is gone, watched by nobody, if the request is withdrawn.
+        return _attempt_as_target(ctx, None if moved else position, timer, signalled=signalled)
     if signalled and position == 0:
         # The leader node we watched as the head was deleted: take it at once, without a read.
         return _take_over(ctx, "took over the leader node", 0, timer), 0
@@ -232,14 +235,15 @@ def _attempt(
 
 def _attempt_as_target(
     ctx: Context, position: int | None, timer: _LookTimer, *, signalled: bool
-) -> tuple[Transition | None, int]:
+) -> tuple[Transition | None, int | None]:
     """An operator named us the next leader: act as the head (watch the node, take it at once on
     its deletion, no grace), wherever we stand in the queue. Our real place (``position``, None:
-    not read yet) says in the log whether it leads out of turn."""
-    held = position if position is not None else 0
+    not read yet) says in the log whether it leads out of turn, and is kept as it is: an unknown
+    place is read once the request no longer names us (taken for the head's, a replica further
+    back would take over out of turn at the next hand-over)."""
     if signalled:
-        return _take_over(ctx, "took over the leader node by switchover", position, timer), held
-    return _look(ctx, position, timer, as_head=True)[0], held
+        return _take_over(ctx, "took over the leader node by switchover", position, timer), position
+    return _look(ctx, position, timer, as_head=True)[0], position
 
 
 def _take_over(ctx: Context, how: str, position: int | None, timer: _LookTimer) -> Transition | None:

@@ -8,6 +8,7 @@ import itertools
 import pytest
 
 from app.machine import StateName
+from app.ports.coordination import SwitchoverRequest
 from tests.fakes import FakeCoordinator, FakeZooKeeper
 from tests.unit.conftest import Harness, keep_publishing, other_leader
 
@@ -445,3 +446,43 @@ def test_an_in_turn_leader_leaves_the_queue_after_its_first_write_with_one_delet
     assert calls.count("leave_queue") == 1  # once per term
     assert calls.count("queue_position") == 1  # the look at entry: no read to leave
     assert h.server.candidates == {}
+
+
+def test_the_queue_moving_while_we_are_a_switchovers_target_is_not_lost(make_harness) -> None:  # type: ignore[no-untyped-def]
+    # We stand right behind the head, and a switchover names us. While it does, the head goes
+    # (a restart): the queue moved, and we are the head now. The request is then withdrawn
+    # (its --wait ran out). The leader's later departure must wake us as the head and cost one
+    # create at once, not wait for a periodic look and the grace (a lost wake-up: before the fix
+    # the deletion of the one ahead was read and dropped on the target's path, our place stayed
+    # 1, and the write came at 11 s).
+    server = FakeZooKeeper()
+    leader = standing_leader(server, "first")
+    head = waiting_candidate(server, watching=True)
+    h = make_harness(server=server)  # behind the head: watches its candidate
+    epoch = server.leader.epoch  # type: ignore[union-attr]
+    request = SwitchoverRequest("r1", epoch, "first", "me", "2026-01-01T00:00:00Z", 30.0)
+    h.at(1.0, lambda: server.set_switchover(request))
+    h.at(1.5, head.close)
+    h.at(2.0, lambda: server.set_switchover(None))
+    h.at(3.5, leader.close)
+    h.stop_at(12.0)
+    h.run()
+    assert h.write_times[:1] == [3.5]
+
+
+def test_a_target_that_never_read_its_place_does_not_take_it_for_the_heads(make_harness) -> None:  # type: ignore[no-untyped-def]
+    # A switchover names us as we join (behind a head), and is withdrawn before we ever read the
+    # queue. Our place is unknown, not the head's: when the leader goes, the head (stuck here) gets
+    # its grace and we create after it, not at once out of turn (before the fix the target's path
+    # returned place 0, and we created at 3.5 s, racing the real head).
+    server = FakeZooKeeper()
+    leader = standing_leader(server, "first")
+    waiting_candidate(server, watching=True)  # the head: stuck, never looks
+    epoch = server.leader.epoch  # type: ignore[union-attr]
+    server.set_switchover(SwitchoverRequest("r1", epoch, "first", "me", "2026-01-01T00:00:00Z", 30.0))
+    h = make_harness(server=server)
+    h.at(1.0, lambda: server.set_switchover(None))
+    h.at(3.5, leader.close)
+    h.stop_at(12.0)
+    h.run()
+    assert h.write_times[:1] == [11.0]  # the period's look at 10 s, then the grace
