@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
-import itertools
 import json
 import logging
 import queue
@@ -277,7 +276,8 @@ class HttpServer:
         (the first in accept order) or the end of an accept pause, whichever comes first; None (until
         a socket is ready) when neither is pending. An idle replica's HTTP thread so never wakes by
         itself (docs/BENCHMARKS.md, "Idle cost"); stop() wakes it through the socket pair."""
-        deadlines = [deadline for deadline, _head in itertools.islice(self._pending.values(), 1)]
+        oldest = next(iter(self._pending.values()), None)
+        deadlines = [] if oldest is None else [oldest[0]]
         if self._accept_paused_until is not None:
             deadlines.append(self._accept_paused_until)
         return max(0.0, min(deadlines) - now) if deadlines else None

@@ -52,6 +52,14 @@ class RunContext:
             return self.rounds
         return self.sized(full, quick)
 
+    def compare_label(self) -> str | None:
+        """The compared app's short commit (``--compare-app-ref``), its directory if not exported
+        from git, None without one."""
+        if self.compare_app_src is None:
+            return None
+        pinned = self.compare_app_src / ".commit"
+        return pinned.read_text().strip()[:7] if pinned.is_file() else str(self.compare_app_src)
+
     def pick_sizes(self, full: list[int], quick: list[int]) -> list[int]:
         """Sizes of a sweep: ``--sizes`` if given, else ``quick`` with ``--quick``, else ``full``."""
         return list(self.sizes) if self.sizes else list(self.sized(full, quick))

@@ -17,6 +17,7 @@ from kazoo.protocol.states import EventType, WatchedEvent
 from bench.common import summary
 from bench.fleet import APP_FLAVOURS, KAZOO, Group, app_log_events
 from bench.scenarios import RunContext
+from bench.visibility import WatchUnavailableError
 from bench.zk import BenchZooKeeper, ZkSnapshot
 from tools import leader_files
 from tools.leader_files import LeaderFile, parse_time
@@ -83,6 +84,19 @@ def app_breakdown(group: Group, old: str, new: str, t0: float) -> dict[str, floa
     }
     out.update({k: v for k, v in marks.items() if v is not None})
     return out
+
+
+def start_watched(group: Group, fallback: list[str], scenario: str) -> None:
+    """Watch the group's directory for its leader files (the hand-over's "visible" time), then start
+    it in batches of 10 as :func:`steady_fleet` does. Where no watch can be had, say why once per
+    scenario (``fallback`` collects the reasons) and let the rounds fall back to the 2 ms poll."""
+    try:
+        group.watch_files()
+    except WatchUnavailableError as exc:
+        if not fallback:
+            print(f"  {scenario}: {exc}; 'visible' falls back to the 2 ms poll", flush=True)
+        fallback.append(str(exc))
+    group.start(batch=10, timeout=300.0)
 
 
 def kazoo_round_trips(address: str, path: str, count: int) -> dict[str, Any]:

@@ -283,10 +283,7 @@ def leaders(
 
 
 def config(ctx: RunContext, ticks: int, probe_samples: int) -> dict[str, Any]:
-    compare = None
-    if ctx.compare_app_src is not None:
-        pinned = ctx.compare_app_src / ".commit"
-        compare = pinned.read_text().strip()[:7] if pinned.is_file() else str(ctx.compare_app_src)
+    compare = ctx.compare_label()
     return {"periods_s": list(PERIODS), "ticks": ticks, "probe_pairs": probe_samples, "compare_app": compare}
 
 

@@ -36,7 +36,7 @@ from typing import Any
 from bench.common import ms, num, ratio, summary, table
 from bench.fleet import APP, APP_COMPARE, KAZOO, POLLER, Flavour, Group
 from bench.scenarios import RunContext
-from bench.scenarios._handover import handover_round, kazoo_round_trips
+from bench.scenarios._handover import handover_round, kazoo_round_trips, start_watched
 from bench.scenarios._skeleton import (
     fleet_config,
     launched,
@@ -50,7 +50,6 @@ from bench.scenarios._skeleton import (
     values,
     verdict,
 )
-from bench.visibility import WatchUnavailableError
 from tools.waiting import wait_for
 
 NAME = "graceful"
@@ -76,29 +75,11 @@ def flavours_at(n: int, compare: bool) -> list[Flavour]:
     ]
 
 
-def compare_label(ctx: RunContext) -> str | None:
-    if ctx.compare_app_src is None:
-        return None
-    pinned = ctx.compare_app_src / ".commit"
-    return pinned.read_text().strip()[:7] if pinned.is_file() else str(ctx.compare_app_src)
-
-
-def _start(group: Group, fallback: list[str]) -> None:
-    """Watch the group's directory (or note why not), then start it as ``steady_fleet`` does."""
-    try:
-        group.watch_files()
-    except WatchUnavailableError as exc:
-        if not fallback:
-            print(f"  graceful: {exc}; 'visible' falls back to the 2 ms poll", flush=True)
-        fallback.append(str(exc))
-    group.start(batch=10, timeout=300.0)
-
-
 def run(ctx: RunContext) -> dict[str, Any]:
     sizes = ctx.pick_sizes(list(SIZES), list(QUICK_SIZES))
     rounds = ctx.pick_rounds(full=24, quick=2)
     started = time.time()
-    compare = compare_label(ctx)
+    compare = ctx.compare_label()
     fallback: list[str] = []
     rows: list[dict[str, Any]] = []
     names_by_n: dict[int, list[str]] = {}
@@ -120,7 +101,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
                 for f in flavours
             ]
             begun = time.time()
-            with launched(*groups, start=lambda g: _start(g, fallback), stop_timeout=60.0):
+            with launched(*groups, start=lambda g: start_watched(g, fallback, NAME), stop_timeout=60.0):
                 start_s = time.time() - begun
                 mine = measure(
                     groups,

@@ -29,9 +29,14 @@ from typing import Any
 from bench.common import ms, num, pss_bytes, ratio, rss_bytes, summary, table
 from bench.fleet import APP, KAZOO, Group
 from bench.scenarios import RunContext
-from bench.scenarios._handover import by_type_median, handover_round, net_requests, steady_state
+from bench.scenarios._handover import (
+    by_type_median,
+    handover_round,
+    net_requests,
+    start_watched,
+    steady_state,
+)
 from bench.scenarios._skeleton import fleet_config, launched, make_result, measure, paired
-from bench.visibility import WatchUnavailableError
 from tools.waiting import wait_for
 
 NAME = "scale"
@@ -77,13 +82,7 @@ def _start(ctx: RunContext, group: Group, fallback: list[str]) -> float:
     """Watch the group's directory (or note why not), start it as ``steady_fleet`` does and wait until
     it is whole and led, plus time for the last batch's first looks; the seconds until ready."""
     started = time.time()
-    try:
-        group.watch_files()
-    except WatchUnavailableError as exc:
-        if not fallback:
-            print(f"  scale: {exc}; 'visible' falls back to the 2 ms poll", flush=True)
-        fallback.append(str(exc))
-    group.start(batch=10, timeout=300.0)
+    start_watched(group, fallback, NAME)
     group.wait_ready(timeout=120.0)
     ready = time.time() - started
     time.sleep(ctx.sized(2.0, 0.3))
